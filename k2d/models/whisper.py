@@ -1,0 +1,109 @@
+"""Loading Whisper models (teacher, validator, student) and the code-switching generation settings.
+
+A model is a Hugging Face id (`openai/whisper-large-v2`) or a local directory written by `save_pretrained`;
+the demo's own models load through exactly the same path as real Whisper checkpoints.
+
+    model, processor = load_whisper("openai/whisper-base", device="cuda", dtype="float16")
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import GenerationConfig, WhisperForConditionalGeneration, WhisperProcessor
+
+from k2d.config import option
+from k2d.models.tokenizer import TIME_PRECISION, WHISPER_LANGUAGES, check_whisper_tokenizer
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class GenerationSettings:
+    """How a model transcribes: the options stages 1, 3 and 6 expose in their configs."""
+
+    language: str = option("zh", "forced language token (code-switching: zh)")
+    task: str = option("transcribe", "transcribe or translate")
+    timestamps: bool = option(True, "predict timestamp tokens")
+    num_beams: int = option(1, "beam size (1 = greedy)")
+    temperature_fallback: bool = option(False, "re-decode at higher temperatures when output looks degenerate")
+    mix_lang_emb: bool = option(False, "replace the <|zh|> embedding by the mean of <|zh|> and <|en|>")
+    max_new_tokens: int = option(224, "most tokens generated per window (capped by the 448-token context)")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device} asked for, but no CUDA device is available")
+    return torch.device(device)
+
+
+def load_whisper(
+    name_or_path: str | Path, device: str = "cpu", dtype: str = "float32"
+) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
+    """Load a Whisper model and its processor, failing clearly when they cannot be found."""
+    source = str(name_or_path)
+    is_local = Path(source).exists()
+    if not is_local and source.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"model directory {source} does not exist")
+    try:
+        processor = WhisperProcessor.from_pretrained(source)
+        model = WhisperForConditionalGeneration.from_pretrained(source, dtype=DTYPES[dtype])
+    except OSError as error:
+        hint = "" if is_local else " (offline: download it first, or give a local directory written by save_pretrained)"
+        raise RuntimeError(f"cannot load Whisper model {source}{hint}: {error}") from None
+    check_whisper_tokenizer(processor.tokenizer, f"model {source}")
+    complete_generation_config(model.generation_config, processor.tokenizer, model.config)
+    model.to(resolve_device(device)).eval()
+    return model, processor
+
+
+def complete_generation_config(generation_config: GenerationConfig, tokenizer, model_config) -> GenerationConfig:
+    """Fill the Whisper fields generate() needs, where a checkpoint lacks them (e.g. one built from scratch)."""
+    ids = tokenizer.convert_tokens_to_ids
+    defaults = {
+        "decoder_start_token_id": ids("<|startoftranscript|>"),
+        "bos_token_id": ids("<|endoftext|>"),
+        "eos_token_id": ids("<|endoftext|>"),
+        "pad_token_id": ids("<|endoftext|>"),
+        "no_timestamps_token_id": ids("<|notimestamps|>"),
+        "prev_sot_token_id": ids("<|startofprev|>"),
+        "lang_to_id": {f"<|{code}|>": ids(f"<|{code}|>") for code in WHISPER_LANGUAGES},
+        "task_to_id": {"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
+        "is_multilingual": True,
+        "max_length": model_config.max_target_positions,
+        "begin_suppress_tokens": [ids("Ġ"), ids("<|endoftext|>")],
+        "suppress_tokens": [],
+        # The first timestamp may fall anywhere in the window (Whisper's own checkpoints keep 50 = 1 s).
+        "max_initial_timestamp_index": int(model_config.max_source_positions * 2 * 0.01 / TIME_PRECISION),
+    }
+    for key, value in defaults.items():
+        if getattr(generation_config, key, None) is None:
+            setattr(generation_config, key, value)
+    generation_config.forced_decoder_ids = None
+    # from_model_config marks a config that from_pretrained() then strips of the Whisper fields.
+    generation_config._from_model_config = False
+    return generation_config
+
+
+def apply_mix_lang_emb(model: WhisperForConditionalGeneration, tokenizer) -> None:
+    """K2D authors' option: the <|zh|> embedding becomes the mean of <|zh|> and <|en|> (code-switching prior)."""
+    zh, en = tokenizer.convert_tokens_to_ids("<|zh|>"), tokenizer.convert_tokens_to_ids("<|en|>")
+    embedding = model.get_decoder().embed_tokens.weight
+    with torch.no_grad():
+        embedding[zh] = 0.5 * (embedding[zh] + embedding[en])
+
+
+def window_seconds(model: WhisperForConditionalGeneration) -> float:
+    """Length of the model's input window: 2 mel frames of 10 ms per encoder position (30 s for Whisper)."""
+    return model.config.max_source_positions * 2 * 0.01
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,1 @@
+"""mini_cs: the built-in synthetic Mandarin-English code-switched lecture corpus."""

@@ -1,0 +1,1 @@
+"""Text processing shared by every stage: scripts, normalisation, mixed-error-rate units, phonemes."""

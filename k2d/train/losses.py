@@ -1,0 +1,50 @@
+"""Losses: cross-entropy on labels, KL(teacher || student) at a temperature, and auxiliary CTC.
+
+    loss = beta * CE(student, labels) + gamma * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+
+Both terms are averaged over the label tokens that take a loss (not padding, not the prompt or forced
+prefix). gamma = 0 is plain supervised training.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from k2d.train.labels import IGNORE_INDEX
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean token cross-entropy over targets != IGNORE_INDEX. logits (B, L, V), targets (B, L)."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+
+def kl_divergence(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """T^2 * KL(teacher || student) of the temperature-softened distributions, mean over loss tokens."""
+    mask = targets != IGNORE_INDEX
+    student_log_probs = F.log_softmax(student_logits[mask].float() / temperature, dim=-1)
+    teacher_log_probs = F.log_softmax(teacher_logits[mask].float() / temperature, dim=-1)
+    per_token = (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum(-1)
+    return per_token.mean() * temperature**2 if per_token.numel() else student_logits.sum() * 0.0
+
+
+def ctc_loss(
+    log_probs: torch.Tensor, frame_lengths: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor,
+    blank: int,
+) -> torch.Tensor:
+    """CTC over the examples whose target length is > 0, averaged per target token."""
+    use = target_lengths > 0
+    if not bool(use.any()):
+        return log_probs.sum() * 0.0
+    loss = F.ctc_loss(
+        log_probs[use].transpose(0, 1).float(), targets[use], frame_lengths[use], target_lengths[use],
+        blank=blank, reduction="sum", zero_infinity=True,
+    )
+    return loss / target_lengths[use].sum()
+
+
+def token_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    mask = targets != IGNORE_INDEX
+    return (logits.argmax(-1)[mask] == targets[mask]).float().mean()

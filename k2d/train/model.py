@@ -1,0 +1,133 @@
+"""The trainable model: a Whisper student, optionally a frozen teacher for KD, optionally a CTC head.
+
+It follows ESPnet's model contract (an espnet2 `AbsESPnetModel`: `forward(speech, speech_lengths, text,
+text_lengths) -> (loss, stats, weight)` and `collect_feats`), so ESPnet's trainer can drive it too; this
+toolkit's trainer calls `loss_from_batch` with features computed in the data loader workers.
+"""
+
+from __future__ import annotations
+
+import torch
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+from transformers import WhisperForConditionalGeneration
+
+from k2d.train.data import SAMPLE_RATE, Batch
+from k2d.train.labels import IGNORE_INDEX
+from k2d.train.losses import cross_entropy, ctc_loss, kl_divergence, token_accuracy
+
+
+def encoders_identical(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """True when two encoders hold the same weights (a student's encoder copied from its teacher)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k].to(sa[k].device)) for k in sa)
+
+
+class WhisperKDModel(AbsESPnetModel):
+    def __init__(
+        self,
+        student: WhisperForConditionalGeneration,
+        teacher: WhisperForConditionalGeneration | None = None,
+        *,
+        beta: float = 0.8,
+        gamma: float = 1.0,
+        temperature: float = 2.0,
+        ctc_weight: float = 0.0,
+        feature_extractor=None,
+    ):
+        super().__init__()
+        self.student = student
+        self.teacher = teacher
+        self.beta, self.gamma, self.temperature, self.ctc_weight = beta, gamma, temperature, ctc_weight
+        self.feature_extractor = feature_extractor  # the ESPnet-style frontend, used by forward()
+        if teacher is not None:
+            teacher.requires_grad_(False).eval()
+        if gamma > 0 and teacher is None:
+            raise ValueError("gamma > 0 (KL to the teacher) needs a teacher")
+        encoder = student.get_encoder()
+        self.encoder_frozen = not any(p.requires_grad for p in encoder.parameters())
+        # A frozen copy of the teacher's encoder gives the same output: run it once for both decoders.
+        self.share_encoder = (
+            teacher is not None and self.encoder_frozen and encoders_identical(encoder, teacher.get_encoder())
+        )
+        self.ctc_head = None
+        if ctc_weight > 0:
+            num_text_tokens = student.config.eos_token_id  # text tokens are the ids below <|endoftext|>
+            self.ctc_head = torch.nn.Linear(student.config.d_model, num_text_tokens + 1)  # + blank
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # Frozen parts stay in eval mode: no dropout in a frozen encoder or in the teacher.
+        if self.teacher is not None:
+            self.teacher.eval()
+        if self.encoder_frozen:
+            self.student.get_encoder().eval()
+        return self
+
+    def loss_from_batch(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        return self._loss(batch.features, batch.input_ids, batch.targets, batch.ctc_targets, batch.ctc_lengths)
+
+    def _loss(self, features, input_ids, targets, ctc_targets=None, ctc_lengths=None):
+        features = features.to(self.student.dtype)
+        if self.encoder_frozen:
+            with torch.no_grad():
+                encoder_out = self.student.get_encoder()(features).last_hidden_state
+        else:
+            encoder_out = self.student.get_encoder()(features).last_hidden_state
+        student_logits = self.student(encoder_outputs=(encoder_out,), decoder_input_ids=input_ids).logits
+        ce = cross_entropy(student_logits, targets)
+        stats = {"ce": ce.detach(), "acc": token_accuracy(student_logits.detach(), targets)}
+        loss = self.beta * ce if self.teacher is not None else ce
+        if self.teacher is not None and self.gamma > 0:
+            with torch.no_grad():
+                teacher_encoder_out = (
+                    encoder_out if self.share_encoder else self.teacher.get_encoder()(features).last_hidden_state
+                )
+                teacher_logits = self.teacher(
+                    encoder_outputs=(teacher_encoder_out,), decoder_input_ids=input_ids
+                ).logits
+            kl = kl_divergence(student_logits, teacher_logits, targets, self.temperature)
+            loss = loss + self.gamma * kl
+            stats["kl"] = kl.detach()
+        if self.ctc_head is not None and ctc_targets is not None:
+            log_probs = self.ctc_head(encoder_out).log_softmax(-1)
+            frames = torch.full((features.shape[0],), encoder_out.shape[1], device=features.device)
+            ctc = ctc_loss(log_probs, frames, ctc_targets, ctc_lengths, blank=self.ctc_head.out_features - 1)
+            loss = (1 - self.ctc_weight) * loss + self.ctc_weight * ctc
+            stats["ctc"] = ctc.detach()
+        stats["loss"] = loss.detach()
+        weight = (targets != IGNORE_INDEX).sum()
+        return loss, stats, weight
+
+    # ---- ESPnet contract ----
+    def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs) -> dict[str, torch.Tensor]:
+        if self.feature_extractor is None:
+            raise RuntimeError("this model was built without a frontend (feature_extractor)")
+        audio = [s[: int(n)].float().cpu().numpy() for s, n in zip(speech, speech_lengths)]
+        feats = self.feature_extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        feats = feats.to(speech.device)
+        return {"feats": feats, "feats_lengths": torch.full((len(audio),), feats.shape[-1], device=speech.device)}
+
+    def forward(
+        self,
+        speech: torch.Tensor | None = None,
+        speech_lengths: torch.Tensor | None = None,
+        text: torch.Tensor | None = None,
+        text_lengths: torch.Tensor | None = None,
+        text_loss_start: torch.Tensor | None = None,
+        batch: Batch | None = None,
+        **kwargs,
+    ):
+        """ESPnet-style call. `text` holds whole decoder sequences (prompt, forced prefix, body,
+        <|endoftext|>) padded with -1; tokens before `text_loss_start` (default: the 3-token prefix
+        <|startoftranscript|><|lang|><|task|>) take no loss. This toolkit's trainer passes `batch`
+        instead (features already computed by the data loader), through the same call so DDP sees it."""
+        if batch is not None:
+            return self.loss_from_batch(batch)
+        feats = self.collect_feats(speech, speech_lengths)["feats"]
+        pad = self.student.config.pad_token_id
+        sequences = text.masked_fill(text < 0, pad)
+        input_ids, targets = sequences[:, :-1], sequences[:, 1:].clone()
+        positions = torch.arange(targets.shape[1], device=text.device)[None, :] + 1
+        start = text_loss_start if text_loss_start is not None else torch.full_like(text_lengths, 3)
+        targets[(positions < start[:, None]) | (positions >= text_lengths[:, None])] = IGNORE_INDEX
+        return self._loss(feats, input_ids, targets)

@@ -1,0 +1,295 @@
+"""The training loop shared by the demo's bootstrap training and stage 5 distillation.
+
+AdamW, warm-up then constant or linear decay, gradient accumulation and clipping, bf16/fp16 autocast on GPU,
+periodic validation with best-checkpoint selection by validation MER, exact resume (model, optimiser,
+scheduler, position in the epoch, RNG), TensorBoard logs, a progress bar, and DDP under torchrun.
+
+Layout of OUT_DIR:
+  checkpoints/latest.pt      resume point (written atomically every `checkpoint_every` steps)
+  best/                      the student with the lowest validation MER (save_pretrained + processor)
+  tensorboard/               loss curves and validation metrics
+  train_config.yaml          the resolved configuration
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from k2d.config import option
+from k2d.train.data import SkipBatches
+from k2d.utils import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    learning_rate: float = option(1e-4, "peak AdamW learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_steps: int = option(50, "linear warm-up steps")
+    schedule: str = option("constant", "after warm-up: constant or linear (decay to 0 at max_steps)")
+    max_steps: int = option(1000, "optimiser steps")
+    grad_accum: int = option(1, "micro-batches per optimiser step")
+    clip_grad_norm: float = option(1.0, "gradient clipping (0 = off)")
+    amp_dtype: str = option("bfloat16", "autocast dtype on GPU: bfloat16, float16 or none (CPU is always fp32)")
+    valid_every: int = option(200, "validate every N steps (and at the end)")
+    checkpoint_every: int = option(100, "write checkpoints/latest.pt every N steps")
+    log_every: int = option(10, "TensorBoard scalars every N steps")
+    num_workers: int = option(1, "data loader worker processes")
+    seed: int = option(0, "random seed")
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0  # micro-batches of the current epoch already consumed
+    best_mer: float = math.inf
+    best_step: int = -1
+
+
+def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if config.schedule == "linear":
+            return max(0.0, (config.max_steps - step) / max(1, config.max_steps - config.warmup_steps))
+        return 1.0
+
+    if config.schedule not in ("constant", "linear"):
+        raise ValueError(f"schedule must be constant or linear, got {config.schedule!r}")
+    return factor
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def init_distributed(device: torch.device) -> torch.device:
+    """Join the torchrun process group when launched by torchrun; returns this rank's device."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
+        return device
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    log.info("rank %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
+    return device
+
+
+def _identity(batch):
+    return batch
+
+
+class Trainer:
+    """Train `model` (a WhisperKDModel) on batches from `sampler` + `dataset`.
+
+    `validate(student) -> {"mer": ..., ...}` scores the student; `save_best(student, out_dir)` writes it.
+    `callbacks` are called as fn(state) after every optimiser step (tests use one to simulate a kill).
+    """
+
+    def __init__(
+        self,
+        model,
+        sampler,
+        dataset,
+        out_dir: Path,
+        config: TrainConfig,
+        device: torch.device,
+        validate: Callable | None = None,
+        save_best: Callable | None = None,
+        callbacks: list[Callable] | None = None,
+    ):
+        self.config, self.device, self.out_dir = config, device, Path(out_dir)
+        self.sampler, self.dataset = sampler, dataset
+        self.validate, self.save_best = validate, save_best
+        self.callbacks = callbacks or []
+        self.model = model.to(device)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.trainable, lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
+        self.ddp_model = (
+            torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+            if is_distributed()
+            else model
+        )
+        amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(config.amp_dtype)
+        self.amp_dtype = amp if device.type == "cuda" else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.state = TrainState()
+        self.writer = None
+
+    # ---- checkpoints ----
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoints" / "latest.pt"
+
+    def save_checkpoint(self) -> None:
+        if rank() != 0:
+            return
+        payload = {
+            "model": {k: v for k, v in self.model.state_dict().items() if not k.startswith("teacher.")},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": vars(self.state).copy(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(payload, tmp)
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        payload = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        missing, unexpected = self.model.load_state_dict(payload["model"], strict=False)
+        if unexpected or any(not k.startswith("teacher.") for k in missing):
+            raise RuntimeError(f"checkpoint {self.checkpoint_path} does not match the model: {missing} {unexpected}")
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.scaler.load_state_dict(payload["scaler"])
+        self.state = TrainState(**payload["state"])
+        torch.set_rng_state(payload["torch_rng"])
+        if payload["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        log.info("resumed from %s at step %d", self.checkpoint_path, self.state.step)
+        return True
+
+    # ---- the loop ----
+    def _batches(self) -> Iterator:
+        """Micro-batches forever, epoch after epoch, starting where the state says."""
+        while True:
+            self.sampler.set_epoch(self.state.epoch)
+            self.dataset.set_epoch(self.state.epoch)
+            loader = DataLoader(
+                self.dataset,
+                sampler=SkipBatches(self.sampler, self.state.batches_in_epoch),
+                batch_size=None,
+                num_workers=self.config.num_workers,
+                collate_fn=_identity,
+                persistent_workers=False,
+            )
+            produced = False
+            for batch in loader:
+                produced = True
+                yield batch
+            if not produced and self.state.batches_in_epoch == 0:
+                raise RuntimeError("the training data yields no batches (empty manifest?)")
+            self.state.epoch += 1
+            self.state.batches_in_epoch = 0
+
+    def _micro_step(self, batch, sync: bool) -> dict[str, torch.Tensor]:
+        batch = batch.to(self.device)
+        context = self.ddp_model.no_sync() if (is_distributed() and not sync) else contextlib.nullcontext()
+        with context:
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                loss, stats, _ = self.ddp_model(batch=batch)
+            self.scaler.scale(loss / self.config.grad_accum).backward()
+        return stats
+
+    def _optimizer_step(self) -> float:
+        self.scaler.unscale_(self.optimizer)
+        norm = (
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.config.clip_grad_norm)
+            if self.config.clip_grad_norm > 0
+            else torch.tensor(0.0)
+        )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return float(norm)
+
+    def _validate(self) -> None:
+        if self.validate is None:
+            return
+        if rank() == 0:
+            self.model.eval()
+            metrics = self.validate(self.model.student)
+            self.model.train()
+            for key, value in metrics.items():
+                self.writer.add_scalar(f"valid/{key}", value, self.state.step)
+            mer = metrics["mer"]
+            improved = mer < self.state.best_mer
+            log.info(
+                "step %d: validation %s%s", self.state.step,
+                ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), " (best so far)" if improved else "",
+            )
+            if improved:
+                self.state.best_mer, self.state.best_step = mer, self.state.step
+                if self.save_best is not None:
+                    self.save_best(self.model.student, self.out_dir / "best")
+        if is_distributed():
+            dist.barrier()
+
+    def fit(self) -> TrainState:
+        torch.manual_seed(self.config.seed)
+        resumed = self.load_checkpoint()
+        if rank() == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(self.out_dir / "tensorboard")
+        if self.state.step >= self.config.max_steps:
+            log.info("training already finished (%d steps)", self.state.step)
+            return self.state
+        self.model.train()
+        batches = self._batches()
+        progress = tqdm(
+            total=self.config.max_steps, initial=self.state.step, desc="train", unit="step", disable=rank() != 0
+        )
+        started, tokens = time.time(), 0
+        if not resumed:
+            log.info("training %d trainable parameters for %d steps", sum(p.numel() for p in self.trainable),
+                     self.config.max_steps)
+        while self.state.step < self.config.max_steps:
+            for micro in range(self.config.grad_accum):
+                batch = next(batches)
+                stats = self._micro_step(batch, sync=micro == self.config.grad_accum - 1)
+                tokens += batch.num_tokens
+                self.state.batches_in_epoch += 1
+            grad_norm = self._optimizer_step()
+            self.state.step += 1
+            progress.update(1)
+            progress.set_postfix({k: f"{float(v):.3f}" for k, v in stats.items() if k in ("loss", "ce", "kl", "ctc")})
+            if rank() == 0 and self.state.step % self.config.log_every == 0:
+                for key, value in stats.items():
+                    self.writer.add_scalar(f"train/{key}", float(value), self.state.step)
+                self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.state.step)
+                self.writer.add_scalar("train/grad_norm", grad_norm, self.state.step)
+                self.writer.add_scalar("train/tokens_per_s", tokens / (time.time() - started), self.state.step)
+            last = self.state.step == self.config.max_steps
+            if self.state.step % self.config.valid_every == 0 or last:
+                self._validate()
+            if self.state.step % self.config.checkpoint_every == 0 or last:
+                self.save_checkpoint()
+            for callback in self.callbacks:
+                callback(self.state)
+        progress.close()
+        if self.writer is not None:
+            self.writer.close()
+        log.info(
+            "trained to step %d in %.1f s; best validation MER %.4f at step %d",
+            self.state.step, time.time() - started, self.state.best_mer, self.state.best_step,
+        )
+        return self.state
+
