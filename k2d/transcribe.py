@@ -140,3 +140,92 @@ def transcribe_windows(
             segments, seek = ([Segment(0.0, seconds, text)] if text else []), min(window, seconds)
         results.append(WindowResult(segments, text, seek, tokens))
     return results
+
+
+class AudioError(RuntimeError):
+    """A recording that cannot be used; the message says why."""
+
+
+def read_window(recording, offset: float, duration: float) -> np.ndarray:
+    """Mono 16 kHz float32 samples of [offset, offset + duration) of a lhotse Recording, read from disk
+    without loading the rest of the file. Several channels are averaged; other rates are resampled."""
+    if recording.sampling_rate != SAMPLE_RATE:
+        recording = recording.resample(SAMPLE_RATE)
+    duration = min(duration, recording.duration - offset)
+    if duration <= 0:
+        return np.zeros(0, dtype=np.float32)
+    try:
+        audio = recording.load_audio(offset=offset, duration=duration)
+    except Exception as error:  # lhotse raises many kinds; the stage reports the file and goes on
+        raise AudioError(f"unreadable at {offset:.1f} s: {type(error).__name__}: {error}") from None
+    audio = audio.mean(axis=0) if audio.ndim == 2 else audio
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(f"NaN or infinite samples in {offset:.1f}-{offset + duration:.1f} s")
+    return audio.astype(np.float32)
+
+
+@dataclass
+class LongFormResult:
+    recording_id: str
+    segments: list[Segment]
+    error: str | None = None  # why the recording was skipped
+    decoded_seconds: float = 0.0  # audio that went through the model (silent windows are skipped)
+
+
+@dataclass(eq=False)  # jobs are compared by identity
+class _Job:
+    recording: object
+    offset: float = 0.0
+    segments: list[Segment] = field(default_factory=list)
+    decoded_seconds: float = 0.0
+
+
+def transcribe_longform(
+    model, processor, recordings, settings: GenerationSettings, batch_size: int = 8, silence_rms: float = 1e-4
+):
+    """Yield a LongFormResult per recording, decoding up to `batch_size` recordings side by side.
+
+    Windows quieter than `silence_rms` are not decoded (no speech there); a recording that is empty,
+    all silence, unreadable or holds NaNs comes back with `error` set. Results come in completion order.
+    """
+    window = window_seconds(model)
+    pending = iter(recordings)
+    active: list[_Job] = []
+    exhausted = False
+    while active or not exhausted:
+        while len(active) < batch_size and not exhausted:
+            recording = next(pending, None)
+            if recording is None:
+                exhausted = True
+            elif recording.num_samples == 0 or recording.duration <= 0:
+                yield LongFormResult(recording.id, [], "empty: no samples")
+            else:
+                active.append(_Job(recording))
+        if not active:
+            break
+        to_decode, audios, finished = [], [], []
+        for job in active:
+            try:
+                audio = read_window(job.recording, job.offset, window)
+            except AudioError as error:
+                finished.append(job)
+                yield LongFormResult(job.recording.id, [], str(error))
+                continue
+            if audio.size < 0.05 * SAMPLE_RATE:  # nothing (or a few ms) left
+                job.offset = job.recording.duration
+            elif float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) < silence_rms:
+                job.offset += audio.size / SAMPLE_RATE
+            else:
+                to_decode.append(job)
+                audios.append(audio)
+        for job, result in zip(to_decode, transcribe_windows(model, processor, audios, settings, timestamps=True)):
+            job.segments += [Segment(job.offset + s.start, job.offset + s.end, s.text) for s in result.segments]
+            job.decoded_seconds += min(window, job.recording.duration - job.offset)
+            job.offset += result.next_offset if result.next_offset > 0 else window
+        for job in active:
+            if job in finished or job.offset < job.recording.duration - 0.05:
+                continue
+            finished.append(job)
+            error = None if job.decoded_seconds > 0 else f"all silence (RMS below {silence_rms:g} everywhere)"
+            yield LongFormResult(job.recording.id, job.segments, error, job.decoded_seconds)
+        active = [job for job in active if job not in finished]

@@ -36,6 +36,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name.split('.')[0]}.tmp-", suffix="".join(final.suffixes))
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes files private; outputs get the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, final)

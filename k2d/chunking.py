@@ -1,0 +1,208 @@
+"""Stage 2: cut long recordings into chunks of at most `max_chunk` seconds along the teacher's timestamps.
+
+The rule (K²D, following the authors' code): walk the segments in time order and add each to the current
+chunk while the chunk, from its first segment's start, stays within `max_chunk`; otherwise close the chunk
+and start the next one with that segment. When the closing segment crossed the boundary having started
+more than `continued_min` seconds before it, the chunk's audio (which runs to the boundary) holds speech its
+label lacks: the chunk is marked continued, and training trims it back to its last complete segment.
+A single segment longer than `max_chunk` cannot be a chunk and is dropped; empty segments are skipped.
+
+    python -m k2d.chunking --recordings REC.jsonl.gz --segments NAME_supervisions_SPLIT-pl.jsonl.gz \\
+        --output data/NAME/cuts/NAME_cuts_SPLIT-chunks.jsonl.gz --max-chunk 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSegment, SupervisionSet
+
+from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
+from k2d.text.script import join_texts
+from k2d.train.labels import snap_time
+from k2d.utils import atomic_path, setup_logging
+
+log = logging.getLogger("k2d.chunking")
+
+
+@dataclass(frozen=True)
+class TeacherSegment:
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
+class Chunk:
+    start: float  # seconds in the recording
+    end: float  # end of the chunk's audio: the boundary when continued, else the last segment's end
+    segments: list[TeacherSegment]  # complete segments, recording times
+    continued: bool = False
+    prev_text: str | None = None
+
+    @property
+    def complete_end(self) -> float:
+        """End of the last complete segment, relative to the chunk."""
+        return self.segments[-1].end - self.start
+
+    @property
+    def text(self) -> str:
+        return join_texts([s.text for s in self.segments])
+
+
+@dataclass
+class ChunkStats:
+    chunks: int = 0
+    continued: int = 0
+    dropped_too_long: int = 0
+    dropped_empty: int = 0
+    dropped_seconds: float = 0.0
+    hours: float = 0.0
+
+
+def chunk_segments(
+    segments: list[TeacherSegment], max_chunk: float = 30.0, continued_min: float = 1.0,
+    stats: ChunkStats | None = None,
+) -> list[Chunk]:
+    """Greedy chunking of one recording's segments (pure)."""
+    stats = stats if stats is not None else ChunkStats()
+    chunks: list[Chunk] = []
+    current: list[TeacherSegment] = []
+
+    def close(crossing: TeacherSegment | None) -> None:
+        if not current:
+            return
+        start = current[0].start
+        boundary = start + max_chunk
+        continued = crossing is not None and crossing.start < boundary - continued_min
+        end = boundary if continued else current[-1].end
+        prev = chunks[-1].text if chunks else None
+        chunks.append(Chunk(start, end, list(current), continued, prev))
+
+    for seg in sorted(segments, key=lambda s: (s.start, s.end)):
+        if not seg.text.strip():
+            stats.dropped_empty += 1
+            continue
+        if seg.end - seg.start > max_chunk:
+            close(None)
+            current = []
+            stats.dropped_too_long += 1
+            stats.dropped_seconds += seg.end - seg.start
+            continue
+        if current and seg.end - current[0].start > max_chunk:
+            close(seg)
+            current = []
+        current.append(seg)
+    close(None)
+    stats.chunks += len(chunks)
+    stats.continued += sum(c.continued for c in chunks)
+    return chunks
+
+
+def timestamped_label(chunk: Chunk, max_chunk: float) -> str:
+    """The label with Whisper timestamp tokens relative to the chunk, snapped to 0.02 s, e.g.
+    '<|0.00|>今天<|1.20|><|1.60|>gradient descent<|3.00|>'."""
+    parts = []
+    for seg in chunk.segments:
+        start, end = snap_time(seg.start - chunk.start, max_chunk), snap_time(seg.end - chunk.start, max_chunk)
+        parts.append(f"<|{start:.2f}|>{seg.text.strip()}<|{end:.2f}|>")
+    return "".join(parts)
+
+
+def chunk_cut(recording, chunk: Chunk, index: int, max_chunk: float) -> MonoCut:
+    duration = round(min(chunk.end, recording.duration) - chunk.start, 3)
+    cut_id = f"{recording.id}-chunk{index:05d}"
+    supervisions = [
+        SupervisionSegment(
+            id=f"{cut_id}-{n:03d}", recording_id=recording.id, start=round(seg.start - chunk.start, 3),
+            duration=round(seg.end - seg.start, 3), channel=0, text=seg.text,
+        )
+        for n, seg in enumerate(chunk.segments)
+    ]
+    return MonoCut(
+        id=cut_id, start=round(chunk.start, 3), duration=duration, channel=0, recording=recording,
+        supervisions=supervisions,
+        custom={
+            "label": timestamped_label(chunk, max_chunk),
+            "text": chunk.text,
+            "continued": chunk.continued,
+            "complete_end": round(chunk.complete_end, 3),
+            "prev_text": chunk.prev_text,
+        },
+    )
+
+
+@dataclass
+class ChunkConfig:
+    max_chunk: float = option(30.0, "longest chunk in seconds (the teacher's window: 30 for Whisper)")
+    continued_min: float = option(1.0, "a crossing segment begun more than this before the boundary marks the chunk continued")
+
+
+def segments_by_recording(supervisions: SupervisionSet):
+    """Group a (recording-ordered) supervision stream by recording id, lazily."""
+    for recording_id, group in itertools.groupby(supervisions, key=lambda s: s.recording_id):
+        yield recording_id, [TeacherSegment(s.start, s.end, s.text or "") for s in group]
+
+
+def write_chunks(recordings_path: Path, segments_path: Path, output: Path, config: ChunkConfig) -> ChunkStats:
+    """Stream segments recording by recording and write chunk cuts; the output appears only when complete."""
+    # Recording records are small (their audio is never read here), so an id -> recording map is cheap.
+    recordings = {r.id: r for r in RecordingSet.from_jsonl_lazy(recordings_path)}
+    stats = ChunkStats()
+    with atomic_path(output) as tmp, CutSet.open_writer(tmp) as writer:
+        for recording_id, segments in segments_by_recording(SupervisionSet.from_jsonl_lazy(segments_path)):
+            if recording_id not in recordings:
+                raise RuntimeError(f"{segments_path} names recording {recording_id}, which is not in {recordings_path}")
+            for n, chunk in enumerate(chunk_segments(segments, config.max_chunk, config.continued_min, stats)):
+                cut = chunk_cut(recordings[recording_id], chunk, n, config.max_chunk)
+                stats.hours += cut.duration / 3600
+                writer.write(cut)
+    return stats
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recordings", type=Path, required=True, help="lhotse recordings manifest")
+    parser.add_argument("--segments", type=Path, required=True, help="teacher segments (stage 1 output)")
+    parser.add_argument("--output", type=Path, required=True, help="chunk cuts to write (.jsonl.gz)")
+    parser.add_argument("--force", action="store_true", help="chunk again even if OUTPUT exists")
+    add_config_arguments(parser, ChunkConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = get_parser().parse_args(argv)
+    try:
+        config = resolve_config(ChunkConfig, args)
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
+    if args.output.exists() and not args.force:
+        log.info("%s exists: skipping stage 2 (use --force to redo)", args.output)
+        return 0
+    for path in (args.recordings, args.segments):
+        if not path.is_file():
+            log.error("%s does not exist (run the earlier stages first)", path)
+            return 1
+    try:
+        stats = write_chunks(args.recordings, args.segments, args.output, config)
+    except RuntimeError as error:
+        log.error("%s", error)
+        return 1
+    save_config(config, args.output.parent / "chunk_config.yaml")
+    log.info(
+        "stage 2: %d chunks (%.3f h, %d continued); dropped %d empty and %d over-long segment(s) (%.1f s) -> %s",
+        stats.chunks, stats.hours, stats.continued,
+        stats.dropped_empty, stats.dropped_too_long, stats.dropped_seconds, args.output,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

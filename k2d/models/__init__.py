@@ -1,0 +1,1 @@
+"""Whisper model handling: loading, the demo models, student creation, tokenizers."""

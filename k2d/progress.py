@@ -1,0 +1,144 @@
+"""Resumable, sharded work for the long stages (1 and 3): one JSON line per finished item.
+
+Each shard appends a line per item as soon as the item is done (flushed and fsynced), so a killed stage
+loses at most the items in flight; a rerun skips what is recorded. A line cut short by a kill is dropped
+on load. Items are assigned to shards by their position in the manifest (index % num_shards), which is
+deterministic; the merge checks that every item was done exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def resolve_shard(shard: int | None, num_shards: int | None) -> tuple[int, int]:
+    """--shard/--num-shards when given, else this torchrun rank (RANK/WORLD_SIZE), else (0, 1)."""
+    if shard is None and num_shards is None and "WORLD_SIZE" in os.environ:
+        shard, num_shards = int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"])
+    shard, num_shards = shard or 0, num_shards or 1
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} is not in 0..{num_shards - 1}")
+    return shard, num_shards
+
+
+def in_shard(index: int, shard: int, num_shards: int) -> bool:
+    return index % num_shards == shard
+
+
+class ShardProgress:
+    """The progress file of one shard: {"key": ..., ...} per line."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def load(self) -> dict[str, dict]:
+        if not self.path.exists():
+            return {}
+        records, good_bytes = {}, 0
+        with open(self.path, "rb") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a line cut short by a kill: drop it and everything after
+                if not line.endswith(b"\n"):
+                    break
+                records[record["key"]] = record
+                good_bytes += len(line)
+        if good_bytes < self.path.stat().st_size:
+            log.warning("%s: dropping an incomplete last line left by an interrupted run", self.path)
+            with open(self.path, "r+b") as f:
+                f.truncate(good_bytes)
+        return records
+
+    def append(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def shard_progress(progress_dir: Path, shard: int, num_shards: int) -> ShardProgress:
+    return ShardProgress(Path(progress_dir) / f"shard-{shard:05d}-of-{num_shards:05d}.jsonl")
+
+
+def merge_shards(progress_dir: Path, num_shards: int, keys_in_order: Iterable[str]) -> list[dict]:
+    """Every shard's records in manifest order; raises if an item is missing or was done twice."""
+    merged: dict[str, dict] = {}
+    for shard in range(num_shards):
+        for key, record in shard_progress(progress_dir, shard, num_shards).load().items():
+            if key in merged:
+                raise RuntimeError(f"{key} was processed by more than one shard in {progress_dir}")
+            merged[key] = record
+    ordered, missing = [], []
+    for key in keys_in_order:
+        (ordered.append(merged.pop(key)) if key in merged else missing.append(key))
+    if missing:
+        raise RuntimeError(
+            f"{len(missing)} item(s) not done yet in {progress_dir} (first: {missing[0]}); "
+            "run the unfinished shards again"
+        )
+    if merged:
+        raise RuntimeError(f"{progress_dir} holds items not in the manifest (e.g. {next(iter(merged))}): "
+                           "stale progress from another manifest; rerun with --force")
+    return ordered
+
+
+def all_done(progress_dir: Path, num_shards: int, keys: Iterable[str]) -> bool:
+    done = set()
+    for shard in range(num_shards):
+        done |= set(shard_progress(progress_dir, shard, num_shards).load())
+    return all(key in done for key in keys)
+
+
+def progress_dir(output: Path) -> Path:
+    """Where the per-shard progress of OUTPUT lives: OUTPUT's directory/.progress/OUTPUT-stem/."""
+    output = Path(output)
+    return output.parent / ".progress" / output.name.split(".")[0]
+
+
+def add_shard_arguments(parser) -> None:
+    parser.add_argument("--shard", type=int, help="this job's shard (default: torchrun RANK, else 0)")
+    parser.add_argument("--num-shards", type=int, help="number of shards (default: torchrun WORLD_SIZE, else 1)")
+    parser.add_argument("--merge-only", action="store_true", help="only merge finished shards into OUTPUT")
+    parser.add_argument(
+        "--force", action="store_true", help="start again from scratch (with shards: run shard 0 first)"
+    )
+
+
+def run_sharded(output: Path, args, keys, work, merge, stage: str) -> int:
+    """The common driver of a resumable, sharded stage.
+
+    keys() -> the manifest's item keys in order; work(shard, num_shards) does this shard's missing items;
+    merge(num_shards) writes OUTPUT from all shards' progress. Returns the process exit status.
+    """
+    try:
+        shard, num_shards = resolve_shard(args.shard, args.num_shards)
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
+    if output.exists() and not args.force:
+        log.info("%s exists: skipping %s (use --force to redo)", output, stage)
+        return 0
+    if args.force and shard == 0:
+        import shutil
+
+        shutil.rmtree(progress_dir(output), ignore_errors=True)
+    try:
+        if not args.merge_only:
+            work(shard, num_shards)
+        if not all_done(progress_dir(output), num_shards, keys()):
+            log.info("shard %d/%d finished; other shards are not done yet (merge with --merge-only)", shard, num_shards)
+            return 1 if args.merge_only else 0
+        merge(num_shards)
+    except (FileNotFoundError, RuntimeError) as error:
+        log.error("%s", error)
+        return 1
+    return 0

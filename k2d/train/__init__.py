@@ -1,0 +1,1 @@
+"""Training: labels, data, losses, the ESPnet-contract model and the trainer."""

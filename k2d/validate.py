@@ -1,0 +1,138 @@
+"""Stage 3: the validator transcribes every chunk; every distance to the teacher's label goes on the cut.
+
+    python -m k2d.validate --cuts data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-chunks.jsonl.gz \\
+        --model egs/mini_cs/models/validator --config egs/mini_cs/conf/validate.yaml \\
+        --output data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-validated.jsonl.gz
+
+Each output cut carries, in `custom`: `validator_text` and `distances` = {mer, per, teacher_loops,
+validator_loops, composite}, so stage 4 can filter by any metric and threshold without decoding again.
+Batched, resumable (one progress line per chunk) and sharded like stage 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lhotse import CutSet
+from tqdm import tqdm
+
+from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
+from k2d.metrics.distances import distances
+from k2d.models.whisper import GenerationSettings, apply_mix_lang_emb, load_whisper
+from k2d.progress import add_shard_arguments, in_shard, merge_shards, progress_dir, run_sharded, shard_progress
+from k2d.train.data import load_mono_16k
+from k2d.transcribe import transcribe_windows
+from k2d.utils import atomic_path, setup_logging
+
+log = logging.getLogger("k2d.validate")
+
+
+@dataclass
+class ValidateConfig(GenerationSettings):
+    timestamps: bool = option(False, "predict timestamp tokens (the validator's text is all that is compared)")
+    batch_size: int = option(16, "chunks per batch")
+    dtype: str = option("float32", "model dtype: float32, float16 or bfloat16")
+    ngram_n: int = option(6, "n of the character n-gram looping detector")
+    ngram_max_count: int = option(5, "an n-gram occurring more than this many times is a loop")
+
+
+def lazy_cuts(path: Path) -> CutSet:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"cuts manifest {path} does not exist (run stage 2 first)")
+    return CutSet.from_jsonl_lazy(path)
+
+
+def teacher_text(cut) -> str:
+    return (cut.custom or {}).get("text") or " ".join(s.text or "" for s in cut.supervisions)
+
+
+def batches(items: list, size: int):
+    for first in range(0, len(items), size):
+        yield items[first : first + size]
+
+
+def validate_shard(args, config: ValidateConfig, shard: int, num_shards: int) -> None:
+    save_config(config, args.output.parent / "validate_config.yaml")
+    progress = shard_progress(progress_dir(args.output), shard, num_shards)
+    done = progress.load()
+    todo = [c for i, c in enumerate(lazy_cuts(args.cuts)) if in_shard(i, shard, num_shards) and c.id not in done]
+    log.info("shard %d/%d: %d chunk(s) done before, %d to validate", shard, num_shards, len(done), len(todo))
+    if not todo:
+        return
+    model, processor = load_whisper(args.model, device=args.device, dtype=config.dtype)
+    if config.mix_lang_emb:
+        apply_mix_lang_emb(model, processor.tokenizer)
+    with tqdm(total=len(todo), desc=f"validate shard {shard}", unit="chunk") as bar:
+        for batch in batches(todo, config.batch_size):
+            audios, readable = [], []
+            for cut in batch:
+                try:
+                    audios.append(load_mono_16k(cut))
+                    readable.append(cut)
+                except Exception as error:  # a chunk whose audio cannot be read is reported, not fatal
+                    log.warning("chunk %s: unreadable audio (%s): recorded as not validated", cut.id, error)
+                    progress.append({"key": cut.id, "validator_text": None, "error": str(error)})
+            for cut, result in zip(readable, transcribe_windows(model, processor, audios, config)):
+                progress.append({"key": cut.id, "validator_text": result.text, "error": None})
+            bar.update(len(batch))
+
+
+def merge(args, config: ValidateConfig, num_shards: int) -> None:
+    started = time.time()
+    records = merge_shards(progress_dir(args.output), num_shards, (c.id for c in lazy_cuts(args.cuts)))
+    counts = {"chunks": 0, "unreadable": 0, "empty_validator": 0, "teacher_loops": 0}
+    with atomic_path(args.output) as tmp, CutSet.open_writer(tmp) as writer:
+        for cut, record in zip(lazy_cuts(args.cuts), records):
+            counts["chunks"] += 1
+            if record["validator_text"] is None:  # unreadable: no transcript, so no distances; stage 4 drops it
+                counts["unreadable"] += 1
+                cut.custom = {**(cut.custom or {}), "validator_text": None, "distances": None,
+                              "validator_error": record["error"]}
+            else:
+                found = distances(teacher_text(cut), record["validator_text"], config.ngram_n, config.ngram_max_count)
+                counts["empty_validator"] += not record["validator_text"].strip()
+                counts["teacher_loops"] += found.teacher_loops
+                cut.custom = {**(cut.custom or {}), "validator_text": record["validator_text"],
+                              "distances": found.as_dict()}
+            writer.write(cut)
+    log.info(
+        "stage 3: %d chunks with distances (%d unreadable, %d empty validator transcripts, %d looping teacher "
+        "labels) -> %s (merged in %.1f s)", counts["chunks"], counts["unreadable"], counts["empty_validator"],
+        counts["teacher_loops"], args.output, time.time() - started,
+    )
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cuts", type=Path, required=True, help="chunk cuts (stage 2 output)")
+    parser.add_argument("--model", required=True, help="validator: Hugging Face id or local directory")
+    parser.add_argument("--output", type=Path, required=True, help="validated cuts to write (.jsonl.gz)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    add_shard_arguments(parser)
+    add_config_arguments(parser, ValidateConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = get_parser().parse_args(argv)
+    try:
+        config = resolve_config(ValidateConfig, args)
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
+    return run_sharded(
+        args.output, args,
+        keys=lambda: (c.id for c in lazy_cuts(args.cuts)),
+        work=lambda shard, num_shards: validate_shard(args, config, shard, num_shards),
+        merge=lambda num_shards: merge(args, config, num_shards),
+        stage="stage 3",
+    )
+
+if __name__ == "__main__":
+    sys.exit(main())
