@@ -9,6 +9,7 @@ the demo's own models load through exactly the same path as real Whisper checkpo
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,3 +108,21 @@ def window_seconds(model: WhisperForConditionalGeneration) -> float:
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def save_model_dir(model, processor, out_dir: Path, dtype: torch.dtype | None = None) -> None:
+    """save_pretrained (model + processor) into a temporary directory, then swap it in, so an existing
+    model directory is always complete. `dtype` converts the saved copy (e.g. float16 to ship small)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    original = model.dtype
+    if dtype is not None:
+        model.to(dtype)
+    try:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+    finally:
+        model.to(original)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)

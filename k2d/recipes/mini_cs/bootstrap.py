@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import logging
 import random
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,17 +26,15 @@ import torch
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
 from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
-from k2d.metrics.edit import ErrorCounts, error_counts
 from k2d.models.demo import DemoModelSpec, build_demo_whisper
 from k2d.models.tokenizer import build_whisper_tokenizer, train_byte_bpe
-from k2d.models.whisper import GenerationSettings, count_parameters, resolve_device
+from k2d.models.whisper import count_parameters, resolve_device, save_model_dir
 from k2d.recipes.mini_cs.audio import SAMPLE_RATE, brown_noise, mix_at_snr, white_noise
-from k2d.text.units import text_units
 from k2d.train.data import Collator, LabelOptions, example_rng, make_example
 from k2d.train.labels import TimedText
 from k2d.train.model import WhisperKDModel
-from k2d.train.trainer import Trainer, TrainConfig, init_distributed, rank
-from k2d.transcribe import transcribe_windows
+from k2d.train.trainer import TrainConfig, Trainer, init_distributed, rank
+from k2d.train.validation import decode_mer
 from k2d.utils import setup_logging
 
 log = logging.getLogger("k2d.bootstrap")
@@ -160,32 +157,6 @@ def corpus_tokenizer(data_dir: Path, tokenizer_dir: Path, vocab_size: int):
     return tokenizer
 
 
-def dev_mer(model, processor, utterances: list[Utterance], batch_size: int = 16) -> dict[str, float]:
-    """Greedy short-form decoding of dev utterances (no timestamps): corpus MER."""
-    total = ErrorCounts()
-    settings = GenerationSettings(timestamps=False)
-    for first in range(0, len(utterances), batch_size):
-        chunk = utterances[first : first + batch_size]
-        results = transcribe_windows(model, processor, [u.cut.load_audio()[0] for u in chunk], settings)
-        for utt, result in zip(chunk, results):
-            total = total + error_counts(text_units(utt.text), text_units(result.text))
-    return {"mer": total.rate}
-
-
-def save_pretrained_atomic(model, processor, out_dir: Path, dtype: torch.dtype | None = None) -> None:
-    """save_pretrained into a temporary directory, then swap it in (an existing out_dir is complete)."""
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if dtype is not None:
-        model = model.to(dtype)
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    if dtype is not None:
-        model.to(torch.float32)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
-
-
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, required=True, help="mini_cs data directory (stage 0 output)")
@@ -218,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = WindowDataset(load_utterances(args.data_dir, "train_labelled"), tokenizer, collator, options, config)
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     sampler = WindowSampler(config.windows_per_epoch, config.batch_size, world, rank())
-    dev = load_utterances(args.data_dir, "dev")[: config.valid_utterances]
+    dev = [(u.cut.load_audio()[0], u.text) for u in load_utterances(args.data_dir, "dev")[: config.valid_utterances]]
     trainer = Trainer(
         WhisperKDModel(model, beta=1.0, gamma=0.0, ctc_weight=config.ctc_weight),
         sampler,
@@ -226,15 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         args.out_dir,
         subset(TrainConfig, config),
         device,
-        validate=lambda student: dev_mer(student, processor, dev),
-        save_best=lambda student, out: save_pretrained_atomic(student, processor, out),
+        validate=lambda student: decode_mer(student, processor, dev),
+        save_best=lambda student, out: save_model_dir(student, processor, out),
     )
     trainer.fit()
     if args.export_dir is not None and rank() == 0:
         from transformers import WhisperForConditionalGeneration
 
         best = WhisperForConditionalGeneration.from_pretrained(args.out_dir / "best")
-        save_pretrained_atomic(best, processor, args.export_dir, dtype=torch.float16)
+        save_model_dir(best, processor, args.export_dir, dtype=torch.float16)
         log.info("exported the best model (step %d) to %s", trainer.state.best_step, args.export_dir)
     return 0
 

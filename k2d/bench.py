@@ -1,0 +1,351 @@
+"""Benchmarks: speed and memory, measured side by side in one process so that ratios are fair.
+
+    # decoding speed (real-time factor) of several models on the same audio, 5 timed runs after a warm-up
+    python -m k2d.bench rtf --models teacher=egs/mini_cs/models/teacher student=exp/mini_cs/student_composite/best \\
+        --recordings data/mini_cs/manifests/mini_cs_recordings_test_in.jsonl.gz --seconds 120
+
+    # the real architectures with random weights: Whisper Large-v2 vs its 2-decoder-layer student
+    python -m k2d.bench shapes --shape large-v2 --tokens 40
+
+    # training step time and peak memory: CE only vs KD with a shared encoder vs KD with two encoders
+    python -m k2d.bench train --teacher egs/mini_cs/models/teacher --cuts CUTS.jsonl.gz
+
+    # stage 1 / 3 throughput: audio seconds per second at batch 1 vs batch N
+    python -m k2d.bench throughput --teacher T --validator V --recordings REC.jsonl.gz --cuts CHUNKS.jsonl.gz
+
+Each prints a Markdown table and can write it (--output FILE). Absolute times mean something only on the
+hardware named in the table; compare ratios within one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from k2d.models.whisper import GenerationSettings, count_parameters, load_whisper, resolve_device
+from k2d.transcribe import transcribe_longform
+from k2d.utils import setup_logging
+
+log = logging.getLogger("k2d.bench")
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def select_audio(recordings, seconds: float) -> list:
+    """The first recordings of a manifest, truncated so that they add up to about `seconds`."""
+    chosen, total = [], 0.0
+    for recording in recordings:
+        if total >= seconds:
+            break
+        take = min(recording.duration, seconds - total)
+        chosen.append(recording if take >= recording.duration else _truncated(recording, take))
+        total += take
+    return chosen
+
+
+def _truncated(recording, seconds: float):
+    from lhotse import Recording
+
+    return Recording(recording.id, recording.sources, recording.sampling_rate,
+                     int(seconds * recording.sampling_rate), seconds, recording.transforms)
+
+
+def timed(fn, runs: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure_rtf(models: dict[str, str], recordings: list, runs: int = 5, device: str = "cpu", dtype: str = "float32",
+                batch_size: int = 8, settings: GenerationSettings | None = None) -> list[dict]:
+    """Long-form decoding time / audio time for each model on the same recordings."""
+    settings = settings or GenerationSettings()
+    audio_seconds = sum(r.duration for r in recordings)
+    rows = []
+    for name, path in models.items():
+        model, processor = load_whisper(path, device=device, dtype=dtype)
+        times = timed(lambda: list(transcribe_longform(model, processor, recordings, settings, batch_size)), runs)
+        rows.append({
+            "model": name, "parameters": count_parameters(model), "rtf": statistics.mean(times) / audio_seconds,
+            "rtf_std": statistics.pstdev(times) / audio_seconds, "runs": runs, "audio_seconds": round(audio_seconds, 1),
+        })
+        log.info("%s: RTF %.4f (+- %.4f) over %d runs", name, rows[-1]["rtf"], rows[-1]["rtf_std"], runs)
+    return rows
+
+
+def rtf_table(rows: list[dict], reference: str | None = None) -> str:
+    reference_rtf = next((r["rtf"] for r in rows if r["model"] == reference), rows[0]["rtf"])
+    lines = ["| model | parameters | RTF | speed-up |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['parameters'] / 1e6:.2f}M | {r['rtf']:.4f} ± {r['rtf_std']:.4f} | "
+                     f"{reference_rtf / r['rtf']:.2f}x |")
+    return "\n".join(lines)
+
+
+# ---- real shapes with random weights ----
+SHAPES = {
+    # (d_model, encoder layers, decoder layers, heads, ffn, vocab, mel bins)
+    "large-v2": (1280, 32, 32, 20, 5120, 51865, 80),
+    "medium": (1024, 24, 24, 16, 4096, 51865, 80),
+    "base": (512, 6, 6, 8, 2048, 51865, 80),
+}
+
+
+def random_whisper(shape: str, decoder_layers: int | None = None):
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    d, enc, dec, heads, ffn, vocab, mels = SHAPES[shape]
+    config = WhisperConfig(
+        vocab_size=vocab, num_mel_bins=mels, d_model=d, encoder_layers=enc, decoder_layers=decoder_layers or dec,
+        encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
+        max_source_positions=1500, max_target_positions=448,
+    )
+    with torch.device("meta"):
+        model = WhisperForConditionalGeneration(config)
+    return model.to_empty(device="cpu").apply(_init_small)
+
+
+def _init_small(module):
+    if isinstance(module, (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d)):
+        torch.nn.init.normal_(module.weight, std=0.02)
+        if getattr(module, "bias", None) is not None:
+            torch.nn.init.zeros_(module.bias)
+    elif isinstance(module, torch.nn.LayerNorm):
+        torch.nn.init.ones_(module.weight)
+        torch.nn.init.zeros_(module.bias)
+
+
+@torch.no_grad()
+def forced_decode_time(model, tokens: int, batch: int, runs: int, device: torch.device) -> dict:
+    """Encoder on 30 s of features plus exactly `tokens` greedy decoder steps with a KV cache."""
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    features = torch.randn(batch, model.config.num_mel_bins, 3000, device=device, dtype=model.dtype)
+
+    def run():
+        encoder_out = model.model.encoder(features).last_hidden_state
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        token = torch.full((batch, 1), 50258, device=device)
+        for _ in range(tokens):
+            out = model(encoder_outputs=(encoder_out,), decoder_input_ids=token, past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            token = out.logits[:, -1:].argmax(-1)
+
+    times = timed(run, runs)
+    return {"seconds": statistics.mean(times), "std": statistics.pstdev(times)}
+
+
+def bench_shapes(shape: str, tokens: int, batch: int, runs: int, device: str, dtype: str) -> str:
+    dev = resolve_device(device)
+    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    rows = []
+    for name, decoder_layers in ((f"{shape} (random weights)", None), (f"{shape} student, 2 decoder layers", 2)):
+        model = random_whisper(shape, decoder_layers).to(dev, torch_dtype).eval()
+        result = forced_decode_time(model, tokens, batch, runs, dev)
+        rows.append((name, count_parameters(model), result))
+        log.info("%s: %.3f s per 30 s window with %d tokens", name, result["seconds"], tokens)
+        del model
+    base = rows[0][2]["seconds"]
+    lines = [f"{hardware()}, {dtype}, batch {batch}, 30 s of input, {tokens} forced output tokens, {runs} runs after a warm-up",
+             "", "| model | parameters | seconds per window | speed-up |", "|---|---|---|---|"]
+    for name, params, result in rows:
+        lines.append(f"| {name} | {params / 1e6:.0f}M | {result['seconds']:.3f} ± {result['std']:.3f} | {base / result['seconds']:.2f}x |")
+    return "\n".join(lines)
+
+
+# ---- training step time and memory ----
+def train_step_stats(teacher: str, cuts: str, mode: str, steps: int, max_duration: float, device: str) -> dict:
+    """Mean step time and peak memory of `steps` training steps in one of: ce, kd_shared, kd_separate."""
+    from lhotse import CutSet
+    from lhotse.dataset import DynamicBucketingSampler
+
+    from k2d.models.student import create_student
+    from k2d.train.data import Collator, CutDataset, LabelOptions
+    from k2d.train.model import WhisperKDModel
+
+    dev = resolve_device(device)
+    teacher_model, processor = load_whisper(teacher, device=str(dev))
+    student = create_student(teacher_model, [0, -1], freeze_encoder=mode != "kd_separate")
+    model = WhisperKDModel(student, None if mode == "ce" else teacher_model, beta=0.8 if mode != "ce" else 1.0,
+                           gamma=0.0 if mode == "ce" else 1.0).to(dev).train()
+    sampler = DynamicBucketingSampler(CutSet.from_file(cuts), max_duration=max_duration, num_buckets=1, seed=0)
+    sampler.set_epoch(0)
+    tokenizer = processor.tokenizer
+    dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id),
+                         LabelOptions(window=teacher_model.config.max_source_positions / 50))
+    batches = [dataset[cuts_] for _, cuts_ in zip(range(steps + 1), sampler)]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    def step(batch):
+        loss, _, _ = model(batch=batch.to(dev))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    step(batches[0])  # warm-up
+    times = []
+    for batch in batches[1:]:
+        start = time.perf_counter()
+        step(batch)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"mode": mode, "step_seconds": statistics.mean(times), "peak_bytes": peak, "steps": len(times),
+            "memory": "GPU max allocated" if dev.type == "cuda" else "process peak RSS"}
+
+
+def bench_train(teacher: str, cuts: str, steps: int, max_duration: float, device: str) -> str:
+    rows = []
+    for mode in ("ce", "kd_shared", "kd_separate"):
+        # One process per mode: the peak RSS of a process never goes down.
+        out = subprocess.run(
+            [sys.executable, "-m", "k2d.bench", "_train_one", "--teacher", teacher, "--cuts", cuts, "--mode", mode,
+             "--steps", str(steps), "--max-duration", str(max_duration), "--device", device],
+            capture_output=True, text=True, check=True,
+        )
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    base = rows[0]["step_seconds"]
+    lines = [f"{hardware()}, {steps} steps of {max_duration:.0f} s of audio after a warm-up ({rows[0]['memory']})", "",
+             "| training | step time | vs CE only | peak memory |", "|---|---|---|---|"]
+    names = {"ce": "CE only (student)", "kd_shared": "KD, encoder shared (run once)", "kd_separate": "KD, two encoders"}
+    for r in rows:
+        lines.append(f"| {names[r['mode']]} | {r['step_seconds']:.3f} s | {r['step_seconds'] / base:.2f}x | "
+                     f"{r['peak_bytes'] / 2**20:.0f} MiB |")
+    return "\n".join(lines)
+
+
+# ---- stage 1 / 3 throughput ----
+def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_path: str, seconds: float, batch: int,
+                     device: str) -> str:
+    from lhotse import CutSet, RecordingSet
+
+    from k2d.train.data import load_mono_16k
+    from k2d.transcribe import transcribe_windows
+
+    recordings = select_audio(RecordingSet.from_file(recordings_path), seconds)
+    audio_seconds = sum(r.duration for r in recordings)
+    settings = GenerationSettings()
+    rows = []
+    t_model, t_proc = load_whisper(teacher, device=device)
+    for b in (1, batch):
+        # one recording at a time is batch 1; `batch` recordings side by side is the batched case
+        elapsed = statistics.mean(timed(lambda: list(transcribe_longform(t_model, t_proc, recordings, settings, b)), 1))
+        rows.append(("stage 1, teacher long-form", b, audio_seconds / elapsed, elapsed))
+    cuts = CutSet.from_file(cuts_path).subset(first=32)
+    audios = [load_mono_16k(c) for c in cuts]
+    cut_seconds = sum(a.size for a in audios) / 16000
+    v_model, v_proc = load_whisper(validator, device=device)
+    no_ts = GenerationSettings(timestamps=False)
+    for b in (1, batch):
+        def run():
+            for first in range(0, len(audios), b):
+                transcribe_windows(v_model, v_proc, audios[first : first + b], no_ts)
+
+        elapsed = statistics.mean(timed(run, 1))
+        rows.append(("stage 3, validator on chunks", b, cut_seconds / elapsed, elapsed))
+    teacher_rate = rows[1][2]
+    lines = [f"{hardware()}; stage 1 on {audio_seconds:.0f} s of long-form audio, stage 3 on {len(audios)} chunks "
+             f"({cut_seconds:.0f} s); one timed run after a warm-up", "",
+             "| work | batch | audio seconds per second | speed-up from batching |", "|---|---|---|---|"]
+    for i, (name, b, rate, _) in enumerate(rows):
+        lines.append(f"| {name} | {b} | {rate:.1f} | {rate / rows[i - i % 2][2]:.2f}x |")
+    lines.append("")
+    lines.append(f"Validator time as a share of teacher time for the same audio (batched): "
+                 f"{100 * teacher_rate / rows[3][2]:.1f}%")
+    return "\n".join(lines)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    rtf = sub.add_parser("rtf", help="real-time factor of models on the same audio")
+    rtf.add_argument("--models", nargs="+", required=True, help="NAME=PATH pairs (the first is the reference)")
+    rtf.add_argument("--recordings", required=True, help="recordings manifest")
+    rtf.add_argument("--seconds", type=float, default=120.0, help="audio to decode per run")
+    rtf.add_argument("--runs", type=int, default=5)
+    rtf.add_argument("--batch-size", type=int, default=8)
+    shapes = sub.add_parser("shapes", help="real Whisper shapes, random weights, forced output length")
+    shapes.add_argument("--shape", default="large-v2", choices=sorted(SHAPES))
+    shapes.add_argument("--tokens", type=int, default=40)
+    shapes.add_argument("--batch", type=int, default=1)
+    shapes.add_argument("--runs", type=int, default=3)
+    shapes.add_argument("--dtype", default="float32")
+    train = sub.add_parser("train", help="training step time and peak memory")
+    train.add_argument("--teacher", required=True)
+    train.add_argument("--cuts", required=True, help="chunk cuts to train on")
+    train.add_argument("--steps", type=int, default=5)
+    train.add_argument("--max-duration", type=float, default=80.0)
+    one = sub.add_parser("_train_one", help=argparse.SUPPRESS)
+    one.add_argument("--teacher", required=True)
+    one.add_argument("--cuts", required=True)
+    one.add_argument("--mode", required=True)
+    one.add_argument("--steps", type=int, default=5)
+    one.add_argument("--max-duration", type=float, default=80.0)
+    through = sub.add_parser("throughput", help="stage 1 and 3 throughput, batch 1 vs batched")
+    through.add_argument("--teacher", required=True)
+    through.add_argument("--validator", required=True)
+    through.add_argument("--recordings", required=True)
+    through.add_argument("--cuts", required=True)
+    through.add_argument("--seconds", type=float, default=120.0)
+    through.add_argument("--batch", type=int, default=8)
+    for p in (rtf, shapes, train, one, through):
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--output", type=Path, help="also write the table to this file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = get_parser().parse_args(argv)
+    if args.command == "rtf":
+        from lhotse import RecordingSet
+
+        models = dict(item.split("=", 1) for item in args.models)
+        recordings = select_audio(RecordingSet.from_file(args.recordings), args.seconds)
+        rows = measure_rtf(models, recordings, args.runs, args.device, batch_size=args.batch_size)
+        table = f"{hardware()}, {rows[0]['audio_seconds']} s of audio, {args.runs} runs after a warm-up\n\n" + rtf_table(rows)
+    elif args.command == "shapes":
+        table = bench_shapes(args.shape, args.tokens, args.batch, args.runs, args.device, args.dtype)
+    elif args.command == "train":
+        table = bench_train(args.teacher, args.cuts, args.steps, args.max_duration, args.device)
+    elif args.command == "_train_one":
+        print(json.dumps(train_step_stats(args.teacher, args.cuts, args.mode, args.steps, args.max_duration, args.device)))
+        return 0
+    else:
+        table = bench_throughput(args.teacher, args.validator, args.recordings, args.cuts, args.seconds, args.batch,
+                                 args.device)
+    print(table)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(table + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Stage 6: a model decodes a test set, long-form (whole recordings, sequential with timestamps) or
+short-form (each reference utterance on its own), and the result is scored.
+
+    python -m k2d.decode --model egs/mini_cs/models/teacher --set-name test_in \\
+        --recordings data/mini_cs/manifests/mini_cs_recordings_test_in.jsonl.gz \\
+        --supervisions data/mini_cs/manifests/mini_cs_supervisions_test_in.jsonl.gz \\
+        --out-dir exp/mini_cs/teacher/decode_test_in --config egs/mini_cs/conf/decode.yaml
+
+OUT_DIR gets hyp.txt and ref.txt (Kaldi text; long-form: one line per recording, short-form: per
+utterance), hyp_segments.jsonl (long-form timestamps), errs.txt, scores.yaml, summary.txt and
+decode_info.yaml (audio seconds, wall time, real-time factor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from lhotse import CutSet, RecordingSet, SupervisionSet
+from tqdm import tqdm
+
+from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
+from k2d.models.whisper import GenerationSettings, apply_mix_lang_emb, load_whisper
+from k2d.score import score_files, write_text_file
+from k2d.text.script import join_texts
+from k2d.train.data import load_mono_16k
+from k2d.transcribe import transcribe_longform, transcribe_windows
+from k2d.utils import atomic_path, setup_logging
+
+log = logging.getLogger("k2d.decode")
+
+
+@dataclass
+class DecodeConfig(GenerationSettings):
+    mode: str = option("long", "long: whole recordings, sequentially; short: each reference utterance alone")
+    batch_size: int = option(8, "recordings (long) or utterances (short) per batch")
+    dtype: str = option("float32", "model dtype: float32, float16 or bfloat16")
+    silence_rms: float = option(1e-4, "long-form windows quieter than this are not decoded")
+
+
+def references_by_recording(supervisions: SupervisionSet) -> dict[str, str]:
+    grouped = defaultdict(list)
+    for sup in sorted(supervisions, key=lambda s: (s.recording_id, s.start)):
+        grouped[sup.recording_id].append(sup.text or "")
+    return {key: join_texts(texts) for key, texts in grouped.items()}
+
+
+def decode_long(model, processor, recordings: list, config: DecodeConfig, out_dir: Path) -> dict[str, str]:
+    hypotheses = {}
+    with atomic_path(out_dir / "hyp_segments.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as segments_file:
+        results = transcribe_longform(model, processor, recordings, config, config.batch_size, config.silence_rms)
+        for result in tqdm(results, total=len(recordings), desc="decode", unit="rec"):
+            if result.error:
+                log.warning("recording %s: %s (scored as an empty hypothesis)", result.recording_id, result.error)
+            hypotheses[result.recording_id] = join_texts([s.text for s in result.segments])
+            for s in result.segments:
+                segments_file.write(json.dumps(
+                    {"recording_id": result.recording_id, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text},
+                    ensure_ascii=False) + "\n")
+    return hypotheses
+
+
+def decode_short(model, processor, cuts: CutSet, config: DecodeConfig) -> dict[str, str]:
+    hypotheses = {}
+    items = list(cuts)
+    for first in tqdm(range(0, len(items), config.batch_size), desc="decode", unit="batch"):
+        batch = items[first : first + config.batch_size]
+        results = transcribe_windows(model, processor, [load_mono_16k(c) for c in batch], config)
+        hypotheses.update({c.supervisions[0].id: r.text for c, r in zip(batch, results)})
+    return hypotheses
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="Hugging Face id or local model directory")
+    parser.add_argument("--set-name", required=True, help="test set name (for logs)")
+    parser.add_argument("--recordings", type=Path, required=True, help="recordings manifest of the test set")
+    parser.add_argument("--supervisions", type=Path, required=True, help="reference supervisions of the test set")
+    parser.add_argument("--out-dir", type=Path, required=True, help="e.g. exp/NAME/MODEL/decode_SET")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--force", action="store_true", help="decode again even if scores exist")
+    add_config_arguments(parser, DecodeConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = get_parser().parse_args(argv)
+    try:
+        config = resolve_config(DecodeConfig, args)
+        if config.mode not in ("long", "short"):
+            raise ConfigError(f"mode must be long or short, got {config.mode!r}")
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
+    if (args.out_dir / "scores.yaml").exists() and not args.force:
+        log.info("%s is decoded and scored: skipping (use --force to redo)", args.out_dir)
+        return 0
+    for path in (args.recordings, args.supervisions):
+        if not path.is_file():
+            log.error("%s does not exist (run stage 0 first)", path)
+            return 1
+    recordings = RecordingSet.from_file(args.recordings)
+    supervisions = SupervisionSet.from_file(args.supervisions)
+    try:
+        model, processor = load_whisper(args.model, device=args.device, dtype=config.dtype)
+    except (RuntimeError, FileNotFoundError) as error:
+        log.error("%s", error)
+        return 1
+    if config.mix_lang_emb:
+        apply_mix_lang_emb(model, processor.tokenizer)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, args.out_dir / "decode_config.yaml")
+    started = time.time()
+    if config.mode == "long":
+        references = references_by_recording(supervisions)
+        scored = [r for r in recordings if r.id in references]
+        hypotheses = decode_long(model, processor, scored, config, args.out_dir)
+        audio_seconds = sum(r.duration for r in scored)
+    else:
+        cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions).trim_to_supervisions(
+            keep_overlapping=False).to_eager()
+        references = {c.supervisions[0].id: c.supervisions[0].text or "" for c in cuts}
+        hypotheses = decode_short(model, processor, cuts, config)
+        audio_seconds = sum(c.duration for c in cuts)
+    elapsed = time.time() - started
+    write_text_file(args.out_dir / "ref.txt", references)
+    write_text_file(args.out_dir / "hyp.txt", hypotheses)
+    info = {"model": str(args.model), "set": args.set_name, "mode": config.mode, "audio_seconds": round(audio_seconds, 2),
+            "wall_seconds": round(elapsed, 2), "rtf": round(elapsed / max(audio_seconds, 1e-9), 4), "device": args.device}
+    with atomic_path(args.out_dir / "decode_info.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(info, sort_keys=False), encoding="utf-8")
+    total = score_files(args.out_dir / "ref.txt", args.out_dir / "hyp.txt", args.out_dir)
+    log.info("stage 6 %s on %s (%s-form, RTF %.3f): %s", args.model, args.set_name, config.mode, info["rtf"],
+             total.summary_line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

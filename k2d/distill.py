@@ -1,0 +1,165 @@
+"""Stage 5: distil the teacher into a student on the kept chunks: loss = beta * CE + gamma * KL.
+
+    python -m k2d.distill --teacher egs/mini_cs/models/teacher \\
+        --train-cuts data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-k2d_composite.jsonl.gz \\
+        --out-dir exp/mini_cs/student_composite --config egs/mini_cs/conf/distill.yaml
+
+    # several GPUs or nodes: the same command under torchrun
+    torchrun --nproc-per-node 4 -m k2d.distill ... --device cuda
+
+The student is the teacher's encoder (frozen) plus a decoder of the chosen teacher layers. OUT_DIR gets
+best/ (the student with the lowest validation MER, a Hugging Face model directory), checkpoints/ (exact
+resume), tensorboard/, train_config.yaml and summary.yaml (written last: its presence means done).
+Validation uses a held-out share of the training chunks (MER against their pseudo-labels) unless
+--valid-cuts gives a labelled set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import logging
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from lhotse import CutSet
+from lhotse.dataset import DynamicBucketingSampler
+
+from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
+from k2d.models.student import create_student
+from k2d.models.whisper import apply_mix_lang_emb, count_parameters, load_whisper, resolve_device, save_model_dir
+from k2d.train.data import Collator, CutDataset, LabelOptions, load_mono_16k
+from k2d.train.model import WhisperKDModel
+from k2d.train.trainer import TrainConfig, Trainer, init_distributed, rank
+from k2d.train.validation import decode_mer
+from k2d.utils import atomic_path, setup_logging
+
+log = logging.getLogger("k2d.distill")
+
+
+@dataclass
+class DistillConfig(TrainConfig):
+    decoder_layers: list[int] = option([0, -1], "teacher decoder layers that make the student's decoder")
+    freeze_encoder: bool = option(True, "keep the copied encoder frozen (then it runs once for both models)")
+    beta: float = option(0.8, "weight of cross-entropy on the pseudo-labels")
+    gamma: float = option(1.0, "weight of KL(teacher || student); 0 = plain supervised training")
+    temperature: float = option(2.0, "KD temperature (the KL is scaled by its square)")
+    timestamp_prob: float = option(0.5, "share of labels that keep their timestamp tokens")
+    prompt_prob: float = option(0.2, "share of labels conditioned on the previous chunk's text")
+    language: str = option("zh", "language token of the labels")
+    mix_lang_emb: bool = option(False, "teacher's <|zh|> embedding = mean of <|zh|> and <|en|> (as in labelling)")
+    max_duration: float = option(300.0, "seconds of audio per batch (duration-bucketing sampler)")
+    num_buckets: int = option(10, "duration buckets")
+    valid_percent: float = option(2.0, "share of training chunks held out for validation (without --valid-cuts)")
+    valid_max_cuts: int = option(100, "most validation cuts decoded")
+    dtype: str = option("float32", "weights dtype (autocast on GPU is amp_dtype)")
+
+
+def held_out(cut_id: str, percent: float) -> bool:
+    """Deterministic split by a hash of the id, so every run and rank agrees."""
+    return zlib.crc32(cut_id.encode()) % 10_000 < percent * 100
+
+
+def not_held_out(cut, percent: float) -> bool:
+    return not held_out(cut.id, percent)
+
+
+def validation_items(args, config: DistillConfig) -> list:
+    if args.valid_cuts is not None:
+        cuts = CutSet.from_file(args.valid_cuts)
+        texts = [" ".join(s.text for s in c.supervisions) for c in cuts]
+    else:
+        cuts = [c for c in CutSet.from_jsonl_lazy(args.train_cuts) if held_out(c.id, config.valid_percent)]
+        texts = [(c.custom or {}).get("text", "") for c in cuts]
+    return [(load_mono_16k(c), t) for c, t in list(zip(cuts, texts))[: config.valid_max_cuts]]
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", required=True, help="teacher: Hugging Face id or local directory")
+    parser.add_argument("--train-cuts", type=Path, required=True, help="kept chunk cuts (stage 4 output)")
+    parser.add_argument("--out-dir", type=Path, required=True, help="student directory, e.g. exp/NAME/student_composite")
+    parser.add_argument("--valid-cuts", type=Path, help="labelled cuts for validation (default: held-out chunks)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--force", action="store_true", help="train again from scratch")
+    add_config_arguments(parser, DistillConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = get_parser().parse_args(argv)
+    try:
+        config = resolve_config(DistillConfig, args)
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
+    summary_path = args.out_dir / "summary.yaml"
+    if summary_path.exists() and not args.force:
+        log.info("%s exists: student already trained (use --force to redo)", summary_path)
+        return 0
+    if args.force and rank() == 0:
+        import shutil
+
+        shutil.rmtree(args.out_dir, ignore_errors=True)
+    if not args.train_cuts.is_file():
+        log.error("training cuts %s do not exist (run stage 4 first)", args.train_cuts)
+        return 1
+    device = init_distributed(resolve_device(args.device))
+    torch.manual_seed(config.seed)
+    try:
+        teacher, processor = load_whisper(args.teacher, device=str(device), dtype=config.dtype)
+        if config.mix_lang_emb:
+            apply_mix_lang_emb(teacher, processor.tokenizer)
+        student = create_student(teacher, config.decoder_layers, config.freeze_encoder)
+    except (RuntimeError, FileNotFoundError, ValueError) as error:
+        log.error("%s", error)
+        return 1
+    sizes = {"teacher_parameters": count_parameters(teacher), "student_parameters": count_parameters(student)}
+    log.info("student: decoder layers %s of the teacher; %.2fM parameters vs the teacher's %.2fM (%.2fx smaller)",
+             config.decoder_layers, sizes["student_parameters"] / 1e6, sizes["teacher_parameters"] / 1e6,
+             sizes["teacher_parameters"] / sizes["student_parameters"])
+    save_config(config, args.out_dir / "train_config.yaml")
+    window = teacher.config.max_source_positions * 2 * 0.01
+    train_cuts = CutSet.from_jsonl_lazy(args.train_cuts)
+    if args.valid_cuts is None:
+        train_cuts = train_cuts.filter(functools.partial(not_held_out, percent=config.valid_percent))
+    # A tiny manifest cannot fill more buckets than it has cuts.
+    num_buckets = sum(1 for _ in itertools.islice(train_cuts, config.num_buckets))
+    if num_buckets == 0:
+        log.error("no training cuts in %s (did the filter keep nothing?)", args.train_cuts)
+        return 1
+    sampler = DynamicBucketingSampler(
+        train_cuts, max_duration=config.max_duration, num_buckets=num_buckets, shuffle=True, seed=config.seed,
+    )
+    options = LabelOptions(window=window, language=config.language, timestamp_prob=config.timestamp_prob,
+                           prompt_prob=config.prompt_prob, seed=config.seed)
+    tokenizer = processor.tokenizer
+    dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id), options)
+    valid = validation_items(args, config) if rank() == 0 else []
+    model = WhisperKDModel(student, teacher, beta=config.beta, gamma=config.gamma, temperature=config.temperature)
+    log.info("KD: beta %.2f CE + gamma %.2f KL at T=%.1f; encoder %s", config.beta, config.gamma, config.temperature,
+             "shared with the teacher (runs once per batch)" if model.share_encoder else "run separately")
+    trainer = Trainer(
+        model, sampler, dataset, args.out_dir, config, device,
+        validate=lambda s: decode_mer(s, processor, valid, config.language) if valid else {"mer": 0.0},
+        save_best=lambda s, out: save_model_dir(s, processor, out),
+    )
+    state = trainer.fit()
+    if rank() == 0:
+        summary = {**sizes, "steps": state.step, "best_step": state.best_step, "best_valid_mer": state.best_mer,
+                   "validation": str(args.valid_cuts) if args.valid_cuts else f"{len(valid)} held-out chunks"}
+        with atomic_path(summary_path) as tmp:
+            tmp.write_text(yaml.safe_dump(summary, sort_keys=False), encoding="utf-8")
+        log.info("stage 5: student in %s (best validation MER %.4f at step %d)", args.out_dir / "best",
+                 state.best_mer, state.best_step)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Stage 7: the results table in the shape of the K²D paper's Table 2, a speed benchmark, a plot, and the
+exported best student.
+
+    python -m k2d.report --exp-dir exp/mini_cs --models teacher=egs/mini_cs/models/teacher \\
+        validator=egs/mini_cs/models/validator student_none=exp/mini_cs/student_none/best \\
+        student_composite=exp/mini_cs/student_composite/best --test-sets test_in test_ood \\
+        --bench-recordings data/mini_cs/manifests/mini_cs_recordings_test_in.jsonl.gz \\
+        --filter-report data/mini_cs/filter_report/report.yaml
+
+Reads exp/NAME/MODEL/decode_SET/scores.yaml (stage 6); writes exp/NAME/RESULTS.md, exp/NAME/results.yaml,
+exp/NAME/mer_vs_speed.png, exp/NAME/speed.md, and exp/NAME/export/ (the student with the lowest mean MER,
+loadable by transformers' ASR pipeline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from lhotse import RecordingSet
+
+from k2d.bench import hardware, measure_rtf, rtf_table, select_audio
+from k2d.config import ConfigError, add_config_arguments, option, resolve_config
+from k2d.models.whisper import load_whisper, save_model_dir
+from k2d.utils import atomic_path, setup_logging
+
+log = logging.getLogger("k2d.report")
+
+
+@dataclass
+class ReportConfig:
+    bench_seconds: float = option(120.0, "seconds of test audio each model decodes per timed run")
+    bench_runs: int = option(5, "timed runs (after one warm-up) averaged for the real-time factor")
+    bench_batch_size: int = option(8, "recordings decoded side by side in the benchmark")
+
+
+def load_scores(exp_dir: Path, model: str, test_set: str) -> dict | None:
+    path = exp_dir / model / f"decode_{test_set}" / "scores.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def kept_share(filter_report: dict | None, model: str) -> str:
+    """'74%' for a student trained on the chunks a metric kept; '-' for teacher and validator."""
+    if not model.startswith("student_") or filter_report is None:
+        return "-"
+    summary = filter_report["metrics"].get(model.removeprefix("student_"))
+    return f"{summary['kept_percent']:.0f}%" if summary else "?"
+
+
+def results_table(rows: list[dict], test_sets: list[str], reference: str = "teacher") -> str:
+    """Markdown table: one row per model; MER per set with the relative change vs the reference model."""
+    ref = next((r for r in rows if r["model"] == reference), rows[0])
+    header = ["model", "parameters", "speed-up", "data kept", *(f"{s} MER %" for s in test_sets)]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for r in rows:
+        cells = [r["model"], f"{r['parameters'] / 1e6:.2f}M", f"{r['speedup']:.2f}x", r["kept"]]
+        for s in test_sets:
+            mer, ref_mer = r["mer"].get(s), ref["mer"].get(s)
+            if mer is None:
+                cells.append("-")
+            elif r is ref or not ref_mer:
+                cells.append(f"{100 * mer:.2f}")
+            else:
+                cells.append(f"{100 * mer:.2f} ({100 * (mer - ref_mer) / ref_mer:+.1f}%)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def detail_table(rows: list[dict], test_sets: list[str]) -> str:
+    lines = ["| model | set | MER % | sub | del | ins | CER (zh) % | WER (en) % | hallucinations |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for s in test_sets:
+            sc = r["scores"].get(s)
+            if sc is None:
+                continue
+            m = sc["mer"]
+            lines.append(
+                f"| {r['model']} | {s} | {100 * m['rate']:.2f} | {m['substitutions']} | {m['deletions']} | "
+                f"{m['insertions']} | {100 * sc['cer_mandarin']['rate']:.2f} | {100 * sc['wer_english']['rate']:.2f} | "
+                f"{sc['hallucinations']}/{sc['utterances']} |"
+            )
+    return "\n".join(lines)
+
+
+def plot_mer_vs_speed(rows: list[dict], test_sets: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for s, marker in zip(test_sets, "os^vD"):
+        points = [(r["speedup"], 100 * r["mer"][s], r["model"]) for r in rows if s in r["mer"]]
+        ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=s)
+        for x, y, name in points:
+            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("decoding speed-up vs teacher (x)")
+    ax.set_ylabel("MER %")
+    ax.set_title("MER vs speed")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def export_best(rows: list[dict], models: dict[str, str], test_sets: list[str], out_dir: Path) -> str | None:
+    students = [r for r in rows if r["model"].startswith("student_") and all(s in r["mer"] for s in test_sets)]
+    if not students:
+        return None
+    best = min(students, key=lambda r: sum(r["mer"][s] for s in test_sets) / len(test_sets))
+    model, processor = load_whisper(models[best["model"]])
+    save_model_dir(model, processor, out_dir)
+    return best["model"]
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp-dir", type=Path, required=True, help="exp/NAME")
+    parser.add_argument("--models", nargs="+", required=True, help="NAME=PATH pairs; the first is the reference")
+    parser.add_argument("--test-sets", nargs="+", required=True)
+    parser.add_argument("--bench-recordings", type=Path, required=True, help="recordings the speed benchmark decodes")
+    parser.add_argument("--filter-report", type=Path, help="stage 4 report.yaml (data kept per metric)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--force", action="store_true", help="report again even if RESULTS.md exists")
+    add_config_arguments(parser, ReportConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = get_parser().parse_args(argv)
+    try:
+        config = resolve_config(ReportConfig, args)
+        models = dict(item.split("=", 1) for item in args.models)
+    except (ConfigError, ValueError) as error:
+        log.error("%s", error)
+        return 2
+    results_md = args.exp_dir / "RESULTS.md"
+    if results_md.exists() and not args.force:
+        log.info("%s exists: skipping stage 7 (use --force to redo)", results_md)
+        return 0
+    missing = [f"{m}/decode_{s}" for m in models for s in args.test_sets if load_scores(args.exp_dir, m, s) is None]
+    if missing:
+        log.error("no scores for %s (run stage 6 first)", ", ".join(missing))
+        return 1
+    started = time.time()
+    recordings = select_audio(RecordingSet.from_file(args.bench_recordings), config.bench_seconds)
+    speed = measure_rtf(models, recordings, config.bench_runs, args.device, batch_size=config.bench_batch_size)
+    reference_rtf = speed[0]["rtf"]
+    filter_report = yaml.safe_load(args.filter_report.read_text()) if args.filter_report and args.filter_report.exists() else None
+    rows = []
+    for bench in speed:
+        scores = {s: load_scores(args.exp_dir, bench["model"], s) for s in args.test_sets}
+        rows.append({"model": bench["model"], "parameters": bench["parameters"], "rtf": bench["rtf"],
+                     "speedup": reference_rtf / bench["rtf"], "kept": kept_share(filter_report, bench["model"]),
+                     "scores": scores, "mer": {s: sc["mer"]["rate"] for s, sc in scores.items()}})
+    plot_mer_vs_speed(rows, args.test_sets, args.exp_dir / "mer_vs_speed.png")
+    exported = export_best(rows, models, args.test_sets, args.exp_dir / "export")
+    bench_note = (f"Speed: long-form decoding of {speed[0]['audio_seconds']} s of {args.bench_recordings.name}, "
+                  f"mean of {config.bench_runs} runs after a warm-up, all models in one process on {hardware()} "
+                  f"({platform.node() or 'this machine'}), float32, batch {config.bench_batch_size}.")
+    text = "\n\n".join([
+        f"# Results: {args.exp_dir.name}",
+        "MER % per test set (long-form decoding, language zh); in brackets the relative change vs the teacher. "
+        "Data kept: share of the pseudo-labelled hours the student's filter kept.",
+        results_table(rows, args.test_sets),
+        bench_note,
+        "## Details\n\n" + detail_table(rows, args.test_sets),
+        "## Speed\n\n" + rtf_table(speed),
+        "![MER vs speed](mer_vs_speed.png)",
+        f"Exported model: `export/` = {exported}" if exported else "No student to export.",
+    ]) + "\n"
+    with atomic_path(args.exp_dir / "results.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump({"rows": [{k: v for k, v in r.items() if k != "scores"} for r in rows]},
+                                      sort_keys=False), encoding="utf-8")
+    with atomic_path(results_md) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    print(text)
+    log.info("stage 7 done in %.1f s: %s", time.time() - started, results_md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Scoring: corpus-level MER, Mandarin CER, English WER, S/D/I counts, repetitive hallucinations.
+
+Reference and hypothesis files are Kaldi `text` files (`<id> <transcript>` per line). Both sides are
+normalised by the same code as stage 3 (k2d.text.normalize). MER counts every Chinese character and every
+other word as one unit; CER aligns only the Chinese characters of both sides, WER only the other words.
+A hypothesis is a repetitive hallucination when a character 6-gram occurs more than 5 times in it.
+
+    python -m k2d.score --ref exp/mini_cs/teacher/decode_test_in/ref.txt \\
+        --hyp exp/mini_cs/teacher/decode_test_in/hyp.txt --out-dir exp/mini_cs/teacher/decode_test_in
+    local/score.sh REF HYP [OUT_DIR]          # the same, as scoring scripts usually are called
+
+Writes OUT_DIR/errs.txt (per-utterance alignment), OUT_DIR/scores.yaml and OUT_DIR/summary.txt (one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from k2d.metrics.distances import has_ngram_loop
+from k2d.metrics.edit import ErrorCounts, align, counts_from_alignment, error_counts
+from k2d.text.normalize import normalize_text
+from k2d.text.units import is_chinese_unit, mer_units
+from k2d.utils import atomic_path, setup_logging
+
+log = logging.getLogger("k2d.score")
+
+
+def read_text_file(path: Path) -> dict[str, str]:
+    """A Kaldi text file as {id: transcript}; a line with an id only is an empty transcript."""
+    entries: dict[str, str] = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        key, _, text = line.strip().partition(" ")
+        if key in entries:
+            raise ValueError(f"{path}:{number}: id {key} appears twice")
+        entries[key] = text.strip()
+    return entries
+
+
+def write_text_file(path: Path, entries: dict[str, str]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{k} {v}\n" for k, v in entries.items()), encoding="utf-8")
+
+
+@dataclass
+class UtteranceScore:
+    key: str
+    alignment: list[tuple[str, str, str]]
+    counts: ErrorCounts
+    hallucination: bool
+
+
+@dataclass
+class CorpusScore:
+    mer: ErrorCounts = field(default_factory=ErrorCounts)
+    cer: ErrorCounts = field(default_factory=ErrorCounts)
+    wer: ErrorCounts = field(default_factory=ErrorCounts)
+    utterances: int = 0
+    hallucinations: int = 0
+    missing_hypotheses: int = 0
+
+    def as_dict(self) -> dict:
+        def rates(c: ErrorCounts) -> dict:
+            return {"rate": round(c.rate, 6), **asdict(c)}
+
+        return {
+            "mer": rates(self.mer), "cer_mandarin": rates(self.cer), "wer_english": rates(self.wer),
+            "utterances": self.utterances, "hallucinations": self.hallucinations,
+            "missing_hypotheses": self.missing_hypotheses,
+        }
+
+    def summary_line(self, name: str = "") -> str:
+        m = self.mer
+        return (
+            f"{name}MER {100 * m.rate:.2f}% [ {m.errors} / {m.reference_length}, {m.substitutions} sub, "
+            f"{m.deletions} del, {m.insertions} ins ] CER(zh) {100 * self.cer.rate:.2f}% WER(en) "
+            f"{100 * self.wer.rate:.2f}% hallucinations {self.hallucinations}/{self.utterances}"
+        )
+
+
+def score_texts(references: dict[str, str], hypotheses: dict[str, str]) -> tuple[CorpusScore, list[UtteranceScore]]:
+    """Score every reference id; a missing hypothesis counts as empty (all deletions)."""
+    total = CorpusScore()
+    per_utterance = []
+    for key, reference in references.items():
+        hypothesis = hypotheses.get(key)
+        if hypothesis is None:
+            total.missing_hypotheses += 1
+            hypothesis = ""
+        ref_norm, hyp_norm = normalize_text(reference), normalize_text(hypothesis)
+        ref_units, hyp_units = mer_units(ref_norm), mer_units(hyp_norm)
+        ops = align(ref_units, hyp_units)
+        counts = counts_from_alignment(ops)
+        total.mer += counts
+        total.cer += error_counts([u for u in ref_units if is_chinese_unit(u)], [u for u in hyp_units if is_chinese_unit(u)])
+        total.wer += error_counts([u for u in ref_units if not is_chinese_unit(u)], [u for u in hyp_units if not is_chinese_unit(u)])
+        looping = has_ngram_loop(hyp_norm)
+        total.hallucinations += looping
+        total.utterances += 1
+        per_utterance.append(UtteranceScore(key, ops, counts, looping))
+    extra = set(hypotheses) - set(references)
+    if extra:
+        log.warning("%d hypothesis id(s) have no reference and are ignored (e.g. %s)", len(extra), sorted(extra)[0])
+    return total, per_utterance
+
+
+def format_errs(per_utterance: list[UtteranceScore]) -> str:
+    """Per-utterance alignment in the style of sclite/Kaldi: REF and HYP lines, errors in upper case."""
+    blocks = []
+    for u in per_utterance:
+        ref_line, hyp_line, op_line = [], [], []
+        for op, r, h in u.alignment:
+            # errors in upper case, the missing side of an insertion or deletion as "*"
+            shown_ref, shown_hyp = (r, h) if op == "C" else (r.upper(), h.upper())
+            width = max(len(shown_ref), len(shown_hyp))
+            ref_line.append(shown_ref.ljust(width))
+            hyp_line.append(shown_hyp.ljust(width))
+            op_line.append(("" if op == "C" else op).ljust(width))
+        c = u.counts
+        blocks.append(
+            f"id: {u.key}\nScores: (#C #S #D #I) {c.reference_length - c.substitutions - c.deletions} "
+            f"{c.substitutions} {c.deletions} {c.insertions}{'  [repetitive hallucination]' if u.hallucination else ''}\n"
+            f"REF: {' '.join(ref_line)}\nHYP: {' '.join(hyp_line)}\nEval: {' '.join(op_line)}\n"
+        )
+    return "\n".join(blocks)
+
+
+def score_files(ref: Path, hyp: Path, out_dir: Path, name: str = "") -> CorpusScore:
+    total, per_utterance = score_texts(read_text_file(ref), read_text_file(hyp))
+    with atomic_path(out_dir / "errs.txt") as tmp:
+        tmp.write_text(format_errs(per_utterance), encoding="utf-8")
+    with atomic_path(out_dir / "scores.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(total.as_dict(), sort_keys=False), encoding="utf-8")
+    with atomic_path(out_dir / "summary.txt") as tmp:
+        tmp.write_text(total.summary_line(name) + "\n", encoding="utf-8")
+    return total
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ref", type=Path, required=True, help="reference text file (<id> <text>)")
+    parser.add_argument("--hyp", type=Path, required=True, help="hypothesis text file (<id> <text>)")
+    parser.add_argument("--out-dir", type=Path, help="where errs.txt, scores.yaml, summary.txt go (default: HYP's dir)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = get_parser().parse_args(argv)
+    for path in (args.ref, args.hyp):
+        if not path.is_file():
+            log.error("%s does not exist", path)
+            return 1
+    try:
+        total = score_files(args.ref, args.hyp, args.out_dir or args.hyp.parent)
+    except ValueError as error:
+        log.error("%s", error)
+        return 1
+    print(total.summary_line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
