@@ -10,6 +10,10 @@ force=false           # redo stages whose outputs already exist
 nj=2                  # parallel jobs on this machine
 device=auto           # cpu, cuda, cuda:N, or auto (cuda when available)
 corpus_dir=""         # where a real corpus (or your own audio) lives; overrides egs/NAME/conf/prepare.yaml
+ngpu=0                # >1: stages 1, 3 and 5 run one process per GPU under torchrun
+teacher=""            # override recipe.yaml's teacher (Hub id or directory)
+validator=""          # override recipe.yaml's validator
+metrics=""            # override recipe.yaml's filter_metrics, e.g. "none ngram mer per composite"
 
 help_message="Usage: $0 [options]
 Turns unlabelled long-form speech into a small, fast recogniser by knowledge distillation (K2D).
@@ -22,6 +26,10 @@ Options:
   --nj N              parallel jobs (default: $nj)
   --device DEV        cpu | cuda | cuda:N | auto (default: $device)
   --corpus-dir DIR    the corpus or audio directory of a real recipe (default: from egs/NAME/conf/prepare.yaml)
+  --ngpu N            GPUs for stages 1, 3, 5 (torchrun, one process each) (default: $ngpu)
+  --teacher MODEL     teacher, Hub id or directory (default: egs/NAME/conf/recipe.yaml)
+  --validator MODEL   validator (default: egs/NAME/conf/recipe.yaml)
+  --metrics \"M ...\"   filter metrics, one student each: none ngram mer per composite (default: recipe.yaml)
 
 Stages (reads -> writes; NAME = recipe, SPLIT = split):
   0 prepare       corpus (mini_cs: synthesizes it) -> data/NAME/manifests/NAME_{recordings,supervisions}_SPLIT.jsonl.gz
@@ -46,6 +54,7 @@ set -euo pipefail
 require_int stage "$stage"
 require_int stop-stage "$stop_stage"
 require_int nj "$nj"
+require_int ngpu "$ngpu"
 [ "$nj" -ge 1 ] || die "--nj must be at least 1"
 [ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop-stage $stop_stage"
 [ "$stop_stage" -le 7 ] || die "--stop-stage must be 0-7, got $stop_stage"
@@ -63,10 +72,33 @@ started=$(date +%s)
 log "$0 $*: recipe $recipe, stages $stage-$stop_stage, device $device"
 
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-not_implemented() { die "stage $1 ($2) is not implemented yet"; }
+recipe_value() { python -m k2d.recipe_config "$conf/recipe.yaml" "$@"; }
+# python -m MODULE ..., or one process per GPU under torchrun when --ngpu > 1
+launch() {
+  if [ "$ngpu" -gt 1 ]; then
+    torchrun --standalone --nproc-per-node "$ngpu" -m "$@"
+  else
+    python -m "$@"
+  fi
+}
+
+unlabelled=$(recipe_value unlabelled_split)
+test_sets=$(recipe_value test_sets)
+[ -n "$teacher" ] || teacher=$(recipe_value teacher)
+[ -n "$validator" ] || validator=$(recipe_value validator)
+[ -n "$metrics" ] || metrics=$(recipe_value filter_metrics)
+decode_modes=$(recipe_value decode_modes --default long)
+truth=$(recipe_value truth --default "")
+read -r -a metric_list <<< "$metrics"
+manifests="$data/manifests"
+pseudo="$data/pseudo/${recipe}_supervisions_${unlabelled}-pl.jsonl.gz"
+chunks="$data/cuts/${recipe}_cuts_${unlabelled}-chunks.jsonl.gz"
+validated="$data/cuts/${recipe}_cuts_${unlabelled}-validated.jsonl.gz"
+kept_pattern="$data/cuts/${recipe}_cuts_${unlabelled}-k2d_{metric}.jsonl.gz"
+exp="exp/$recipe"
 
 if run_stage 0; then
-  log "Stage 0: prepare: $recipe corpus -> $data/manifests"
+  log "Stage 0: prepare: $recipe corpus -> $manifests"
   corpus_opt=()
   [ -n "$corpus_dir" ] && corpus_opt=(--corpus-dir "$corpus_dir")
   python -m k2d.prepare --recipe "$recipe" --data-dir "$data" --config "$conf/prepare.yaml" \
@@ -74,25 +106,69 @@ if run_stage 0; then
 fi
 
 if run_stage 1; then
-  not_implemented 1 pseudo-label
+  log "Stage 1: pseudo-label: $manifests/${recipe}_recordings_${unlabelled}.jsonl.gz, teacher $teacher -> $pseudo"
+  launch k2d.pseudo_label --recordings "$manifests/${recipe}_recordings_${unlabelled}.jsonl.gz" \
+    --model "$teacher" --config "$conf/pseudo_label.yaml" --output "$pseudo" --device "$device" "${force_opt[@]}"
 fi
+
 if run_stage 2; then
-  not_implemented 2 chunk
+  log "Stage 2: chunk: $pseudo -> $chunks"
+  python -m k2d.chunking --recordings "$manifests/${recipe}_recordings_${unlabelled}.jsonl.gz" \
+    --segments "$pseudo" --config "$conf/chunk.yaml" --output "$chunks" "${force_opt[@]}"
 fi
+
 if run_stage 3; then
-  not_implemented 3 validate
+  log "Stage 3: validate: $chunks, validator $validator -> $validated"
+  launch k2d.validate --cuts "$chunks" --model "$validator" --config "$conf/validate.yaml" \
+    --output "$validated" --device "$device" "${force_opt[@]}"
 fi
+
 if run_stage 4; then
-  not_implemented 4 filter
+  log "Stage 4: filter (${metrics}): $validated -> ${kept_pattern}, $data/filter_report/"
+  truth_opt=()
+  [ -n "$truth" ] && [ -f "$truth" ] && truth_opt=(--truth "$truth")
+  python -m k2d.filtering --cuts "$validated" --output-pattern "$kept_pattern" --report-dir "$data/filter_report" \
+    --config "$conf/filter.yaml" --metrics "${metrics// /,}" "${truth_opt[@]}" "${force_opt[@]}"
 fi
+
 if run_stage 5; then
-  not_implemented 5 distill
+  for metric in "${metric_list[@]}"; do
+    kept="${kept_pattern/\{metric\}/$metric}"
+    log "Stage 5: distill ($metric): $kept, teacher $teacher -> $exp/student_$metric/"
+    launch k2d.distill --teacher "$teacher" --train-cuts "$kept" --out-dir "$exp/student_$metric" \
+      --config "$conf/distill.yaml" --device "$device" "${force_opt[@]}"
+  done
 fi
+
+# Every model of the recipe, as NAME=PATH: the teacher first (the reference of the results table).
+models=("teacher=$teacher" "validator=$validator")
+for metric in "${metric_list[@]}"; do
+  models+=("student_$metric=$exp/student_$metric/best")
+done
+
 if run_stage 6; then
-  not_implemented 6 decode
+  for model in "${models[@]}"; do
+    for set in $test_sets; do
+      for mode in $decode_modes; do
+        suffix=""
+        [ "$mode" = short ] && suffix=_short
+        out="$exp/${model%%=*}/decode_${set}${suffix}"
+        log "Stage 6: decode ($mode-form): $set with ${model#*=} -> $out"
+        python -m k2d.decode --model "${model#*=}" --set-name "$set" --mode "$mode" \
+          --recordings "$manifests/${recipe}_recordings_${set}.jsonl.gz" \
+          --supervisions "$manifests/${recipe}_supervisions_${set}.jsonl.gz" \
+          --out-dir "$out" --config "$conf/decode.yaml" --device "$device" "${force_opt[@]}"
+      done
+    done
+  done
 fi
+
 if run_stage 7; then
-  not_implemented 7 report
+  read -r -a set_list <<< "$test_sets"
+  log "Stage 7: report: $exp/*/decode_* -> $exp/RESULTS.md, $exp/export/"
+  python -m k2d.report --exp-dir "$exp" --models "${models[@]}" --test-sets "${set_list[@]}" \
+    --bench-recordings "$manifests/${recipe}_recordings_${set_list[0]}.jsonl.gz" \
+    --filter-report "$data/filter_report/report.yaml" --config "$conf/report.yaml" --device "$device" "${force_opt[@]}"
 fi
 
 log "done: stages $stage-$stop_stage of $recipe in $(( $(date +%s) - started )) s"

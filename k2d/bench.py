@@ -180,10 +180,9 @@ def bench_shapes(shape: str, tokens: int, batch: int, runs: int, device: str, dt
 def train_step_stats(teacher: str, cuts: str, mode: str, steps: int, max_duration: float, device: str) -> dict:
     """Mean step time and peak memory of `steps` training steps in one of: ce, kd_shared, kd_separate."""
     from lhotse import CutSet
-    from lhotse.dataset import DynamicBucketingSampler
 
     from k2d.models.student import create_student
-    from k2d.train.data import Collator, CutDataset, LabelOptions
+    from k2d.train.data import Collator, CutDataset, LabelOptions, make_sampler
     from k2d.train.model import WhisperKDModel
 
     dev = resolve_device(device)
@@ -191,7 +190,7 @@ def train_step_stats(teacher: str, cuts: str, mode: str, steps: int, max_duratio
     student = create_student(teacher_model, [0, -1], freeze_encoder=mode != "kd_separate")
     model = WhisperKDModel(student, None if mode == "ce" else teacher_model, beta=0.8 if mode != "ce" else 1.0,
                            gamma=0.0 if mode == "ce" else 1.0).to(dev).train()
-    sampler = DynamicBucketingSampler(CutSet.from_file(cuts), max_duration=max_duration, num_buckets=1, seed=0)
+    sampler = make_sampler(CutSet.from_file(cuts), max_duration, num_buckets=1, seed=0)
     sampler.set_epoch(0)
     tokenizer = processor.tokenizer
     dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id),

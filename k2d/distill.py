@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import itertools
 import logging
 import sys
 import zlib
@@ -28,12 +27,11 @@ from pathlib import Path
 import torch
 import yaml
 from lhotse import CutSet
-from lhotse.dataset import DynamicBucketingSampler
 
 from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
 from k2d.models.student import create_student
 from k2d.models.whisper import apply_mix_lang_emb, count_parameters, load_whisper, resolve_device, save_model_dir
-from k2d.train.data import Collator, CutDataset, LabelOptions, load_mono_16k
+from k2d.train.data import Collator, CutDataset, LabelOptions, load_mono_16k, make_sampler
 from k2d.train.model import WhisperKDModel
 from k2d.train.trainer import TrainConfig, Trainer, init_distributed, rank
 from k2d.train.validation import decode_mer
@@ -129,14 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     train_cuts = CutSet.from_jsonl_lazy(args.train_cuts)
     if args.valid_cuts is None:
         train_cuts = train_cuts.filter(functools.partial(not_held_out, percent=config.valid_percent))
-    # A tiny manifest cannot fill more buckets than it has cuts.
-    num_buckets = sum(1 for _ in itertools.islice(train_cuts, config.num_buckets))
-    if num_buckets == 0:
-        log.error("no training cuts in %s (did the filter keep nothing?)", args.train_cuts)
+    try:
+        sampler = make_sampler(train_cuts, config.max_duration, config.num_buckets, config.seed)
+    except RuntimeError as error:
+        log.error("%s in %s (did the filter keep nothing?)", error, args.train_cuts)
         return 1
-    sampler = DynamicBucketingSampler(
-        train_cuts, max_duration=config.max_duration, num_buckets=num_buckets, shuffle=True, seed=config.seed,
-    )
     options = LabelOptions(window=window, language=config.language, timestamp_prob=config.timestamp_prob,
                            prompt_prob=config.prompt_prob, seed=config.seed)
     tokenizer = processor.tokenizer

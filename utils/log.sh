@@ -1,12 +1,16 @@
 # shellcheck shell=bash
-# Logging helpers for k2d shell scripts: timestamped lines on stderr, and a fatal error.
+# Logging helpers for k2d shell scripts: timestamped lines on stderr naming the calling script and line.
+
+_k2d_log() {
+  echo "$(date '+%Y-%m-%d %H:%M:%S') (${BASH_SOURCE[2]##*/}:${BASH_LINENO[1]}) $*" >&2
+}
 
 log() {
-  echo "$(date '+%Y-%m-%d %H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*" >&2
+  _k2d_log "$@"
 }
 
 die() {
-  log "ERROR: $*"
+  _k2d_log "ERROR: $*"
   exit 1
 }
 

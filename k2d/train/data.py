@@ -6,6 +6,7 @@ Random choices (timestamps shown or not, previous-text prompt or not) are drawn 
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -167,3 +168,16 @@ class SkipBatches(Sampler):
         for index, batch in enumerate(self.sampler):
             if index >= self.skip:
                 yield batch
+
+
+def make_sampler(cuts: CutSet, max_duration: float, num_buckets: int, seed: int, shuffle: bool = True):
+    """lhotse's duration-bucketing sampler over a (lazy) CutSet; a manifest too small to bucket (fewer cuts
+    than buckets, or one cut) gets as many buckets as it has cuts, or a plain sampler."""
+    from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
+
+    available = sum(1 for _ in itertools.islice(cuts, num_buckets))
+    if available == 0:
+        raise RuntimeError("the training cuts are empty")
+    if available < 2 or num_buckets < 2:
+        return SimpleCutSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed)
+    return DynamicBucketingSampler(cuts, max_duration=max_duration, num_buckets=available, shuffle=shuffle, seed=seed)

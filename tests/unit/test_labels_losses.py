@@ -1,0 +1,69 @@
+"""Decoder label construction and the KD loss, against hand-worked values."""
+
+import math
+
+import pytest
+import torch
+
+from k2d.train.labels import IGNORE_INDEX, TimedText, build_decoder_labels, snap_time
+from k2d.train.losses import cross_entropy, kl_divergence
+
+
+def ids(tokenizer, *tokens):
+    return [tokenizer.convert_tokens_to_ids(t) for t in tokens]
+
+
+def test_snap_time():
+    assert snap_time(2.333, 30) == pytest.approx(2.34)
+    assert snap_time(-0.5, 30) == 0.0 and snap_time(31.0, 30) == 30.0
+
+
+def test_labels_with_timestamps_and_an_unfinished_segment(tokenizer):
+    segments = [TimedText(0.5, 2.0, "你好"), TimedText(2.5, None, "world")]
+    labels = build_decoder_labels(tokenizer, segments, window=10.0, timestamps=True)
+    text = tokenizer.encode("你好", add_special_tokens=False)
+    sequence = (
+        ids(tokenizer, "<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|0.50|>") + text
+        + ids(tokenizer, "<|2.00|>", "<|2.50|>", "<|endoftext|>")  # unfinished segment: its start only
+    )
+    assert labels.input_ids == sequence[:-1]
+    assert labels.targets == [IGNORE_INDEX, IGNORE_INDEX] + sequence[3:]  # no loss on <|zh|> <|transcribe|>
+    assert labels.num_prompt_tokens == 0
+
+
+def test_labels_without_timestamps_with_prompt(tokenizer):
+    segments = [TimedText(0.0, 1.0, "模型"), TimedText(1.5, 3.0, "GPU")]
+    labels = build_decoder_labels(tokenizer, segments, window=10.0, timestamps=False, prompt_text="上一句")
+    prompt = tokenizer.encode("上一句", add_special_tokens=False)
+    body = tokenizer.encode("模型 GPU", add_special_tokens=False)
+    prefix = ids(tokenizer, "<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|notimestamps|>")
+    sequence = ids(tokenizer, "<|startofprev|>") + prompt + prefix + body + ids(tokenizer, "<|endoftext|>")
+    assert labels.input_ids == sequence[:-1]
+    masked = 1 + len(prompt) + len(prefix) - 1  # prompt tokens and the forced prefix
+    assert labels.targets == [IGNORE_INDEX] * masked + sequence[1 + masked :]
+    assert labels.num_prompt_tokens == 1 + len(prompt)
+
+
+def test_labels_fit_the_decoder_context(tokenizer):
+    segments = [TimedText(0.0, 1.0, "模型" * 300)]
+    labels = build_decoder_labels(tokenizer, segments, window=10.0, prompt_text="资料" * 300)
+    assert len(labels.input_ids) <= 448
+
+
+def test_kl_by_hand():
+    # one token, vocabulary of 2; student logits (0, 0), teacher logits (ln 3, 0), temperature 2
+    student = torch.tensor([[[0.0, 0.0], [5.0, -5.0]]])
+    teacher = torch.tensor([[[math.log(3.0), 0.0], [-5.0, 5.0]]])
+    targets = torch.tensor([[0, IGNORE_INDEX]])  # the second position is padding / prompt: no loss
+    p = [math.sqrt(3) / (math.sqrt(3) + 1), 1 / (math.sqrt(3) + 1)]  # softmax((ln 3)/2, 0)
+    expected = 4 * sum(pi * math.log(pi / 0.5) for pi in p)  # T^2 * KL(p || (0.5, 0.5))
+    assert kl_divergence(student, teacher, targets, temperature=2.0).item() == pytest.approx(expected, rel=1e-5)
+    assert expected == pytest.approx(0.14536, abs=1e-4)  # 4 * (0.63397 * 0.23740 - 0.36603 * 0.31190)
+
+
+def test_kl_is_zero_for_equal_logits_and_ce_by_hand():
+    logits = torch.randn(2, 3, 5)
+    targets = torch.tensor([[1, 2, IGNORE_INDEX], [0, IGNORE_INDEX, IGNORE_INDEX]])
+    assert kl_divergence(logits, logits.clone(), targets, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.zeros(1, 2, 4)
+    assert cross_entropy(uniform, torch.tensor([[3, IGNORE_INDEX]])).item() == pytest.approx(math.log(4))

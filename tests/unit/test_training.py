@@ -1,0 +1,115 @@
+"""Student creation, the training loop's exact resume, and a 2-process DDP step on CPU."""
+
+import copy
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from lhotse import CutSet
+
+from k2d.models.student import create_student, resolve_layers
+from k2d.train.data import Collator, CutDataset, LabelOptions, make_sampler
+from k2d.train.model import WhisperKDModel
+from k2d.train.trainer import TrainConfig, Trainer
+
+
+def test_resolve_layers():
+    assert resolve_layers([0, -1], 32) == [0, 31]
+    for bad in ([0, 0], [32], [], [-33]):
+        with pytest.raises(ValueError):
+            resolve_layers(bad, 32)
+
+
+def test_student_copies_encoder_and_chosen_decoder_layers(tiny_whisper):
+    teacher, _ = tiny_whisper
+    student = create_student(teacher, [0, -1])
+    assert student.config.decoder_layers == 2
+    t_state, s_state = teacher.state_dict(), student.state_dict()
+    for key in t_state:
+        if key.startswith("model.encoder."):
+            assert torch.equal(s_state[key], t_state[key])
+    for student_layer, teacher_layer in ((0, 0), (1, 3)):
+        prefix_s, prefix_t = f"model.decoder.layers.{student_layer}.", f"model.decoder.layers.{teacher_layer}."
+        for key in (k for k in t_state if k.startswith(prefix_t)):
+            assert torch.equal(s_state[prefix_s + key[len(prefix_t):]], t_state[key])
+    assert torch.equal(s_state["model.decoder.embed_tokens.weight"], t_state["model.decoder.embed_tokens.weight"])
+    assert student.proj_out.weight.data_ptr() == student.model.decoder.embed_tokens.weight.data_ptr()  # tied
+    assert not any(p.requires_grad for p in student.model.encoder.parameters())
+    assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters())
+
+
+def make_trainer(tiny_whisper, cuts_path, out_dir, max_steps, callbacks=None, gamma=1.0):
+    teacher, processor = tiny_whisper
+    torch.manual_seed(0)
+    student = create_student(teacher, [0, -1])
+    model = WhisperKDModel(student, teacher, gamma=gamma)
+    sampler = make_sampler(CutSet.from_file(cuts_path), max_duration=4.0, num_buckets=2, seed=3)
+    tokenizer = processor.tokenizer
+    dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id), LabelOptions(window=10.0))
+    config = TrainConfig(learning_rate=1e-3, warmup_steps=2, max_steps=max_steps, checkpoint_every=3, valid_every=1000,
+                         num_workers=0)
+    return Trainer(model, sampler, dataset, out_dir, config, torch.device("cpu"), callbacks=callbacks)
+
+
+def test_frozen_encoder_is_unchanged_and_shared(tiny_whisper, tiny_cuts, tmp_path):
+    trainer = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "run", max_steps=2)
+    assert trainer.model.share_encoder
+    encoder_before = copy.deepcopy(trainer.model.student.model.encoder.state_dict())
+    decoder_before = copy.deepcopy(trainer.model.student.model.decoder.state_dict())
+    trainer.fit()
+    encoder_after = trainer.model.student.model.encoder.state_dict()
+    assert all(torch.equal(encoder_before[k], encoder_after[k]) for k in encoder_before)
+    decoder_after = trainer.model.student.model.decoder.state_dict()
+    assert any(not torch.equal(decoder_before[k], decoder_after[k]) for k in decoder_before)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tiny_whisper, tiny_cuts, tmp_path):
+    # 4 cuts of 2 s per 4 s batch -> 4 batches per epoch: 6 steps cross an epoch boundary
+    straight = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "straight", max_steps=6)
+    straight.fit()
+
+    def kill_at_step_5(state):
+        if state.step == 5:  # checkpoints exist for step 3 only: steps 4-5 are lost and redone
+            raise Killed()
+
+    interrupted = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "resumed", max_steps=6, callbacks=[kill_at_step_5])
+    with pytest.raises(Killed):
+        interrupted.fit()
+    resumed = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "resumed", max_steps=6)
+    state = resumed.fit()
+    assert state.step == 6
+    a, b = straight.model.student.state_dict(), resumed.model.student.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world_size, port, tiny_whisper, cuts_path, out_dir, results):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank))
+    from k2d.train.trainer import init_distributed
+
+    init_distributed(torch.device("cpu"))
+    trainer = make_trainer(tiny_whisper, cuts_path, out_dir, max_steps=2)
+    trainer.fit()
+    results[rank] = {k: v.clone() for k, v in trainer.model.student.state_dict().items()}
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_ddp_step_on_cpu(tiny_whisper, tiny_cuts, tmp_path):
+    manager = mp.Manager()
+    results = manager.dict()
+    mp.spawn(_ddp_worker, args=(2, _free_port(), tiny_whisper, tiny_cuts, tmp_path / "ddp", results), nprocs=2)
+    first, second = results[0], results[1]
+    start = create_student(tiny_whisper[0], [0, -1]).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)  # gradients were averaged across ranks
+    assert any(not torch.equal(first[k], start[k]) for k in first)  # and a step was taken
