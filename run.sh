@@ -14,6 +14,8 @@ ngpu=0                # >1: stages 1, 3 and 5 run one process per GPU under torc
 teacher=""            # override recipe.yaml's teacher (Hub id or directory)
 validator=""          # override recipe.yaml's validator
 metrics=""            # override recipe.yaml's filter_metrics, e.g. "none ngram mer per composite"
+conf_dir=""           # stage configs (default: egs/NAME/conf)
+work_dir=.            # data/ and exp/ are created here
 
 help_message="Usage: $0 [options]
 Turns unlabelled long-form speech into a small, fast recogniser by knowledge distillation (K2D).
@@ -30,6 +32,8 @@ Options:
   --teacher MODEL     teacher, Hub id or directory (default: egs/NAME/conf/recipe.yaml)
   --validator MODEL   validator (default: egs/NAME/conf/recipe.yaml)
   --metrics \"M ...\"   filter metrics, one student each: none ngram mer per composite (default: recipe.yaml)
+  --conf-dir DIR      stage configs (default: egs/NAME/conf)
+  --work-dir DIR      where data/NAME and exp/NAME go (default: the repository root)
 
 Stages (reads -> writes; NAME = recipe, SPLIT = split):
   0 prepare       corpus (mini_cs: synthesizes it) -> data/NAME/manifests/NAME_{recordings,supervisions}_SPLIT.jsonl.gz
@@ -64,8 +68,9 @@ require_int ngpu "$ngpu"
 # shellcheck source=path.sh
 . ./path.sh
 
-conf="egs/$recipe/conf"
-data="data/$recipe"
+conf="${conf_dir:-egs/$recipe/conf}"
+[ -f "$conf/recipe.yaml" ] || die "$conf/recipe.yaml does not exist"
+data="$work_dir/data/$recipe"
 force_opt=()
 [ "$force" = true ] && force_opt=(--force)
 started=$(date +%s)
@@ -88,14 +93,14 @@ test_sets=$(recipe_value test_sets)
 [ -n "$validator" ] || validator=$(recipe_value validator)
 [ -n "$metrics" ] || metrics=$(recipe_value filter_metrics)
 decode_modes=$(recipe_value decode_modes --default long)
-truth=$(recipe_value truth --default "")
+truth=$(recipe_value truth --default "")  # relative to data/NAME
 read -r -a metric_list <<< "$metrics"
 manifests="$data/manifests"
 pseudo="$data/pseudo/${recipe}_supervisions_${unlabelled}-pl.jsonl.gz"
 chunks="$data/cuts/${recipe}_cuts_${unlabelled}-chunks.jsonl.gz"
 validated="$data/cuts/${recipe}_cuts_${unlabelled}-validated.jsonl.gz"
 kept_pattern="$data/cuts/${recipe}_cuts_${unlabelled}-k2d_{metric}.jsonl.gz"
-exp="exp/$recipe"
+exp="$work_dir/exp/$recipe"
 
 if run_stage 0; then
   log "Stage 0: prepare: $recipe corpus -> $manifests"
@@ -126,7 +131,7 @@ fi
 if run_stage 4; then
   log "Stage 4: filter (${metrics}): $validated -> ${kept_pattern}, $data/filter_report/"
   truth_opt=()
-  [ -n "$truth" ] && [ -f "$truth" ] && truth_opt=(--truth "$truth")
+  [ -n "$truth" ] && [ -f "$data/$truth" ] && truth_opt=(--truth "$data/$truth")
   python -m k2d.filtering --cuts "$validated" --output-pattern "$kept_pattern" --report-dir "$data/filter_report" \
     --config "$conf/filter.yaml" --metrics "${metrics// /,}" "${truth_opt[@]}" "${force_opt[@]}"
 fi

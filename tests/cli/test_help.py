@@ -1,0 +1,44 @@
+"""Every stage CLI answers --help, and rejects bad options with a usage error."""
+
+import importlib
+
+import pytest
+
+MODULES = [
+    "k2d.prepare", "k2d.pseudo_label", "k2d.chunking", "k2d.validate", "k2d.filtering", "k2d.distill",
+    "k2d.decode", "k2d.score", "k2d.report", "k2d.bench", "k2d.recipes.mini_cs.bootstrap",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_help(name, capsys):
+    module = importlib.import_module(name)
+    argv = ["--recipe", "mini_cs", "--help"] if name == "k2d.prepare" else ["--help"]
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(argv)
+    assert exit_info.value.code == 0
+    assert "usage" in capsys.readouterr().out.lower()
+
+
+@pytest.mark.parametrize("name", ["k2d.pseudo_label", "k2d.chunking", "k2d.filtering", "k2d.decode"])
+def test_unknown_option(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(name).main(["--no-such-option"])
+    assert exit_info.value.code == 2
+
+
+def test_bad_config_value_is_exit_2(tmp_path):
+    from k2d import filtering
+
+    config = tmp_path / "filter.yaml"
+    config.write_text("alpha: high\n")
+    code = filtering.main(["--cuts", "x", "--output-pattern", "{metric}", "--report-dir", str(tmp_path), "--config", str(config)])
+    assert code == 2
+
+
+def test_missing_input_is_exit_1(tmp_path):
+    from k2d import chunking
+
+    code = chunking.main(["--recordings", str(tmp_path / "none.jsonl.gz"), "--segments", str(tmp_path / "s.jsonl.gz"),
+                          "--output", str(tmp_path / "out.jsonl.gz")])
+    assert code == 1
