@@ -96,6 +96,13 @@ decode_modes=$(recipe_value decode_modes --default long)
 truth=$(recipe_value truth --default "")  # relative to data/NAME
 read -r -a metric_list <<< "$metrics"
 manifests="$data/manifests"
+# A test-corpus recipe takes its unlabelled audio from another recipe's manifest (relative to --work-dir).
+unlabelled_recordings=$(recipe_value unlabelled_recordings --default "")
+if [ -n "$unlabelled_recordings" ]; then
+  unlabelled_recordings="$work_dir/$unlabelled_recordings"
+else
+  unlabelled_recordings="$manifests/${recipe}_recordings_${unlabelled}.jsonl.gz"
+fi
 pseudo="$data/pseudo/${recipe}_supervisions_${unlabelled}-pl.jsonl.gz"
 chunks="$data/cuts/${recipe}_cuts_${unlabelled}-chunks.jsonl.gz"
 validated="$data/cuts/${recipe}_cuts_${unlabelled}-validated.jsonl.gz"
@@ -111,14 +118,14 @@ if run_stage 0; then
 fi
 
 if run_stage 1; then
-  log "Stage 1: pseudo-label: $manifests/${recipe}_recordings_${unlabelled}.jsonl.gz, teacher $teacher -> $pseudo"
-  launch k2d.pseudo_label --recordings "$manifests/${recipe}_recordings_${unlabelled}.jsonl.gz" \
+  log "Stage 1: pseudo-label: $unlabelled_recordings, teacher $teacher -> $pseudo"
+  launch k2d.pseudo_label --recordings "$unlabelled_recordings" \
     --model "$teacher" --config "$conf/pseudo_label.yaml" --output "$pseudo" --device "$device" "${force_opt[@]}"
 fi
 
 if run_stage 2; then
   log "Stage 2: chunk: $pseudo -> $chunks"
-  python -m k2d.chunking --recordings "$manifests/${recipe}_recordings_${unlabelled}.jsonl.gz" \
+  python -m k2d.chunking --recordings "$unlabelled_recordings" \
     --segments "$pseudo" --config "$conf/chunk.yaml" --output "$chunks" "${force_opt[@]}"
 fi
 
@@ -168,7 +175,9 @@ if run_stage 6; then
   done
 fi
 
-if run_stage 7; then
+if run_stage 7 && [ -z "$test_sets" ]; then
+  log "Stage 7: report: skipped, the recipe has no test sets (test_sets in $conf/recipe.yaml)"
+elif run_stage 7; then
   read -r -a set_list <<< "$test_sets"
   log "Stage 7: report: $exp/*/decode_* -> $exp/RESULTS.md, $exp/export/"
   python -m k2d.report --exp-dir "$exp" --models "${models[@]}" --test-sets "${set_list[@]}" \

@@ -50,6 +50,9 @@ def load_whisper(
 ) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
     """Load a Whisper model and its processor, failing clearly when they cannot be found."""
     source = str(name_or_path)
+    if dtype != "float32" and resolve_device(device).type == "cpu":
+        log.warning("%s on CPU: using float32 instead (half precision is for GPUs)", dtype)
+        dtype = "float32"
     is_local = Path(source).exists()
     if not is_local and source.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model directory {source} does not exist")

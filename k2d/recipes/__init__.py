@@ -21,4 +21,9 @@ class RecipeEntry:
 
 RECIPES = {
     "mini_cs": RecipeEntry("k2d.recipes.mini_cs.prepare", "MiniCsConfig", "prepare_mini_cs"),
+    "longform_dir": RecipeEntry("k2d.recipes.longform_dir", "LongformDirConfig", "prepare_longform_dir"),
+    "ascend": RecipeEntry("k2d.recipes.ascend", "AscendConfig", "prepare_ascend"),
+    "cszs": RecipeEntry("k2d.recipes.cszs", "CszsConfig", "prepare_cszs"),
+    "ntuml2021": RecipeEntry("k2d.recipes.ntuml2021", "Ntuml2021Config", "prepare_ntuml2021"),
+    "cv16_zhtw": RecipeEntry("k2d.recipes.cv16_zhtw", "Cv16ZhtwConfig", "prepare_cv16_zhtw"),
 }
