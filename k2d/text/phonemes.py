@@ -78,3 +78,18 @@ def phonemes_of_units(units: list[str]) -> list[str]:
 def phonemes(text: str) -> list[str]:
     """Normalise `text`, then phonemise every MER unit."""
     return phonemes_of_units(mer_units(normalize_text(text)))
+
+
+class PhoneInventory:
+    """Phone symbols <-> ids for a phone-level CTC target, built from a corpus's text (sorted, so the same
+    text gives the same ids)."""
+
+    def __init__(self, texts):
+        self.symbols = sorted({p for t in texts for p in phonemes(t)})
+        self.index = {p: i for i, p in enumerate(self.symbols)}
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __call__(self, text: str) -> list[int]:
+        return [self.index[p] for p in phonemes(text) if p in self.index]

@@ -39,7 +39,7 @@ class Example:
     id: str
     audio: np.ndarray
     labels: DecoderLabels
-    ctc_ids: list[int] | None  # text tokens of the whole audio, None when part of the speech is unlabelled
+    ctc_ids: list[int] | None  # CTC targets of the whole audio, None when part of the speech is unlabelled
 
 
 @dataclass
@@ -69,8 +69,9 @@ def example_rng(seed: int, epoch: int, key: str) -> random.Random:
 
 def make_example(
     key: str, audio: np.ndarray, segments: list[TimedText], tokenizer, options: LabelOptions, epoch: int,
-    prompt_text: str | None = None,
+    prompt_text: str | None = None, ctc_units=None,
 ) -> Example:
+    """`ctc_units(text) -> ids` gives the auxiliary CTC targets (default: the tokenizer's text tokens)."""
     rng = example_rng(options.seed, epoch, key)
     timestamps = rng.random() < options.timestamp_prob
     use_prompt = prompt_text is not None and rng.random() < options.prompt_prob
@@ -79,7 +80,9 @@ def make_example(
         timestamps=timestamps, prompt_text=prompt_text if use_prompt else None,
     )
     complete = all(s.end is not None for s in segments)
-    ctc_ids = tokenizer.encode(join_texts([s.text for s in segments]), add_special_tokens=False) if complete else None
+    text = join_texts([s.text for s in segments])
+    ctc_units = ctc_units or (lambda t: tokenizer.encode(t, add_special_tokens=False))
+    ctc_ids = ctc_units(text) if complete else None
     return Example(key, audio, labels, ctc_ids)
 
 

@@ -32,6 +32,7 @@ class WhisperKDModel(AbsESPnetModel):
         gamma: float = 1.0,
         temperature: float = 2.0,
         ctc_weight: float = 0.0,
+        ctc_classes: int | None = None,
         feature_extractor=None,
     ):
         super().__init__()
@@ -51,8 +52,9 @@ class WhisperKDModel(AbsESPnetModel):
         )
         self.ctc_head = None
         if ctc_weight > 0:
-            num_text_tokens = student.config.eos_token_id  # text tokens are the ids below <|endoftext|>
-            self.ctc_head = torch.nn.Linear(student.config.d_model, num_text_tokens + 1)  # + blank
+            # default classes: the text tokens, i.e. the ids below <|endoftext|>
+            classes = ctc_classes or student.config.eos_token_id
+            self.ctc_head = torch.nn.Linear(student.config.d_model, classes + 1)  # + blank
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -30,6 +30,7 @@ from k2d.models.demo import DemoModelSpec, build_demo_whisper
 from k2d.models.tokenizer import build_whisper_tokenizer, train_byte_bpe
 from k2d.models.whisper import count_parameters, resolve_device, save_model_dir
 from k2d.recipes.mini_cs.audio import SAMPLE_RATE, brown_noise, mix_at_snr, white_noise
+from k2d.text.phonemes import PhoneInventory
 from k2d.train.data import Collator, LabelOptions, example_rng, make_example
 from k2d.train.labels import TimedText
 from k2d.train.model import WhisperKDModel
@@ -44,6 +45,7 @@ log = logging.getLogger("k2d.bootstrap")
 class BootstrapConfig(DemoModelSpec, TrainConfig):
     vocab_size: int = option(1000, "byte-level BPE text tokens of the corpus tokenizer")
     ctc_weight: float = option(0.3, "weight of the auxiliary CTC loss on the encoder")
+    ctc_units: str = option("phones", "CTC targets: phones (Mandarin initials/finals, English ARPAbet) or tokens")
     batch_size: int = option(16, "windows per batch")
     windows_per_epoch: int = option(4000, "composed windows per epoch")
     timestamp_prob: float = option(0.7, "share of windows labelled with timestamps")
@@ -123,9 +125,10 @@ class WindowSampler:
 
 
 class WindowDataset(torch.utils.data.Dataset):
-    def __init__(self, utterances, tokenizer, collator: Collator, options: LabelOptions, config: BootstrapConfig):
+    def __init__(self, utterances, tokenizer, collator: Collator, options: LabelOptions, config: BootstrapConfig,
+                 ctc_units=None):
         self.utterances, self.tokenizer, self.collator = utterances, tokenizer, collator
-        self.options, self.config = options, config
+        self.options, self.config, self.ctc_units = options, config, ctc_units
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -139,7 +142,9 @@ class WindowDataset(torch.utils.data.Dataset):
             audio, segments = compose_window(
                 rng, self.utterances, self.options.window, self.config.partial_prob, self.config.noise_prob
             )
-            examples.append(make_example(key, audio, segments, self.tokenizer, self.options, self.epoch))
+            examples.append(
+                make_example(key, audio, segments, self.tokenizer, self.options, self.epoch, ctc_units=self.ctc_units)
+            )
         return self.collator(examples)
 
 
@@ -186,12 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     options = LabelOptions(window=float(spec.window_seconds), timestamp_prob=config.timestamp_prob, prompt_prob=0.0,
                            seed=config.seed)
     collator = Collator(processor.feature_extractor, pad_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"))
-    dataset = WindowDataset(load_utterances(args.data_dir, "train_labelled"), tokenizer, collator, options, config)
+    utterances = load_utterances(args.data_dir, "train_labelled")
+    # Phones are the easiest acoustic target: an encoder learns them long before it learns BPE tokens.
+    ctc_units = PhoneInventory(u.text for u in utterances) if config.ctc_units == "phones" else None
+    dataset = WindowDataset(utterances, tokenizer, collator, options, config, ctc_units)
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     sampler = WindowSampler(config.windows_per_epoch, config.batch_size, world, rank())
     dev = [(u.cut.load_audio()[0], u.text) for u in load_utterances(args.data_dir, "dev")[: config.valid_utterances]]
     trainer = Trainer(
-        WhisperKDModel(model, beta=1.0, gamma=0.0, ctc_weight=config.ctc_weight),
+        WhisperKDModel(model, beta=1.0, gamma=0.0, ctc_weight=config.ctc_weight,
+                       ctc_classes=len(ctc_units) if ctc_units else None),
         sampler,
         dataset,
         args.out_dir,
