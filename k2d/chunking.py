@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSegment, SupervisionSet
 
-from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
+from k2d.config import add_config_arguments, option, parse_stage_args, save_config
 from k2d.text.script import join_texts
 from k2d.train.labels import snap_time
 from k2d.utils import atomic_path, setup_logging
@@ -177,12 +177,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = get_parser().parse_args(argv)
-    try:
-        config = resolve_config(ChunkConfig, args)
-    except ConfigError as error:
-        log.error("%s", error)
-        return 2
+    args, config = parse_stage_args(get_parser(), ChunkConfig, argv)
     if args.output.exists() and not args.force:
         log.info("%s exists: skipping stage 2 (use --force to redo)", args.output)
         return 0

@@ -148,3 +148,13 @@ def save_config(config: Any, path: Path) -> None:
     data = dataclasses.asdict(config)
     data = {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def parse_stage_args(parser: argparse.ArgumentParser, config_class: type[T], argv: list[str] | None):
+    """Parse the command line and resolve the stage's config; an unusable config exits with status 2 and
+    a message naming the file or option (argparse's convention for usage errors)."""
+    args = parser.parse_args(argv)
+    try:
+        return args, resolve_config(config_class, args)
+    except ConfigError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")

@@ -26,7 +26,7 @@ import yaml
 from lhotse import CutSet, RecordingSet, SupervisionSet
 from tqdm import tqdm
 
-from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
+from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
 from k2d.models.whisper import GenerationSettings, apply_mix_lang_emb, load_whisper
 from k2d.score import score_files, write_text_file
 from k2d.text.script import join_texts
@@ -43,6 +43,10 @@ class DecodeConfig(GenerationSettings):
     batch_size: int = option(8, "recordings (long) or utterances (short) per batch")
     dtype: str = option("float32", "model dtype: float32, float16 or bfloat16")
     silence_rms: float = option(1e-4, "long-form windows quieter than this are not decoded")
+
+    def __post_init__(self):
+        if self.mode not in ("long", "short"):
+            raise ConfigError(f"mode must be long or short, got {self.mode!r}")
 
 
 def references_by_recording(supervisions: SupervisionSet) -> dict[str, str]:
@@ -92,14 +96,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = get_parser().parse_args(argv)
-    try:
-        config = resolve_config(DecodeConfig, args)
-        if config.mode not in ("long", "short"):
-            raise ConfigError(f"mode must be long or short, got {config.mode!r}")
-    except ConfigError as error:
-        log.error("%s", error)
-        return 2
+    args, config = parse_stage_args(get_parser(), DecodeConfig, argv)
     if (args.out_dir / "scores.yaml").exists() and not args.force:
         log.info("%s is decoded and scored: skipping (use --force to redo)", args.out_dir)
         return 0

@@ -28,7 +28,7 @@ import torch
 import yaml
 from lhotse import CutSet
 
-from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
+from k2d.config import add_config_arguments, option, parse_stage_args, save_config
 from k2d.models.student import create_student
 from k2d.models.whisper import apply_mix_lang_emb, count_parameters, load_whisper, resolve_device, save_model_dir
 from k2d.train.data import Collator, CutDataset, LabelOptions, load_mono_16k, make_sampler
@@ -91,12 +91,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = get_parser().parse_args(argv)
-    try:
-        config = resolve_config(DistillConfig, args)
-    except ConfigError as error:
-        log.error("%s", error)
-        return 2
+    args, config = parse_stage_args(get_parser(), DistillConfig, argv)
     summary_path = args.out_dir / "summary.yaml"
     if summary_path.exists() and not args.force:
         log.info("%s exists: student already trained (use --force to redo)", summary_path)

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 from lhotse import CutSet, SupervisionSet
 
-from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
+from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
 from k2d.metrics.distances import METRICS, keep
 from k2d.metrics.edit import ErrorCounts, error_counts
 from k2d.text.script import join_texts
@@ -37,6 +37,11 @@ log = logging.getLogger("k2d.filtering")
 class FilterConfig:
     metrics: list[str] = option(["composite"], "metrics to write kept cuts for: none, ngram, mer, per, composite")
     alpha: float = option(0.4, "keep a chunk when its distance is at most alpha")
+
+    def __post_init__(self):
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            raise ConfigError(f"unknown filter metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
 
 
 def true_text(truth: dict[str, list], cut) -> str:
@@ -172,17 +177,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = get_parser().parse_args(argv)
-    try:
-        config = resolve_config(FilterConfig, args)
-        unknown = [m for m in config.metrics if m not in METRICS]
-        if unknown:
-            raise ConfigError(f"unknown filter metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
-        if "{metric}" not in args.output_pattern:
-            raise ConfigError("--output-pattern must contain {metric}")
-    except ConfigError as error:
-        log.error("%s", error)
-        return 2
+    parser = get_parser()
+    args, config = parse_stage_args(parser, FilterConfig, argv)
+    if "{metric}" not in args.output_pattern:
+        parser.error("--output-pattern must contain {metric}")
     outputs = {m: Path(args.output_pattern.format(metric=m)) for m in config.metrics}
     report = args.report_dir / "report.yaml"
     if outputs_exist(*outputs.values(), report) and not args.force:

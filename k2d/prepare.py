@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from k2d.config import ConfigError, add_config_arguments, resolve_config, save_config
+from k2d.config import ConfigError, add_config_arguments, parse_stage_args, save_config
 from k2d.recipes import RECIPES
 from k2d.utils import outputs_exist, setup_logging
 
@@ -34,12 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     config_class, prepare, module = RECIPES[known.recipe].load()
     parser = get_parser()
     add_config_arguments(parser, config_class)
-    args = parser.parse_args(argv)
-    try:
-        config = resolve_config(config_class, args)
-    except ConfigError as error:
-        log.error("%s", error)
-        return 2
+    args, config = parse_stage_args(parser, config_class, argv)
     if outputs_exist(*module.expected_outputs(args.data_dir, config)) and not args.force:
         log.info("stage 0 outputs exist in %s: skipping (use --force to redo)", args.data_dir)
         return 0

@@ -22,7 +22,7 @@ import yaml
 from lhotse import RecordingSet, SupervisionSegment, SupervisionSet
 from tqdm import tqdm
 
-from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
+from k2d.config import add_config_arguments, option, parse_stage_args, save_config
 from k2d.models.whisper import GenerationSettings, apply_mix_lang_emb, load_whisper
 from k2d.progress import add_shard_arguments, in_shard, merge_shards, progress_dir, run_sharded, shard_progress
 from k2d.transcribe import transcribe_longform
@@ -114,12 +114,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = get_parser().parse_args(argv)
-    try:
-        config = resolve_config(PseudoLabelConfig, args)
-    except ConfigError as error:
-        log.error("%s", error)
-        return 2
+    args, config = parse_stage_args(get_parser(), PseudoLabelConfig, argv)
     return run_sharded(
         args.output, args,
         keys=lambda: (r.id for r in lazy_recordings(args.recordings)),

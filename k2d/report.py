@@ -26,7 +26,7 @@ import yaml
 from lhotse import RecordingSet
 
 from k2d.bench import hardware, measure_rtf, rtf_table, select_audio
-from k2d.config import ConfigError, add_config_arguments, option, resolve_config
+from k2d.config import add_config_arguments, option, parse_stage_args
 from k2d.models.whisper import load_whisper, save_model_dir
 from k2d.utils import atomic_path, setup_logging
 
@@ -136,13 +136,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = get_parser().parse_args(argv)
-    try:
-        config = resolve_config(ReportConfig, args)
-        models = dict(item.split("=", 1) for item in args.models)
-    except (ConfigError, ValueError) as error:
-        log.error("%s", error)
-        return 2
+    parser = get_parser()
+    args, config = parse_stage_args(parser, ReportConfig, argv)
+    if not all("=" in item for item in args.models):
+        parser.error("--models takes NAME=PATH pairs")
+    models = dict(item.split("=", 1) for item in args.models)
     results_md = args.exp_dir / "RESULTS.md"
     if results_md.exists() and not args.force:
         log.info("%s exists: skipping stage 7 (use --force to redo)", results_md)

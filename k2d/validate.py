@@ -21,7 +21,7 @@ from pathlib import Path
 from lhotse import CutSet
 from tqdm import tqdm
 
-from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
+from k2d.config import add_config_arguments, option, parse_stage_args, save_config
 from k2d.metrics.distances import distances
 from k2d.models.whisper import GenerationSettings, apply_mix_lang_emb, load_whisper
 from k2d.progress import add_shard_arguments, in_shard, merge_shards, progress_dir, run_sharded, shard_progress
@@ -120,12 +120,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = get_parser().parse_args(argv)
-    try:
-        config = resolve_config(ValidateConfig, args)
-    except ConfigError as error:
-        log.error("%s", error)
-        return 2
+    args, config = parse_stage_args(get_parser(), ValidateConfig, argv)
     return run_sharded(
         args.output, args,
         keys=lambda: (c.id for c in lazy_cuts(args.cuts)),

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from k2d.config import option
+from k2d.config import ConfigError, option
 from k2d.train.data import SkipBatches
 from k2d.utils import atomic_path
 
@@ -50,6 +50,10 @@ class TrainConfig:
     num_workers: int = option(1, "data loader worker processes")
     seed: int = option(0, "random seed")
 
+    def __post_init__(self):
+        if self.schedule not in ("constant", "linear"):
+            raise ConfigError(f"schedule must be constant or linear, got {self.schedule!r}")
+
 
 @dataclass
 class TrainState:
@@ -68,8 +72,6 @@ def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
             return max(0.0, (config.max_steps - step) / max(1, config.max_steps - config.warmup_steps))
         return 1.0
 
-    if config.schedule not in ("constant", "linear"):
-        raise ValueError(f"schedule must be constant or linear, got {config.schedule!r}")
     return factor
 
 

@@ -32,8 +32,9 @@ def test_bad_config_value_is_exit_2(tmp_path):
 
     config = tmp_path / "filter.yaml"
     config.write_text("alpha: high\n")
-    code = filtering.main(["--cuts", "x", "--output-pattern", "{metric}", "--report-dir", str(tmp_path), "--config", str(config)])
-    assert code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        filtering.main(["--cuts", "x", "--output-pattern", "{metric}", "--report-dir", str(tmp_path), "--config", str(config)])
+    assert exit_info.value.code == 2
 
 
 def test_missing_input_is_exit_1(tmp_path):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
-from k2d.config import ConfigError, add_config_arguments, option, resolve_config, save_config
+from k2d.config import add_config_arguments, option, parse_stage_args, save_config
 from k2d.models.demo import DemoModelSpec, build_demo_whisper
 from k2d.models.tokenizer import build_whisper_tokenizer, train_byte_bpe
 from k2d.models.whisper import count_parameters, resolve_device, save_model_dir
@@ -175,12 +175,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = get_parser().parse_args(argv)
-    try:
-        config = resolve_config(BootstrapConfig, args)
-    except ConfigError as error:
-        log.error("%s", error)
-        return 2
+    args, config = parse_stage_args(get_parser(), BootstrapConfig, argv)
     device = init_distributed(resolve_device(args.device))
     torch.manual_seed(config.seed)
     tokenizer = corpus_tokenizer(args.data_dir, args.tokenizer_dir, config.vocab_size)
