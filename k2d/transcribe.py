@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
 
 from k2d.models.tokenizer import TIME_PRECISION
 from k2d.models.whisper import GenerationSettings, window_seconds
@@ -37,17 +36,6 @@ class WindowResult:
     text: str
     next_offset: float  # where the next window should start, relative to this window's start
     tokens: list[int] = field(default_factory=list)
-
-
-class SuppressTimestampsAfter(LogitsProcessor):
-    """Forbid timestamp tokens beyond the window (or the audio's end): the timestamp processor allows up to 30 s."""
-
-    def __init__(self, first_timestamp_id: int, max_timestamp_index: int):
-        self.cutoff = first_timestamp_id + max_timestamp_index + 1
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        scores[:, self.cutoff :] = -float("inf")
-        return scores
 
 
 def parse_window_tokens(
@@ -88,8 +76,9 @@ def parse_window_tokens(
     return segments, seek
 
 
-def _generation_kwargs(model, tokenizer, settings: GenerationSettings, timestamps: bool, max_timestamp: float):
-    window = window_seconds(model)
+def _generation_kwargs(model, settings: GenerationSettings, timestamps: bool):
+    # Timestamps past the audio (the timestamp processor allows up to 30 s) are clipped when parsing: a custom
+    # logits processor here makes transformers 5.23 repeat the generated sequence.
     max_new = min(settings.max_new_tokens, model.config.max_target_positions // 2 - 4)
     kwargs = dict(
         language=settings.language,
@@ -98,11 +87,6 @@ def _generation_kwargs(model, tokenizer, settings: GenerationSettings, timestamp
         num_beams=settings.num_beams,
         max_new_tokens=max_new,
     )
-    if timestamps:
-        index = int(round(min(window, max_timestamp) / TIME_PRECISION))
-        kwargs["logits_processor"] = LogitsProcessorList(
-            [SuppressTimestampsAfter(tokenizer.convert_tokens_to_ids("<|0.00|>"), index)]
-        )
     if settings.temperature_fallback:
         kwargs.update(
             temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4, logprob_threshold=-1.0,
@@ -123,8 +107,7 @@ def transcribe_windows(
     tokenizer = processor.tokenizer
     features = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
     features = features.to(model.device, model.dtype)
-    longest = max(a.size for a in audios) / SAMPLE_RATE
-    output = model.generate(features, **_generation_kwargs(model, tokenizer, settings, timestamps, longest))
+    output = model.generate(features, **_generation_kwargs(model, settings, timestamps))
     sequences = output["sequences"] if isinstance(output, dict) else output
     results = []
     prefix_ids = set(tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|notimestamps|>"]))
