@@ -77,6 +77,8 @@ started=$(date +%s)
 log "$0 $*: recipe $recipe, stages $stage-$stop_stage, device $device"
 
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+begin_stage() { stage_started=$(date +%s); log "Stage $1: $2"; }
+end_stage() { log "Stage $1 done in $(( $(date +%s) - stage_started )) s"; }
 recipe_value() { python -m k2d.recipe_config "$conf/recipe.yaml" "$@"; }
 # python -m MODULE ..., or one process per GPU under torchrun when --ngpu > 1
 launch() {
@@ -110,46 +112,53 @@ kept_pattern="$data/cuts/${recipe}_cuts_${unlabelled}-k2d_{metric}.jsonl.gz"
 exp="$work_dir/exp/$recipe"
 
 if run_stage 0; then
-  log "Stage 0: prepare: $recipe corpus -> $manifests"
+  begin_stage 0 "prepare: $recipe corpus -> $manifests"
   corpus_opt=()
   [ -n "$corpus_dir" ] && corpus_opt=(--corpus-dir "$corpus_dir")
   python -m k2d.prepare --recipe "$recipe" --data-dir "$data" --config "$conf/prepare.yaml" \
     --nj "$nj" "${corpus_opt[@]}" "${force_opt[@]}"
+  end_stage 0
 fi
 
 if run_stage 1; then
-  log "Stage 1: pseudo-label: $unlabelled_recordings, teacher $teacher -> $pseudo"
+  begin_stage 1 "pseudo-label: $unlabelled_recordings, teacher $teacher -> $pseudo"
   launch k2d.pseudo_label --recordings "$unlabelled_recordings" \
     --model "$teacher" --config "$conf/pseudo_label.yaml" --output "$pseudo" --device "$device" "${force_opt[@]}"
+  end_stage 1
 fi
 
 if run_stage 2; then
-  log "Stage 2: chunk: $pseudo -> $chunks"
+  begin_stage 2 "chunk: $pseudo -> $chunks"
   python -m k2d.chunking --recordings "$unlabelled_recordings" \
     --segments "$pseudo" --config "$conf/chunk.yaml" --output "$chunks" "${force_opt[@]}"
+  end_stage 2
 fi
 
 if run_stage 3; then
-  log "Stage 3: validate: $chunks, validator $validator -> $validated"
+  begin_stage 3 "validate: $chunks, validator $validator -> $validated"
   launch k2d.validate --cuts "$chunks" --model "$validator" --config "$conf/validate.yaml" \
     --output "$validated" --device "$device" "${force_opt[@]}"
+  end_stage 3
 fi
 
 if run_stage 4; then
-  log "Stage 4: filter (${metrics}): $validated -> ${kept_pattern}, $data/filter_report/"
+  begin_stage 4 "filter (${metrics}): $validated -> ${kept_pattern}, $data/filter_report/"
   truth_opt=()
   [ -n "$truth" ] && [ -f "$data/$truth" ] && truth_opt=(--truth "$data/$truth")
   python -m k2d.filtering --cuts "$validated" --output-pattern "$kept_pattern" --report-dir "$data/filter_report" \
     --config "$conf/filter.yaml" --metrics "${metrics// /,}" "${truth_opt[@]}" "${force_opt[@]}"
+  end_stage 4
 fi
 
 if run_stage 5; then
+  begin_stage 5 "distill: one student per filter metric (${metrics}) -> $exp/student_*/"
   for metric in "${metric_list[@]}"; do
     kept="${kept_pattern/\{metric\}/$metric}"
-    log "Stage 5: distill ($metric): $kept, teacher $teacher -> $exp/student_$metric/"
+    log "distill ($metric): $kept, teacher $teacher -> $exp/student_$metric/"
     launch k2d.distill --teacher "$teacher" --train-cuts "$kept" --out-dir "$exp/student_$metric" \
       --config "$conf/distill.yaml" --device "$device" "${force_opt[@]}"
   done
+  end_stage 5
 fi
 
 # Every model of the recipe, as NAME=PATH: the teacher first (the reference of the results table).
@@ -159,13 +168,14 @@ for metric in "${metric_list[@]}"; do
 done
 
 if run_stage 6; then
+  begin_stage 6 "decode + score: every model on $test_sets ($decode_modes-form) -> $exp/MODEL/decode_SET/"
   for model in "${models[@]}"; do
     for set in $test_sets; do
       for mode in $decode_modes; do
         suffix=""
         [ "$mode" = short ] && suffix=_short
         out="$exp/${model%%=*}/decode_${set}${suffix}"
-        log "Stage 6: decode ($mode-form): $set with ${model#*=} -> $out"
+        log "decode ($mode-form): $set with ${model#*=} -> $out"
         python -m k2d.decode --model "${model#*=}" --set-name "$set" --mode "$mode" \
           --recordings "$manifests/${recipe}_recordings_${set}.jsonl.gz" \
           --supervisions "$manifests/${recipe}_supervisions_${set}.jsonl.gz" \
@@ -173,16 +183,18 @@ if run_stage 6; then
       done
     done
   done
+  end_stage 6
 fi
 
 if run_stage 7 && [ -z "$test_sets" ]; then
   log "Stage 7: report: skipped, the recipe has no test sets (test_sets in $conf/recipe.yaml)"
 elif run_stage 7; then
   read -r -a set_list <<< "$test_sets"
-  log "Stage 7: report: $exp/*/decode_* -> $exp/RESULTS.md, $exp/export/"
+  begin_stage 7 "report: $exp/*/decode_* -> $exp/RESULTS.md, $exp/export/"
   python -m k2d.report --exp-dir "$exp" --models "${models[@]}" --test-sets "${set_list[@]}" \
     --bench-recordings "$manifests/${recipe}_recordings_${set_list[0]}.jsonl.gz" \
     --filter-report "$data/filter_report/report.yaml" --config "$conf/report.yaml" --device "$device" "${force_opt[@]}"
+  end_stage 7
 fi
 
 log "done: stages $stage-$stop_stage of $recipe in $(( $(date +%s) - started )) s"
