@@ -51,6 +51,7 @@ class BootstrapConfig(DemoModelSpec, TrainConfig):
     timestamp_prob: float = option(0.7, "share of windows labelled with timestamps")
     partial_prob: float = option(0.5, "share of windows whose last utterance is cut by the window end")
     noise_prob: float = option(0.3, "share of windows with added noise at 10-30 dB SNR")
+    short_prob: float = option(0.3, "share of windows cut shortly after their last sentence (then padded)")
     valid_utterances: int = option(60, "dev utterances decoded at each validation")
 
 
@@ -78,9 +79,13 @@ def load_utterances(data_dir: Path, split: str) -> list[Utterance]:
 
 
 def compose_window(
-    rng: random.Random, utterances: list[Utterance], window: float, partial_prob: float, noise_prob: float
+    rng: random.Random, utterances: list[Utterance], window: float, partial_prob: float, noise_prob: float,
+    short_prob: float = 0.0,
 ) -> tuple[np.ndarray, list[TimedText]]:
-    """One training window of `window` seconds and its timed text (pure given the generator)."""
+    """One training window of at most `window` seconds and its timed text (pure given the generator).
+
+    With probability `short_prob` the audio ends shortly after its last complete sentence, so the feature
+    extractor pads it with silence, as it does for chunks, single utterances and a recording's last window."""
     np_rng = np.random.default_rng(rng.getrandbits(63))
     length = int(window * SAMPLE_RATE)
     audio = np.zeros(length, dtype=np.float32)
@@ -105,6 +110,10 @@ def compose_window(
     if rng.random() < noise_prob and segments:
         noise = brown_noise(np_rng, length, 0.1) if rng.random() < 0.5 else white_noise(np_rng, length, 0.1)
         audio = mix_at_snr(audio, noise, rng.uniform(10.0, 30.0))
+    complete = [s for s in segments if s.end is not None]
+    if complete and rng.random() < short_prob:
+        end = min(window, complete[-1].end + rng.uniform(0.05, 1.0))
+        return audio[: int(end * SAMPLE_RATE)].astype(np.float32), complete
     return audio.astype(np.float32), segments
 
 
@@ -140,7 +149,8 @@ class WindowDataset(torch.utils.data.Dataset):
             key = f"window{index}"
             rng = example_rng(self.options.seed + 1, self.epoch, key)
             audio, segments = compose_window(
-                rng, self.utterances, self.options.window, self.config.partial_prob, self.config.noise_prob
+                rng, self.utterances, self.options.window, self.config.partial_prob, self.config.noise_prob,
+                self.config.short_prob,
             )
             examples.append(
                 make_example(key, audio, segments, self.tokenizer, self.options, self.epoch, ctc_units=self.ctc_units)
