@@ -190,8 +190,14 @@ if run_stage 7 && [ -z "$test_sets" ]; then
   log "Stage 7: report: skipped, the recipe has no test sets (test_sets in $conf/recipe.yaml)"
 elif run_stage 7; then
   read -r -a set_list <<< "$test_sets"
+  scored=()  # decode_SET (long-form) and decode_SET_short directories, as stage 6 names them
+  for mode in $decode_modes; do
+    for set in "${set_list[@]}"; do
+      if [ "$mode" = short ]; then scored+=("${set}_short"); else scored+=("$set"); fi
+    done
+  done
   begin_stage 7 "report: $exp/*/decode_* -> $exp/RESULTS.md, $exp/export/"
-  python -m k2d.report --exp-dir "$exp" --models "${models[@]}" --test-sets "${set_list[@]}" \
+  python -m k2d.report --exp-dir "$exp" --models "${models[@]}" --test-sets "${scored[@]}" \
     --bench-recordings "$manifests/${recipe}_recordings_${set_list[0]}.jsonl.gz" \
     --filter-report "$data/filter_report/report.yaml" --config "$conf/report.yaml" --device "$device" "${force_opt[@]}"
   end_stage 7

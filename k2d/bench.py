@@ -111,7 +111,7 @@ SHAPES = {
     "large-v2": (1280, 32, 32, 20, 5120, 51865, 80),
     "medium": (1024, 24, 24, 16, 4096, 51865, 80),
     "base": (512, 6, 6, 8, 2048, 51865, 80),
-    "tiny-test": (64, 2, 4, 2, 128, 1000, 80),  # for the test suite
+    "tiny-test": (64, 2, 4, 2, 128, 51865, 80),  # for the test suite (full vocabulary: real special-token ids)
 }
 
 
