@@ -20,6 +20,7 @@ hardware named in the table; compare ratios within one table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import platform
@@ -55,6 +56,12 @@ def select_audio(recordings, seconds: float) -> list:
         chosen.append(recording if take >= recording.duration else _truncated(recording, take))
         total += take
     return chosen
+
+
+def spread_audio(recordings, seconds: float, count: int) -> list:
+    """`count` recordings with `seconds / count` of audio each, so that a batch of `count` has work in every row."""
+    share = seconds / count
+    return [r if r.duration <= share else _truncated(r, share) for r in list(recordings)[:count]]
 
 
 def _truncated(recording, seconds: float):
@@ -126,7 +133,9 @@ def random_whisper(shape: str, decoder_layers: int | None = None):
     )
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(config)
-    return model.to_empty(device="cpu").apply(_init_small)
+    model = model.to_empty(device="cpu").apply(_init_small)
+    model.tie_weights()  # to_empty unties the output projection from the token embedding; Whisper shares them
+    return model
 
 
 def _init_small(module):
@@ -233,7 +242,7 @@ def bench_train(teacher: str, cuts: str, steps: int, max_duration: float, device
     base = rows[0]["step_seconds"]
     lines = [f"{hardware()}, {steps} steps of {max_duration:.0f} s of audio after a warm-up ({rows[0]['memory']})", "",
              "| training | step time | vs CE only | peak memory |", "|---|---|---|---|"]
-    names = {"ce": "CE only (student)", "kd_shared": "KD, encoder shared (run once)", "kd_separate": "KD, two encoders"}
+    names = {"ce": "CE only (student)", "kd_shared": "KD, encoder shared (run once)", "kd_separate": "KD, two encoders (student encoder trained too)"}
     for r in rows:
         lines.append(f"| {names[r['mode']]} | {r['step_seconds']:.3f} s | {r['step_seconds'] / base:.2f}x | "
                      f"{r['peak_bytes'] / 2**20:.0f} MiB |")
@@ -242,15 +251,15 @@ def bench_train(teacher: str, cuts: str, steps: int, max_duration: float, device
 
 # ---- stage 1 / 3 throughput ----
 def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_path: str, seconds: float, batch: int,
-                     device: str) -> str:
+                     device: str, settings: GenerationSettings | None = None) -> str:
     from lhotse import CutSet, RecordingSet
 
     from k2d.train.data import load_mono_16k
     from k2d.transcribe import transcribe_windows
 
-    recordings = select_audio(RecordingSet.from_file(recordings_path), seconds)
+    recordings = spread_audio(RecordingSet.from_file(recordings_path), seconds, batch)
     audio_seconds = sum(r.duration for r in recordings)
-    settings = GenerationSettings()
+    settings = settings or GenerationSettings()
     rows = []
     t_model, t_proc = load_whisper(teacher, device=device)
     for b in (1, batch):
@@ -261,7 +270,7 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
     audios = [load_mono_16k(c) for c in cuts]
     cut_seconds = sum(a.size for a in audios) / 16000
     v_model, v_proc = load_whisper(validator, device=device)
-    no_ts = GenerationSettings(timestamps=False)
+    no_ts = dataclasses.replace(settings, timestamps=False)
     for b in (1, batch):
         def run():
             for first in range(0, len(audios), b):
@@ -270,7 +279,7 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
         elapsed = statistics.mean(timed(run, 1))
         rows.append(("stage 3, validator on chunks", b, cut_seconds / elapsed, elapsed))
     teacher_rate = rows[1][2]
-    lines = [f"{hardware()}; stage 1 on {audio_seconds:.0f} s of long-form audio, stage 3 on {len(audios)} chunks "
+    lines = [f"{hardware()}; stage 1 on {audio_seconds:.0f} s of long-form audio from {len(recordings)} recordings, stage 3 on {len(audios)} chunks "
              f"({cut_seconds:.0f} s); one timed run after a warm-up", "",
              "| work | batch | audio seconds per second | speed-up from batching |", "|---|---|---|---|"]
     for i, (name, b, rate, _) in enumerate(rows):
@@ -312,7 +321,7 @@ def get_parser() -> argparse.ArgumentParser:
     through.add_argument("--validator", required=True)
     through.add_argument("--recordings", required=True)
     through.add_argument("--cuts", required=True)
-    through.add_argument("--seconds", type=float, default=120.0)
+    through.add_argument("--seconds", type=float, default=480.0, help="long-form audio, spread over --batch recordings")
     through.add_argument("--batch", type=int, default=8)
     for p in (rtf, shapes, train, one, through):
         p.add_argument("--device", default="cpu")

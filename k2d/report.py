@@ -8,8 +8,8 @@ exported best student.
         --filter-report data/mini_cs/filter_report/report.yaml
 
 Reads exp/NAME/MODEL/decode_SET/scores.yaml (stage 6); writes exp/NAME/RESULTS.md, exp/NAME/results.yaml,
-exp/NAME/mer_vs_speed.png, exp/NAME/speed.md, and exp/NAME/export/ (the student with the lowest mean MER,
-loadable by transformers' ASR pipeline).
+exp/NAME/mer_vs_speed.png, exp/NAME/export/ (the student with the lowest mean MER,
+loadable by transformers' ASR pipeline) and exp/NAME/export_ct2/ (the same for faster-whisper/CTranslate2).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from lhotse import RecordingSet
 
 from k2d.bench import hardware, measure_rtf, rtf_table, select_audio
 from k2d.config import add_config_arguments, option, parse_stage_args
+from k2d.export import QUANTIZATIONS, export_ctranslate2
 from k2d.models.whisper import load_whisper, save_model_dir
 from k2d.utils import atomic_path, setup_logging
 
@@ -38,6 +39,8 @@ class ReportConfig:
     bench_seconds: float = option(120.0, "seconds of test audio each model decodes per timed run")
     bench_runs: int = option(5, "timed runs (after one warm-up) averaged for the real-time factor")
     bench_batch_size: int = option(8, "recordings decoded side by side in the benchmark")
+    ctranslate2_quantization: str = option(
+        "int8", "also convert the exported student for faster-whisper (export_ct2/) with this quantization; none: skip")
 
 
 def load_scores(exp_dir: Path, model: str, test_set: str) -> dict | None:
@@ -140,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     args, config = parse_stage_args(parser, ReportConfig, argv)
     if not all("=" in item for item in args.models):
         parser.error("--models takes NAME=PATH pairs")
+    if config.ctranslate2_quantization not in (*QUANTIZATIONS, "none"):
+        parser.error(f"ctranslate2_quantization: {config.ctranslate2_quantization!r} is not none or one of {QUANTIZATIONS}")
     models = dict(item.split("=", 1) for item in args.models)
     results_md = args.exp_dir / "RESULTS.md"
     if results_md.exists() and not args.force:
@@ -162,19 +167,24 @@ def main(argv: list[str] | None = None) -> int:
                      "scores": scores, "mer": {s: sc["mer"]["rate"] for s, sc in scores.items()}})
     plot_mer_vs_speed(rows, args.test_sets, args.exp_dir / "mer_vs_speed.png")
     exported = export_best(rows, models, args.test_sets, args.exp_dir / "export")
+    ct2_note = ""
+    if exported and config.ctranslate2_quantization != "none":
+        export_ctranslate2(args.exp_dir / "export", args.exp_dir / "export_ct2", config.ctranslate2_quantization)
+        ct2_note = f"; `export_ct2/` = the same in CTranslate2 format ({config.ctranslate2_quantization}) for faster-whisper"
     bench_note = (f"Speed: long-form decoding of {speed[0]['audio_seconds']} s of {args.bench_recordings.name}, "
                   f"mean of {config.bench_runs} runs after a warm-up, all models in one process on {hardware()} "
                   f"({platform.node() or 'this machine'}), float32, batch {config.bench_batch_size}.")
     text = "\n\n".join([
         f"# Results: {args.exp_dir.name}",
-        "MER % per test set (long-form decoding, language zh); in brackets the relative change vs the teacher. "
+        "MER % per test set (whole recordings decoded sequentially with timestamps; `_short`: each utterance "
+        "on its own); in brackets the relative change vs the teacher. "
         "Data kept: share of the pseudo-labelled hours the student's filter kept.",
         results_table(rows, args.test_sets),
         bench_note,
         "## Details\n\n" + detail_table(rows, args.test_sets),
         "## Speed\n\n" + rtf_table(speed),
         "![MER vs speed](mer_vs_speed.png)",
-        f"Exported model: `export/` = {exported}" if exported else "No student to export.",
+        f"Exported model: `export/` = {exported}{ct2_note}" if exported else "No student to export.",
     ]) + "\n"
     with atomic_path(args.exp_dir / "results.yaml") as tmp:
         tmp.write_text(yaml.safe_dump({"rows": [{k: v for k, v in r.items() if k != "scores"} for r in rows]},

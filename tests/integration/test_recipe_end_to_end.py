@@ -50,6 +50,7 @@ def test_mini_cs_end_to_end_twice(repo_root, tmp_path):
     assert set(report["metrics"]) == {"none", "ngram", "mer", "per", "composite"}
     assert (exp / "mer_vs_speed.png").stat().st_size > 1000
     assert (exp / "export" / "model.safetensors").exists()
+    assert (exp / "export_ct2" / "model.bin").exists()  # CTranslate2, int8 by default
 
     outputs = sorted(p for p in (work / "data").rglob("*") if p.is_file() and ".progress" not in p.parts)
     outputs += sorted(p for p in exp.rglob("*") if p.is_file())

@@ -23,3 +23,21 @@ def test_train_benchmark(tiny_whisper, tiny_cuts, tmp_path):
     save_model_dir(*tiny_whisper, tmp_path / "m")
     table = bench.bench_train(str(tmp_path / "m"), str(tiny_cuts), steps=1, max_duration=4.0, device="cpu")
     assert "CE only" in table and "encoder shared" in table and "two encoders" in table
+
+
+def test_throughput_spreads_audio_over_the_batch(tiny_whisper, tiny_cuts, tmp_path):
+    save_model_dir(*tiny_whisper, tmp_path / "m")
+    cuts = CutSet.from_file(tiny_cuts)
+    recordings = RecordingSet.from_recordings(c.recording for c in cuts)
+    # 3 s over a batch of 2: the first two 2 s recordings, 1.5 s of each
+    assert [r.duration for r in bench.spread_audio(recordings, seconds=3.0, count=2)] == [1.5, 1.5]
+    recordings.to_file(tmp_path / "recordings.jsonl.gz")
+    table = bench.bench_throughput(str(tmp_path / "m"), str(tmp_path / "m"), str(tmp_path / "recordings.jsonl.gz"),
+                                   str(tiny_cuts), seconds=4.0, batch=2, device="cpu",
+                                   settings=bench.GenerationSettings(max_new_tokens=4))
+    assert "from 2 recordings" in table and "| stage 3, validator on chunks | 2 |" in table
+
+
+def test_real_shape_has_whisper_base_parameter_count():
+    # openai/whisper-base has 72,593,920 parameters (its Hub page: 72.6M; output projection tied to the embedding)
+    assert bench.count_parameters(bench.random_whisper("base")) == 72_593_920

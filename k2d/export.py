@@ -1,0 +1,66 @@
+"""Export a Whisper model directory (save_pretrained) to CTranslate2, the format faster-whisper loads.
+
+    python -m k2d.export --model exp/mini_cs/export --out exp/mini_cs/export_ct2 --quantization int8
+
+The output holds model.bin, vocabulary.json, tokenizer.json and the feature extractor's
+preprocessor_config.json (faster-whisper reads the window length and mel bins from it, which matters for
+models whose window is not 30 s, like the mini_cs demo models). Stage 7 runs this on the best student when
+`ctranslate2_quantization` is set in conf/report.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from k2d.utils import setup_logging
+
+log = logging.getLogger("k2d.export")
+
+QUANTIZATIONS = ("float32", "float16", "bfloat16", "int8", "int8_float32", "int8_float16", "int16")
+
+
+def export_ctranslate2(model_dir: Path, out_dir: Path, quantization: str = "int8") -> Path:
+    """Convert `model_dir` into `out_dir` (replaced as a whole, so an existing output is always complete)."""
+    from ctranslate2.converters import TransformersConverter
+    from transformers import WhisperFeatureExtractor
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} is not a save_pretrained model directory (no config.json)")
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    TransformersConverter(str(model_dir), copy_files=["tokenizer.json"]).convert(str(tmp), quantization=quantization)
+    WhisperFeatureExtractor.from_pretrained(model_dir).to_json_file(tmp / "preprocessor_config.json")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="a save_pretrained Whisper directory")
+    parser.add_argument("--out", type=Path, required=True, help="CTranslate2 output directory")
+    parser.add_argument("--quantization", default="int8", choices=QUANTIZATIONS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = get_parser().parse_args(argv)
+    try:
+        export_ctranslate2(args.model, args.out, args.quantization)
+    except (FileNotFoundError, ValueError) as error:
+        log.error("%s", error)
+        return 1
+    log.info("CTranslate2 model (%s) in %s", args.quantization, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
