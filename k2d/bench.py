@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import platform
@@ -34,7 +35,7 @@ from pathlib import Path
 import torch
 
 from k2d.models.whisper import GenerationSettings, count_parameters, load_whisper, resolve_device
-from k2d.transcribe import transcribe_longform
+from k2d.transcribe import transcribe_longform, transcribe_windows
 from k2d.utils import setup_logging
 
 log = logging.getLogger("k2d.bench")
@@ -71,6 +72,18 @@ def _truncated(recording, seconds: float):
                      int(seconds * recording.sampling_rate), seconds, recording.transforms)
 
 
+def decode_all(model, processor, recordings, settings: GenerationSettings, batch_size: int) -> None:
+    """Long-form decoding of every recording (what stage 1 and the RTF benchmark time)."""
+    for _ in transcribe_longform(model, processor, recordings, settings, batch_size):
+        pass
+
+
+def decode_chunks(model, processor, audios: list, settings: GenerationSettings, batch_size: int) -> None:
+    """Chunks decoded `batch_size` at a time (what stage 3 times)."""
+    for first in range(0, len(audios), batch_size):
+        transcribe_windows(model, processor, audios[first : first + batch_size], settings)
+
+
 def timed(fn, runs: int, warmup: int = 1) -> list[float]:
     for _ in range(warmup):
         fn()
@@ -94,7 +107,7 @@ def measure_rtf(models: dict[str, str], recordings: list, runs: int = 5, device:
     rows = []
     for name, path in models.items():
         model, processor = load_whisper(path, device=device, dtype=dtype)
-        times = timed(lambda: list(transcribe_longform(model, processor, recordings, settings, batch_size)), runs)
+        times = timed(functools.partial(decode_all, model, processor, recordings, settings, batch_size), runs)
         rows.append({
             "model": name, "parameters": count_parameters(model), "rtf": statistics.mean(times) / audio_seconds,
             "rtf_std": statistics.pstdev(times) / audio_seconds, "runs": runs, "audio_seconds": round(audio_seconds, 1),
@@ -179,10 +192,12 @@ def bench_shapes(shape: str, tokens: int, batch: int, runs: int, device: str, dt
         log.info("%s: %.3f s per 30 s window with %d tokens", name, result["seconds"], tokens)
         del model
     base = rows[0][2]["seconds"]
-    lines = [f"{hardware()}, {dtype}, batch {batch}, 30 s of input, {tokens} forced output tokens, {runs} runs after a warm-up",
+    lines = [f"{hardware()}, {dtype}, batch {batch}, 30 s of input, {tokens} forced output tokens, "
+             f"{runs} runs after a warm-up",
              "", "| model | parameters | seconds per window | speed-up |", "|---|---|---|---|"]
     for name, params, result in rows:
-        lines.append(f"| {name} | {params / 1e6:.0f}M | {result['seconds']:.3f} ± {result['std']:.3f} | {base / result['seconds']:.2f}x |")
+        lines.append(f"| {name} | {params / 1e6:.0f}M | {result['seconds']:.3f} ± {result['std']:.3f} | "
+                     f"{base / result['seconds']:.2f}x |")
     return "\n".join(lines)
 
 
@@ -205,7 +220,7 @@ def train_step_stats(teacher: str, cuts: str, mode: str, steps: int, max_duratio
     tokenizer = processor.tokenizer
     dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id),
                          LabelOptions(window=teacher_model.config.max_source_positions / 50))
-    batches = [dataset[cuts_] for _, cuts_ in zip(range(steps + 1), sampler)]
+    batches = [dataset[cuts_] for _, cuts_ in zip(range(steps + 1), sampler, strict=False)]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -224,7 +239,10 @@ def train_step_stats(teacher: str, cuts: str, mode: str, steps: int, max_duratio
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev)
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"mode": mode, "step_seconds": statistics.mean(times), "peak_bytes": peak, "steps": len(times),
             "memory": "GPU max allocated" if dev.type == "cuda" else "process peak RSS"}
 
@@ -242,7 +260,8 @@ def bench_train(teacher: str, cuts: str, steps: int, max_duration: float, device
     base = rows[0]["step_seconds"]
     lines = [f"{hardware()}, {steps} steps of {max_duration:.0f} s of audio after a warm-up ({rows[0]['memory']})", "",
              "| training | step time | vs CE only | peak memory |", "|---|---|---|---|"]
-    names = {"ce": "CE only (student)", "kd_shared": "KD, encoder shared (run once)", "kd_separate": "KD, two encoders (student encoder trained too)"}
+    names = {"ce": "CE only (student)", "kd_shared": "KD, encoder shared (run once)",
+             "kd_separate": "KD, two encoders (student encoder trained too)"}
     for r in rows:
         lines.append(f"| {names[r['mode']]} | {r['step_seconds']:.3f} s | {r['step_seconds'] / base:.2f}x | "
                      f"{r['peak_bytes'] / 2**20:.0f} MiB |")
@@ -255,7 +274,6 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
     from lhotse import CutSet, RecordingSet
 
     from k2d.train.data import load_mono_16k
-    from k2d.transcribe import transcribe_windows
 
     recordings = spread_audio(RecordingSet.from_file(recordings_path), seconds, batch)
     audio_seconds = sum(r.duration for r in recordings)
@@ -264,7 +282,7 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
     t_model, t_proc = load_whisper(teacher, device=device)
     for b in (1, batch):
         # one recording at a time is batch 1; `batch` recordings side by side is the batched case
-        elapsed = statistics.mean(timed(lambda: list(transcribe_longform(t_model, t_proc, recordings, settings, b)), 1))
+        elapsed = statistics.mean(timed(functools.partial(decode_all, t_model, t_proc, recordings, settings, b), 1))
         rows.append(("stage 1, teacher long-form", b, audio_seconds / elapsed, elapsed))
     cuts = CutSet.from_file(cuts_path).subset(first=32)
     audios = [load_mono_16k(c) for c in cuts]
@@ -272,15 +290,11 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
     v_model, v_proc = load_whisper(validator, device=device)
     no_ts = dataclasses.replace(settings, timestamps=False)
     for b in (1, batch):
-        def run():
-            for first in range(0, len(audios), b):
-                transcribe_windows(v_model, v_proc, audios[first : first + b], no_ts)
-
-        elapsed = statistics.mean(timed(run, 1))
+        elapsed = statistics.mean(timed(functools.partial(decode_chunks, v_model, v_proc, audios, no_ts, b), 1))
         rows.append(("stage 3, validator on chunks", b, cut_seconds / elapsed, elapsed))
     teacher_rate = rows[1][2]
-    lines = [f"{hardware()}; stage 1 on {audio_seconds:.0f} s of long-form audio from {len(recordings)} recordings, stage 3 on {len(audios)} chunks "
-             f"({cut_seconds:.0f} s); one timed run after a warm-up", "",
+    lines = [f"{hardware()}; stage 1 on {audio_seconds:.0f} s of long-form audio from {len(recordings)} recordings, "
+             f"stage 3 on {len(audios)} chunks ({cut_seconds:.0f} s); one timed run after a warm-up", "",
              "| work | batch | audio seconds per second | speed-up from batching |", "|---|---|---|---|"]
     for i, (name, b, rate, _) in enumerate(rows):
         lines.append(f"| {name} | {b} | {rate:.1f} | {rate / rows[i - i % 2][2]:.2f}x |")
@@ -338,13 +352,15 @@ def main(argv: list[str] | None = None) -> int:
         models = dict(item.split("=", 1) for item in args.models)
         recordings = select_audio(RecordingSet.from_file(args.recordings), args.seconds)
         rows = measure_rtf(models, recordings, args.runs, args.device, batch_size=args.batch_size)
-        table = f"{hardware()}, {rows[0]['audio_seconds']} s of audio, {args.runs} runs after a warm-up\n\n" + rtf_table(rows)
+        header = f"{hardware()}, {rows[0]['audio_seconds']} s of audio, {args.runs} runs after a warm-up"
+        table = header + "\n\n" + rtf_table(rows)
     elif args.command == "shapes":
         table = bench_shapes(args.shape, args.tokens, args.batch, args.runs, args.device, args.dtype)
     elif args.command == "train":
         table = bench_train(args.teacher, args.cuts, args.steps, args.max_duration, args.device)
     elif args.command == "_train_one":
-        print(json.dumps(train_step_stats(args.teacher, args.cuts, args.mode, args.steps, args.max_duration, args.device)))
+        stats = train_step_stats(args.teacher, args.cuts, args.mode, args.steps, args.max_duration, args.device)
+        print(json.dumps(stats))
         return 0
     else:
         table = bench_throughput(args.teacher, args.validator, args.recordings, args.cuts, args.seconds, args.batch,

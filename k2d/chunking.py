@@ -140,7 +140,8 @@ def chunk_cut(recording, chunk: Chunk, index: int, max_chunk: float) -> MonoCut:
 @dataclass
 class ChunkConfig:
     max_chunk: float = option(30.0, "longest chunk in seconds (the teacher's window: 30 for Whisper)")
-    continued_min: float = option(1.0, "a crossing segment begun more than this before the boundary marks the chunk continued")
+    continued_min: float = option(
+        1.0, "a crossing segment begun more than this before the boundary marks the chunk continued")
 
 
 def segments_by_recording(supervisions: SupervisionSet):

@@ -137,7 +137,8 @@ def resolve_config(cls: type[T], args: argparse.Namespace) -> T:
     if config_path is not None:
         from_file = {k.replace("-", "_"): v for k, v in load_yaml(config_path).items()}
         values.update(_converted_values(cls, from_file, f"config {config_path}"))
-    from_cli = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    names = (f.name for f in dataclasses.fields(cls))
+    from_cli = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     values.update(_converted_values(cls, from_cli, "command line"))
     return cls(**values)
 

@@ -66,7 +66,8 @@ def decode_long(model, processor, recordings: list, config: DecodeConfig, out_di
             hypotheses[result.recording_id] = join_texts([s.text for s in result.segments])
             for s in result.segments:
                 segments_file.write(json.dumps(
-                    {"recording_id": result.recording_id, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text},
+                    {"recording_id": result.recording_id, "start": round(s.start, 3), "end": round(s.end, 3),
+                     "text": s.text},
                     ensure_ascii=False) + "\n")
     return hypotheses
 
@@ -77,7 +78,7 @@ def decode_short(model, processor, cuts: CutSet, config: DecodeConfig) -> dict[s
     for first in tqdm(range(0, len(items), config.batch_size), desc="decode", unit="batch"):
         batch = items[first : first + config.batch_size]
         results = transcribe_windows(model, processor, [load_mono_16k(c) for c in batch], config)
-        hypotheses.update({c.supervisions[0].id: r.text for c, r in zip(batch, results)})
+        hypotheses.update({c.supervisions[0].id: r.text for c, r in zip(batch, results, strict=True)})
     return hypotheses
 
 
@@ -130,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.time() - started
     write_text_file(args.out_dir / "ref.txt", references)
     write_text_file(args.out_dir / "hyp.txt", hypotheses)
-    info = {"model": str(args.model), "set": args.set_name, "mode": config.mode, "audio_seconds": round(audio_seconds, 2),
-            "wall_seconds": round(elapsed, 2), "rtf": round(elapsed / max(audio_seconds, 1e-9), 4), "device": args.device}
+    info = {"model": str(args.model), "set": args.set_name, "mode": config.mode,
+            "audio_seconds": round(audio_seconds, 2), "wall_seconds": round(elapsed, 2),
+            "rtf": round(elapsed / max(audio_seconds, 1e-9), 4), "device": args.device}
     with atomic_path(args.out_dir / "decode_info.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(info, sort_keys=False), encoding="utf-8")
     total = score_files(args.out_dir / "ref.txt", args.out_dir / "hyp.txt", args.out_dir)

@@ -74,14 +74,14 @@ def validation_items(args, config: DistillConfig) -> list:
     else:
         cuts = [c for c in CutSet.from_jsonl_lazy(args.train_cuts) if held_out(c.id, config.valid_percent)]
         texts = [(c.custom or {}).get("text", "") for c in cuts]
-    return [(load_mono_16k(c), t) for c, t in list(zip(cuts, texts))[: config.valid_max_cuts]]
+    return [(load_mono_16k(c), t) for c, t in list(zip(cuts, texts, strict=True))[: config.valid_max_cuts]]
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="teacher: Hugging Face id or local directory")
     parser.add_argument("--train-cuts", type=Path, required=True, help="kept chunk cuts (stage 4 output)")
-    parser.add_argument("--out-dir", type=Path, required=True, help="student directory, e.g. exp/NAME/student_composite")
+    parser.add_argument("--out-dir", type=Path, required=True, help="student directory (exp/NAME/student_METRIC)")
     parser.add_argument("--valid-cuts", type=Path, help="labelled cuts for validation (default: held-out chunks)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--force", action="store_true", help="train again from scratch")

@@ -131,8 +131,8 @@ def plot_histograms(values: dict[str, list[float]], alpha: float, path: Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(values), figsize=(4 * len(values), 3.2))
-    for ax, (name, data) in zip(axes, values.items()):
+    fig, axes = plt.subplots(1, len(values), figsize=(4 * len(values), 3.2), squeeze=False)
+    for ax, (name, data) in zip(axes[0], values.items(), strict=True):
         ax.hist([min(v, 2.0) for v in data], bins=40, range=(0, 2.0), color="#4477aa")
         ax.axvline(alpha, color="#cc3311", linestyle="--", label=f"α = {alpha}")
         ax.set_title(f"{name.upper()} (teacher vs validator)")

@@ -52,7 +52,8 @@ def label_shard(args, config: PseudoLabelConfig, shard: int, num_shards: int) ->
     save_config(config, args.output.parent / "pseudo_label_config.yaml")
     progress = shard_progress(progress_dir(args.output), shard, num_shards)
     done = progress.load()
-    todo = [r for i, r in enumerate(lazy_recordings(args.recordings)) if in_shard(i, shard, num_shards) and r.id not in done]
+    mine = (r for i, r in enumerate(lazy_recordings(args.recordings)) if in_shard(i, shard, num_shards))
+    todo = [r for r in mine if r.id not in done]
     log.info("shard %d/%d: %d recording(s) done before, %d to label", shard, num_shards, len(done), len(todo))
     if not todo:
         return

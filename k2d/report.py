@@ -15,6 +15,7 @@ loadable by transformers' ASR pipeline) and exp/NAME/export_ct2/ (the same for f
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import platform
 import sys
@@ -99,7 +100,7 @@ def plot_mer_vs_speed(rows: list[dict], test_sets: list[str], path: Path) -> Non
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for s, marker in zip(test_sets, "os^vD"):
+    for s, marker in zip(test_sets, itertools.cycle("os^vD<>p")):
         points = [(r["speedup"], 100 * r["mer"][s], r["model"]) for r in rows if s in r["mer"]]
         ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=s)
         for x, y, name in points:
@@ -144,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     if not all("=" in item for item in args.models):
         parser.error("--models takes NAME=PATH pairs")
     if config.ctranslate2_quantization not in (*QUANTIZATIONS, "none"):
-        parser.error(f"ctranslate2_quantization: {config.ctranslate2_quantization!r} is not none or one of {QUANTIZATIONS}")
+        parser.error(f"ctranslate2_quantization: {config.ctranslate2_quantization!r} is not none or one of "
+                     f"{', '.join(QUANTIZATIONS)}")
     models = dict(item.split("=", 1) for item in args.models)
     results_md = args.exp_dir / "RESULTS.md"
     if results_md.exists() and not args.force:
@@ -158,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     recordings = select_audio(RecordingSet.from_file(args.bench_recordings), config.bench_seconds)
     speed = measure_rtf(models, recordings, config.bench_runs, args.device, batch_size=config.bench_batch_size)
     reference_rtf = speed[0]["rtf"]
-    filter_report = yaml.safe_load(args.filter_report.read_text()) if args.filter_report and args.filter_report.exists() else None
+    filter_report = None
+    if args.filter_report and args.filter_report.exists():
+        filter_report = yaml.safe_load(args.filter_report.read_text())
     rows = []
     for bench in speed:
         scores = {s: load_scores(args.exp_dir, bench["model"], s) for s in args.test_sets}
@@ -170,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ct2_note = ""
     if exported and config.ctranslate2_quantization != "none":
         export_ctranslate2(args.exp_dir / "export", args.exp_dir / "export_ct2", config.ctranslate2_quantization)
-        ct2_note = f"; `export_ct2/` = the same in CTranslate2 format ({config.ctranslate2_quantization}) for faster-whisper"
+        ct2_note = (f"; `export_ct2/` = the same in CTranslate2 format ({config.ctranslate2_quantization}) "
+                    "for faster-whisper")
     bench_note = (f"Speed: long-form decoding of {speed[0]['audio_seconds']} s of {args.bench_recordings.name}, "
                   f"mean of {config.bench_runs} runs after a warm-up, all models in one process on {hardware()} "
                   f"({platform.node() or 'this machine'}), float32, batch {config.bench_batch_size}.")

@@ -85,6 +85,11 @@ class CorpusScore:
         )
 
 
+def split_by_script(units: list[str]) -> tuple[list[str], list[str]]:
+    """(Chinese characters, English words) of a unit sequence, in order: CER and WER are scored on each."""
+    return [u for u in units if is_chinese_unit(u)], [u for u in units if not is_chinese_unit(u)]
+
+
 def score_texts(references: dict[str, str], hypotheses: dict[str, str]) -> tuple[CorpusScore, list[UtteranceScore]]:
     """Score every reference id; a missing hypothesis counts as empty (all deletions)."""
     total = CorpusScore()
@@ -99,8 +104,9 @@ def score_texts(references: dict[str, str], hypotheses: dict[str, str]) -> tuple
         ops = align(ref_units, hyp_units)
         counts = counts_from_alignment(ops)
         total.mer += counts
-        total.cer += error_counts([u for u in ref_units if is_chinese_unit(u)], [u for u in hyp_units if is_chinese_unit(u)])
-        total.wer += error_counts([u for u in ref_units if not is_chinese_unit(u)], [u for u in hyp_units if not is_chinese_unit(u)])
+        (ref_zh, ref_en), (hyp_zh, hyp_en) = split_by_script(ref_units), split_by_script(hyp_units)
+        total.cer += error_counts(ref_zh, hyp_zh)
+        total.wer += error_counts(ref_en, hyp_en)
         looping = has_ngram_loop(hyp_norm)
         total.hallucinations += looping
         total.utterances += 1
@@ -126,7 +132,8 @@ def format_errs(per_utterance: list[UtteranceScore]) -> str:
         c = u.counts
         blocks.append(
             f"id: {u.key}\nScores: (#C #S #D #I) {c.reference_length - c.substitutions - c.deletions} "
-            f"{c.substitutions} {c.deletions} {c.insertions}{'  [repetitive hallucination]' if u.hallucination else ''}\n"
+            f"{c.substitutions} {c.deletions} {c.insertions}"
+            f"{'  [repetitive hallucination]' if u.hallucination else ''}\n"
             f"REF: {' '.join(ref_line)}\nHYP: {' '.join(hyp_line)}\nEval: {' '.join(op_line)}\n"
         )
     return "\n".join(blocks)

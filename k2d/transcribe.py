@@ -112,7 +112,7 @@ def transcribe_windows(
     results = []
     prefix_ids = set(tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|notimestamps|>"]))
     prefix_ids |= set(model.generation_config.lang_to_id.values()) | set(model.generation_config.task_to_id.values())
-    for row, audio in zip(sequences.tolist(), audios):
+    for row, audio in zip(sequences.tolist(), audios, strict=True):
         tokens = [t for t in row if t not in prefix_ids]
         seconds = audio.size / SAMPLE_RATE
         if timestamps:
@@ -201,7 +201,8 @@ def transcribe_longform(
             else:
                 to_decode.append(job)
                 audios.append(audio)
-        for job, result in zip(to_decode, transcribe_windows(model, processor, audios, settings, timestamps=True)):
+        results = transcribe_windows(model, processor, audios, settings, timestamps=True)
+        for job, result in zip(to_decode, results, strict=True):
             job.segments += [Segment(job.offset + s.start, job.offset + s.end, s.text) for s in result.segments]
             job.decoded_seconds += min(window, job.recording.duration - job.offset)
             job.offset += result.next_offset if result.next_offset > 0 else window

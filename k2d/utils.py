@@ -33,7 +33,8 @@ def atomic_path(final: Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     # Keep the real suffix (".jsonl.gz", ".flac") last: writers choose the format from it.
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name.split('.')[0]}.tmp-", suffix="".join(final.suffixes))
+    prefix = f".{final.name.split('.')[0]}.tmp-"
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=prefix, suffix="".join(final.suffixes))
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)

@@ -77,7 +77,7 @@ def validate_shard(args, config: ValidateConfig, shard: int, num_shards: int) ->
                 except Exception as error:  # a chunk whose audio cannot be read is reported, not fatal
                     log.warning("chunk %s: unreadable audio (%s): recorded as not validated", cut.id, error)
                     progress.append({"key": cut.id, "validator_text": None, "error": str(error)})
-            for cut, result in zip(readable, transcribe_windows(model, processor, audios, config)):
+            for cut, result in zip(readable, transcribe_windows(model, processor, audios, config), strict=True):
                 progress.append({"key": cut.id, "validator_text": result.text, "error": None})
             bar.update(len(batch))
 
@@ -87,7 +87,7 @@ def merge(args, config: ValidateConfig, num_shards: int) -> None:
     records = merge_shards(progress_dir(args.output), num_shards, (c.id for c in lazy_cuts(args.cuts)))
     counts = {"chunks": 0, "unreadable": 0, "empty_validator": 0, "teacher_loops": 0}
     with atomic_path(args.output) as tmp, CutSet.open_writer(tmp) as writer:
-        for cut, record in zip(lazy_cuts(args.cuts), records):
+        for cut, record in zip(lazy_cuts(args.cuts), records, strict=True):
             counts["chunks"] += 1
             if record["validator_text"] is None:  # unreadable: no transcript, so no distances; stage 4 drops it
                 counts["unreadable"] += 1

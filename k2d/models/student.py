@@ -32,7 +32,7 @@ def create_student(
     student_decoder.embed_tokens.load_state_dict(teacher_decoder.embed_tokens.state_dict())
     student_decoder.embed_positions.load_state_dict(teacher_decoder.embed_positions.state_dict())
     student_decoder.layer_norm.load_state_dict(teacher_decoder.layer_norm.state_dict())
-    for target, source in zip(student_decoder.layers, layers):
+    for target, source in zip(student_decoder.layers, layers, strict=True):
         target.load_state_dict(teacher_decoder.layers[source].state_dict())
     student.tie_weights()  # the output projection shares the token embedding, as in Whisper
     student.generation_config = copy.deepcopy(teacher.generation_config)

@@ -75,14 +75,18 @@ def iter_table_rows(path: Path) -> Iterator[dict]:
             reader = pa.ipc.open_stream(path)
         except pa.ArrowInvalid:
             reader = pa.ipc.open_file(path)
-        batches = reader if hasattr(reader, "__iter__") else (reader.get_batch(i) for i in range(reader.num_record_batches))
+        if hasattr(reader, "__iter__"):
+            batches = reader
+        else:
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
     for batch in batches:
         yield from batch.to_pylist()
 
 
 def iter_delimited(path: Path, delimiter: str) -> Iterator[dict]:
     with open(path, encoding="utf-8", newline="") as f:
-        yield from csv.DictReader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+        yield from csv.DictReader(f, delimiter=delimiter, quoting=quoting)
 
 
 # ---- audio ----
@@ -113,7 +117,8 @@ def probe_duration(path: Path) -> tuple[float, int, int]:
         capture_output=True, text=True,
     )
     if out.returncode != 0:
-        raise RuntimeError(f"ffprobe cannot read it: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'unknown error'}")
+        reason = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "unknown error"
+        raise RuntimeError(f"ffprobe cannot read it: {reason}")
     data = json.loads(out.stdout or "{}")
     streams = data.get("streams") or []
     if not streams:

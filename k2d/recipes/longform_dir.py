@@ -126,7 +126,7 @@ def prepare_longform_dir(data_dir: Path, config: LongformDirConfig, nj: int = 1)
     with ThreadPoolExecutor(max(1, nj)) as pool:  # probing waits on files and ffmpeg, not on Python
         results = list(pool.map(lambda p: probe(p, ids[p], transcode_dir), paths))
     recordings = [rec for rec, _ in results if rec is not None]
-    skipped = [(path, reason) for path, (rec, reason) in zip(paths, results) if rec is None]
+    skipped = [(path, reason) for path, (rec, reason) in zip(paths, results, strict=True) if rec is None]
     for path, reason in skipped:
         log.warning("skipped %s: %s", path, reason)
     if not recordings:
@@ -137,7 +137,8 @@ def prepare_longform_dir(data_dir: Path, config: LongformDirConfig, nj: int = 1)
     with atomic_path(manifests / f"{CORPUS}_recordings_{config.split}.jsonl.gz") as tmp:
         RecordingSet.from_recordings(recordings).to_file(tmp)
     hours = sum(r.duration for r in recordings) / 3600
-    log.info("longform_dir: %d recordings (%.2f h) from %s; %d file(s) skipped", len(recordings), hours, root, len(skipped))
+    log.info("longform_dir: %d recordings (%.2f h) from %s; %d file(s) skipped",
+             len(recordings), hours, root, len(skipped))
     for name, path in config.test_sets.items():
         test_recordings, test_supervisions = test_set_manifests(name, Path(path))
         write_split(CORPUS, manifests, name, test_recordings, test_supervisions)

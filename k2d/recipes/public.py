@@ -72,6 +72,10 @@ class PublicCorpusConfig:
     longform_seconds: float = option(30.0, "longest concatenation of utterances in the long-form condition")
 
 
+def _optional_str(value) -> str | None:
+    return None if value is None else str(value)
+
+
 def utterance_id(file_name: str | None, fallback: str) -> str:
     """A stable id from a file name: its base name without extension, with unsafe characters replaced."""
     base = Path(file_name).stem if file_name else fallback
@@ -93,8 +97,8 @@ def table_rows(spec: CorpusSpec, files: list[Path], split: str, audio_dir: Path)
                 session = spec.session_from_file(file_name)
             yield Row(
                 id=uid, audio_path=audio_path, text=record.get(spec.text_column) or "",
-                speaker=str(record[spec.speaker_column]) if spec.speaker_column and record.get(spec.speaker_column) is not None else None,
-                session=str(session) if session is not None else None,
+                speaker=_optional_str(record.get(spec.speaker_column)) if spec.speaker_column else None,
+                session=_optional_str(session),
                 language=record.get(spec.language_column) if spec.language_column else None,
             )
 
@@ -134,7 +138,8 @@ def manifests_from_rows(rows: Iterator[Row]) -> tuple[RecordingSet, SupervisionS
 def expected_public_outputs(spec: CorpusSpec, data_dir: Path, config: PublicCorpusConfig) -> list[Path]:
     manifests = Path(data_dir) / "manifests"
     splits = list(config.splits) + [f"{s}_long" for s in config.longform_splits if s in config.splits]
-    return [manifests / f"{spec.name}_{kind}_{split}.jsonl.gz" for split in splits for kind in ("recordings", "supervisions")]
+    kinds = ("recordings", "supervisions")
+    return [manifests / f"{spec.name}_{kind}_{split}.jsonl.gz" for split in splits for kind in kinds]
 
 
 def prepare_public_corpus(spec: CorpusSpec, data_dir: Path, config: PublicCorpusConfig) -> dict:

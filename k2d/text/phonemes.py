@@ -49,7 +49,8 @@ def english_phones(word: str) -> tuple[str, ...]:
     if re.fullmatch(r"[0-9]+", word):
         from g2p_en.expand import normalize_numbers
 
-        return tuple(p for w in normalize_numbers(word).split() for p in english_phones(re.sub(r"[^a-z']", "", w.lower())))
+        words = (re.sub(r"[^a-z']", "", w.lower()) for w in normalize_numbers(word).split())
+        return tuple(p for w in words for p in english_phones(w))
     prons = _cmu().get(word)
     if prons:
         phones = prons[0]

@@ -104,7 +104,7 @@ class WhisperKDModel(AbsESPnetModel):
     def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs) -> dict[str, torch.Tensor]:
         if self.feature_extractor is None:
             raise RuntimeError("this model was built without a frontend (feature_extractor)")
-        audio = [s[: int(n)].float().cpu().numpy() for s, n in zip(speech, speech_lengths)]
+        audio = [s[: int(n)].float().cpu().numpy() for s, n in zip(speech, speech_lengths, strict=True)]
         feats = self.feature_extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
         feats = feats.to(speech.device)
         return {"feats": feats, "feats_lengths": torch.full((len(audio),), feats.shape[-1], device=speech.device)}

@@ -22,6 +22,6 @@ def decode_mer(
     for first in range(0, len(items), batch_size):
         chunk = items[first : first + batch_size]
         results = transcribe_windows(model, processor, [audio for audio, _ in chunk], settings)
-        for (_, reference), result in zip(chunk, results):
+        for (_, reference), result in zip(chunk, results, strict=True):
             total = total + error_counts(text_units(reference), text_units(result.text))
     return {"mer": total.rate}

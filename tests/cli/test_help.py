@@ -6,7 +6,8 @@ import pytest
 
 MODULES = [
     "k2d.prepare", "k2d.pseudo_label", "k2d.chunking", "k2d.validate", "k2d.filtering", "k2d.distill",
-    "k2d.decode", "k2d.score", "k2d.report", "k2d.bench", "k2d.recipes.mini_cs.bootstrap", "k2d.espnet.data_dir", "k2d.export",
+    "k2d.decode", "k2d.score", "k2d.report", "k2d.bench", "k2d.recipes.mini_cs.bootstrap", "k2d.espnet.data_dir",
+    "k2d.export",
 ]
 
 
@@ -33,7 +34,8 @@ def test_bad_config_value_is_exit_2(tmp_path):
     config = tmp_path / "filter.yaml"
     config.write_text("alpha: high\n")
     with pytest.raises(SystemExit) as exit_info:
-        filtering.main(["--cuts", "x", "--output-pattern", "{metric}", "--report-dir", str(tmp_path), "--config", str(config)])
+        filtering.main(["--cuts", "x", "--output-pattern", "{metric}", "--report-dir", str(tmp_path),
+                        "--config", str(config)])
     assert exit_info.value.code == 2
 
 

@@ -74,8 +74,8 @@ def test_bootstrap_two_steps(repo_root, tmp_path):
         "--data-dir", str(data), "--tokenizer-dir", str(tmp_path / "tok"), "--out-dir", str(tmp_path / "model"),
         "--export-dir", str(tmp_path / "export"), "--device", "cpu", "--d-model", "32", "--encoder-layers", "1",
         "--decoder-layers", "2", "--ffn-dim", "64", "--batch-size", "2", "--windows-per-epoch", "4",
-        "--max-steps", "2", "--valid-every", "2", "--num-workers", "0", "--vocab-size", "300", "--valid-utterances", "1",
-        "--warmup-steps", "1",
+        "--max-steps", "2", "--valid-every", "2", "--num-workers", "0", "--vocab-size", "300",
+        "--valid-utterances", "1", "--warmup-steps", "1",
     ])
     assert code == 0
     assert (tmp_path / "export" / "model.safetensors").exists()

@@ -24,7 +24,8 @@ def tiny_conf(repo_root, tmp_path, **overrides):
 
 def run_stage0(repo_root, conf, work):
     return subprocess.run(
-        ["./run.sh", "--stage", "0", "--stop-stage", "0", "--conf-dir", str(conf), "--work-dir", str(work), "--nj", "2"],
+        ["./run.sh", "--stage", "0", "--stop-stage", "0", "--conf-dir", str(conf), "--work-dir", str(work),
+         "--nj", "2"],
         cwd=repo_root, capture_output=True, text=True, timeout=600,
     )
 

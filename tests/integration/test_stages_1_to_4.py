@@ -26,7 +26,8 @@ def model_dir(tmp_path_factory, tiny_whisper):
 def speechlike(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
-    return (0.2 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 2 * t) > 0) + 0.01 * rng.standard_normal(t.size)).astype("float32")
+    bursts = 0.2 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 2 * t) > 0)  # a tone switched on and off
+    return (bursts + 0.01 * rng.standard_normal(t.size)).astype("float32")
 
 
 def bad_audio_manifest(directory):
@@ -43,7 +44,8 @@ def bad_audio_manifest(directory):
                   ("good.wav", "stereo_8k.wav", "silent.flac", "nan.wav", "empty.wav", "deleted.wav")]
     (directory / "deleted.wav").unlink()  # listed in the manifest, gone from disk
     (directory / "corrupt.wav").write_bytes(b"RIFF....WAVEfmt garbage")
-    recordings.append(Recording("corrupt", [AudioSource("file", [0], str(directory / "corrupt.wav"))], 16000, 16000 * 10, 10.0))
+    source = AudioSource("file", [0], str(directory / "corrupt.wav"))
+    recordings.append(Recording("corrupt", [source], 16000, 16000 * 10, 10.0))
     path = directory / "recordings.jsonl.gz"
     RecordingSet.from_recordings(recordings).to_file(path)
     return path
@@ -72,7 +74,8 @@ def test_bad_audio_goes_through_stages_1_to_4(model_dir, tmp_path):
     validated = tmp_path / "cuts" / "x_cuts_bad-validated.jsonl.gz"
     assert validate.main(["--cuts", str(chunks), "--output", str(validated), *common]) == 0
     assert all("distances" in c["custom"] for c in read_jsonl(validated))
-    assert filtering.main(["--cuts", str(validated), "--output-pattern", str(tmp_path / "cuts" / "kept_{metric}.jsonl.gz"),
+    kept_pattern = str(tmp_path / "cuts" / "kept_{metric}.jsonl.gz")
+    assert filtering.main(["--cuts", str(validated), "--output-pattern", kept_pattern,
                            "--report-dir", str(tmp_path / "report"), "--metrics", "none,composite"]) == 0
     assert (tmp_path / "report" / "distance_histograms.png").stat().st_size > 1000
 

@@ -7,7 +7,8 @@ def bash(script: str, *args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", script, "test", *args], cwd=cwd, capture_output=True, text=True)
 
 
-PARSE = 'stage=0\nstop_stage=7\nforce=false\nname=x\nhelp_message="usage: test"\n. utils/parse_options.sh\necho "$stage $stop_stage $force $name $*"'
+PARSE = ('stage=0\nstop_stage=7\nforce=false\nname=x\nhelp_message="usage: test"\n'
+         '. utils/parse_options.sh\necho "$stage $stop_stage $force $name $*"')
 
 
 def test_values_flags_and_dashes(repo_root):
@@ -36,7 +37,8 @@ def run_sh(repo_root, *args):
 def test_run_sh_help_lists_every_stage(repo_root):
     out = run_sh(repo_root, "--help")
     assert out.returncode == 0
-    for stage, name in enumerate(["prepare", "pseudo-label", "chunk", "validate", "filter", "distill", "decode", "report"]):
+    names = ["prepare", "pseudo-label", "chunk", "validate", "filter", "distill", "decode", "report"]
+    for stage, name in enumerate(names):
         assert f"  {stage} {name}" in out.stdout
 
 

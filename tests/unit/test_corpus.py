@@ -52,7 +52,7 @@ def test_longform_structure():
     assert 30.0 <= duration < 60.0
     starts = [s.start for s in item.segments]
     assert starts == sorted(starts)
-    for before, after in zip(item.segments, item.segments[1:]):
+    for before, after in zip(item.segments, item.segments[1:], strict=False):
         assert before.end + 0.3 <= after.start  # at least the shortest pause between sentences
     assert sum(item.hard_stretches.get(k, 0) for k in ("silence", "noise", "tones")) == len(item.segments)
     assert item.nonspeech_seconds == pytest.approx(duration - sum(s.end - s.start for s in item.segments))

@@ -10,7 +10,8 @@ def test_chunks_become_kaldi_utterances(tiny_cuts, tmp_path):
     assert isinstance(recording, Recording)
     cuts = [
         MonoCut("rec-chunk0", 0.0, 1.0, 0, recording=recording, supervisions=[
-            SupervisionSegment("s0", recording.id, 0.1, 0.8, text="你好")], custom={"text": "你好", "continued": False}),
+            SupervisionSegment("s0", recording.id, 0.1, 0.8, text="你好")],
+            custom={"text": "你好", "continued": False}),
         MonoCut("rec-chunk1", 1.0, 1.0, 0, recording=recording, supervisions=[],
                 custom={"text": "world", "continued": True, "complete_end": 0.5}),
     ]

@@ -17,11 +17,11 @@ def test_espnet_forward_matches_the_trainer_path(tiny_whisper):
     kd = WhisperKDModel(model, beta=1.0, gamma=0.0, feature_extractor=processor.feature_extractor).eval()
     assert isinstance(kd, AbsESPnetModel)
     rng = np.random.default_rng(0)
-    audios = [rng.standard_normal(16000 * 2).astype("float32") * 0.1, rng.standard_normal(16000).astype("float32") * 0.1]
+    audios = [rng.standard_normal(16000 * seconds).astype("float32") * 0.1 for seconds in (2, 1)]
     texts = ["我们用 GPU", "模型"]
     options = LabelOptions(window=10.0, timestamp_prob=0.0, prompt_prob=0.0)
     examples = [make_example(f"e{i}", a, [TimedText(0.0, 1.0, t)], processor.tokenizer, options, 0)
-                for i, (a, t) in enumerate(zip(audios, texts))]
+                for i, (a, t) in enumerate(zip(audios, texts, strict=True))]
     batch = Collator(processor.feature_extractor, processor.tokenizer.eos_token_id)(examples)
     loss_trainer, _, _ = kd(batch=batch)
     # ESPnet call: raw waveforms + whole decoder sequences padded with -1
@@ -69,7 +69,8 @@ def test_ctranslate2_export_decodes_like_transformers(repo_root, tmp_path):
 
     model_dir = repo_root / "egs/mini_cs/models/validator"
     out = export_ctranslate2(model_dir, tmp_path / "ct2", quantization="float32")
-    assert {"model.bin", "vocabulary.json", "tokenizer.json", "preprocessor_config.json"} <= {p.name for p in out.iterdir()}
+    expected_files = {"model.bin", "vocabulary.json", "tokenizer.json", "preprocessor_config.json"}
+    assert expected_files <= {p.name for p in out.iterdir()}
     items = [render_utterance(7, "test_in", i, TRAIN_SPEAKERS) for i in range(3)]
     audios = [item.audio for item in items]
     model, processor = load_whisper(model_dir)
@@ -77,7 +78,8 @@ def test_ctranslate2_export_decodes_like_transformers(repo_root, tmp_path):
     expected = [w.text for w in transcribe_windows(model, processor, audios, settings)]
 
     features = processor.feature_extractor(audios, sampling_rate=16000, return_tensors="np").input_features
-    prompt = processor.tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|notimestamps|>"])
+    prompt = processor.tokenizer.convert_tokens_to_ids(
+        ["<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|notimestamps|>"])
     ct2_model = ctranslate2.models.Whisper(str(out), device="cpu")
     results = ct2_model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(features)), [prompt] * 3,
                                  max_length=100)

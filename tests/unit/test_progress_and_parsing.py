@@ -42,7 +42,10 @@ def test_resolve_shard(monkeypatch):
 def _ids(tokenizer, *pieces):
     out = []
     for piece in pieces:
-        out += [tokenizer.convert_tokens_to_ids(piece)] if piece.startswith("<|") else tokenizer.encode(piece, add_special_tokens=False)
+        if piece.startswith("<|"):
+            out.append(tokenizer.convert_tokens_to_ids(piece))
+        else:
+            out += tokenizer.encode(piece, add_special_tokens=False)
     return out
 
 

@@ -126,7 +126,7 @@ def test_ntuml2021_lectures(tmp_path):
     (tmp_path / "ml" / "data").mkdir(parents=True)
     files = ["lecture01_0001.wav", "lecture01_0002.wav", "lecture02_0001.wav"]
     pq.write_table(pa.table({
-        "audio": [{"bytes": wav_bytes(s), "path": f} for s, f in zip((8.0, 7.0, 6.0), files)],
+        "audio": [{"bytes": wav_bytes(s), "path": f} for s, f in zip((8.0, 7.0, 6.0), files, strict=True)],
         "transcription": ["今天讲 transformer", "它有 encoder", "下一堂课"],
         "translation": ["today transformer", "it has an encoder", "next class"],
         "file": files,
@@ -154,7 +154,7 @@ def test_cv16_archive_layout_with_mp3(tmp_path):
     assert [s.id for s in supervisions] == ["common_voice_zh-TW_0", "common_voice_zh-TW_1"]
     assert [s.speaker for s in supervisions] == ["c1", "c1"] and supervisions[0].text == "我們今天上課。"
     assert all(r.sampling_rate == 48000 for r in recordings)
-    assert [abs(r.duration - d) < 0.06 for r, d in zip(recordings, (2.0, 3.0))] == [True, True]
+    assert [abs(r.duration - d) < 0.06 for r, d in zip(recordings, (2.0, 3.0), strict=True)] == [True, True]
 
 
 def test_missing_corpus_says_how_to_get_it(tmp_path):

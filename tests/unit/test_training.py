@@ -47,7 +47,8 @@ def make_trainer(tiny_whisper, cuts_path, out_dir, max_steps, callbacks=None, ga
     model = WhisperKDModel(student, teacher, gamma=gamma)
     sampler = make_sampler(CutSet.from_file(cuts_path), max_duration=4.0, num_buckets=2, seed=3)
     tokenizer = processor.tokenizer
-    dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id), LabelOptions(window=10.0))
+    collator = Collator(processor.feature_extractor, tokenizer.eos_token_id)
+    dataset = CutDataset(tokenizer, collator, LabelOptions(window=10.0))
     config = TrainConfig(learning_rate=1e-3, warmup_steps=2, max_steps=max_steps, checkpoint_every=3, valid_every=1000,
                          num_workers=0)
     return Trainer(model, sampler, dataset, out_dir, config, torch.device("cpu"), callbacks=callbacks)

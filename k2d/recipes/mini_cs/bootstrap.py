@@ -74,7 +74,8 @@ def load_utterances(data_dir: Path, split: str) -> list[Utterance]:
     out = []
     for cut in cuts:
         sup = cut.supervisions[0]
-        out.append(Utterance(cut.truncate(offset=sup.start, duration=sup.duration, keep_excessive_supervisions=False), sup.text))
+        speech = cut.truncate(offset=sup.start, duration=sup.duration, keep_excessive_supervisions=False)
+        out.append(Utterance(speech, sup.text))
     return out
 
 
