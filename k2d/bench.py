@@ -189,12 +189,12 @@ def bench_shapes(shape: str, tokens: int, batch: int, runs: int, device: str, dt
         model = random_whisper(shape, decoder_layers).to(dev, torch_dtype).eval()
         result = forced_decode_time(model, tokens, batch, runs, dev)
         rows.append((name, count_parameters(model), result))
-        log.info("%s: %.3f s per 30 s window with %d tokens", name, result["seconds"], tokens)
+        log.info("%s: %.3f s per batch of %d 30 s windows, %d tokens each", name, result["seconds"], batch, tokens)
         del model
     base = rows[0][2]["seconds"]
     lines = [f"{hardware()}, {dtype}, batch {batch}, 30 s of input, {tokens} forced output tokens, "
              f"{runs} runs after a warm-up",
-             "", "| model | parameters | seconds per window | speed-up |", "|---|---|---|---|"]
+             "", "| model | parameters | seconds per batch | speed-up |", "|---|---|---|---|"]
     for name, params, result in rows:
         lines.append(f"| {name} | {params / 1e6:.0f}M | {result['seconds']:.3f} ± {result['std']:.3f} | "
                      f"{base / result['seconds']:.2f}x |")
