@@ -43,7 +43,7 @@ Stages (reads -> writes; NAME = recipe, SPLIT = split):
   4 filter        validated chunks -> data/NAME/cuts/NAME_cuts_SPLIT-k2d_METRIC.jsonl.gz, data/NAME/filter_report/
   5 distill       kept cuts, teacher -> exp/NAME/student_METRIC/ (beta*CE + gamma*KL)
   6 decode+score  test sets, all models -> exp/NAME/MODEL/decode_SET/{hyp,ref,errs}.txt, MER summary
-  7 report        decode results, models -> exp/NAME/RESULTS.md (speed, size, MER table), exported model
+  7 report        decode results, models -> exp/NAME/RESULTS.md (speed, size, MER table), export/ (HF), export_ct2/ (CTranslate2)
 
 Configuration: egs/NAME/conf/*.yaml (one file per stage)."
 
@@ -196,7 +196,7 @@ elif run_stage 7; then
       if [ "$mode" = short ]; then scored+=("${set}_short"); else scored+=("$set"); fi
     done
   done
-  begin_stage 7 "report: $exp/*/decode_* -> $exp/RESULTS.md, $exp/export/"
+  begin_stage 7 "report: $exp/*/decode_* -> $exp/RESULTS.md, $exp/export/, $exp/export_ct2/"
   python -m k2d.report --exp-dir "$exp" --models "${models[@]}" --test-sets "${scored[@]}" \
     --bench-recordings "$manifests/${recipe}_recordings_${set_list[0]}.jsonl.gz" \
     --filter-report "$data/filter_report/report.yaml" --config "$conf/report.yaml" --device "$device" "${force_opt[@]}"
