@@ -3,6 +3,7 @@
 K2D_VENV="${K2D_VENV:-$HOME/.cache/k2d/venv}"
 if [ ! -x "$K2D_VENV/bin/python" ]; then
   echo "k2d: no virtual environment at $K2D_VENV; run ./install.sh first (or set K2D_VENV)" >&2
+  # shellcheck disable=SC2317  # exit is reached when the file is run instead of sourced
   return 1 2>/dev/null || exit 1
 fi
 # shellcheck disable=SC1091

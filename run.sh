@@ -63,7 +63,9 @@ require_int ngpu "$ngpu"
 [ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop-stage $stop_stage"
 [ "$stop_stage" -le 7 ] || die "--stop-stage must be 0-7, got $stop_stage"
 [[ "$device" =~ ^(auto|cpu|cuda(:[0-9]+)?)$ ]] || die "--device must be auto, cpu, cuda or cuda:N, got '$device'"
-[ -d "egs/$recipe" ] || die "unknown recipe '$recipe': no directory egs/$recipe (have: $(ls egs | tr '\n' ' '))"
+recipes=(egs/*/)
+recipes=("${recipes[@]#egs/}")
+[ -d "egs/$recipe" ] || die "unknown recipe '$recipe': no directory egs/$recipe (have: ${recipes[*]%/})"
 
 # shellcheck source=path.sh
 . ./path.sh
