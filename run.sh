@@ -69,6 +69,8 @@ recipes=("${recipes[@]#egs/}")
 
 # shellcheck source=path.sh
 . ./path.sh
+# Progress bars redrawn every step flood a log file; when stderr is not a terminal, redraw twice a minute.
+[ -t 2 ] || export TQDM_MININTERVAL="${TQDM_MININTERVAL:-30}"
 
 conf="${conf_dir:-egs/$recipe/conf}"
 [ -f "$conf/recipe.yaml" ] || die "$conf/recipe.yaml does not exist"
