@@ -20,7 +20,6 @@ hardware named in the table; compare ratios within one table.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import logging
@@ -34,8 +33,11 @@ from pathlib import Path
 
 import torch
 
-from k2d.models.whisper import GenerationSettings, count_parameters, load_whisper, resolve_device
-from k2d.transcribe import transcribe_longform, transcribe_windows
+from k2d.audio import SAMPLE_RATE
+from k2d.inference.recognizer import load_recognizer
+from k2d.inference.settings import GenerationSettings
+from k2d.inference.transcribe import transcribe_audios, transcribe_longform
+from k2d.models.whisper import count_parameters, load_whisper, resolve_device
 from k2d.utils import setup_logging
 
 log = logging.getLogger("k2d.bench")
@@ -72,16 +74,16 @@ def _truncated(recording, seconds: float):
                      int(seconds * recording.sampling_rate), seconds, recording.transforms)
 
 
-def decode_all(model, processor, recordings, settings: GenerationSettings, batch_size: int) -> None:
+def decode_all(recognizer, recordings, settings: GenerationSettings, batch_size: int) -> None:
     """Long-form decoding of every recording (what stage 1 and the RTF benchmark time)."""
-    for _ in transcribe_longform(model, processor, recordings, settings, batch_size):
+    for _ in transcribe_longform(recognizer, recordings, settings, batch_size):
         pass
 
 
-def decode_chunks(model, processor, audios: list, settings: GenerationSettings, batch_size: int) -> None:
+def decode_chunks(recognizer, audios: list, settings: GenerationSettings, batch_size: int) -> None:
     """Chunks decoded `batch_size` at a time (what stage 3 times)."""
-    for first in range(0, len(audios), batch_size):
-        transcribe_windows(model, processor, audios[first : first + batch_size], settings)
+    for _ in transcribe_audios(recognizer, audios, settings, batch_size):
+        pass
 
 
 def timed(fn, runs: int, warmup: int = 1) -> list[float]:
@@ -106,10 +108,11 @@ def measure_rtf(models: dict[str, str], recordings: list, runs: int = 5, device:
     audio_seconds = sum(r.duration for r in recordings)
     rows = []
     for name, path in models.items():
-        model, processor = load_whisper(path, device=device, dtype=dtype)
-        times = timed(functools.partial(decode_all, model, processor, recordings, settings, batch_size), runs)
+        recognizer = load_recognizer(path, device=device, dtype=dtype)
+        times = timed(functools.partial(decode_all, recognizer, recordings, settings, batch_size), runs)
         rows.append({
-            "model": name, "parameters": count_parameters(model), "rtf": statistics.mean(times) / audio_seconds,
+            "model": name, "parameters": count_parameters(recognizer.model),
+            "rtf": statistics.mean(times) / audio_seconds,
             "rtf_std": statistics.pstdev(times) / audio_seconds, "runs": runs, "audio_seconds": round(audio_seconds, 1),
         })
         log.info("%s: RTF %.4f (+- %.4f) over %d runs", name, rows[-1]["rtf"], rows[-1]["rtf_std"], runs)
@@ -273,24 +276,23 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
                      device: str, settings: GenerationSettings | None = None) -> str:
     from lhotse import CutSet, RecordingSet
 
-    from k2d.train.data import load_mono_16k
+    from k2d.audio import load_cut_audio
 
     recordings = spread_audio(RecordingSet.from_file(recordings_path), seconds, batch)
     audio_seconds = sum(r.duration for r in recordings)
     settings = settings or GenerationSettings()
     rows = []
-    t_model, t_proc = load_whisper(teacher, device=device)
+    t_recognizer = load_recognizer(teacher, device=device)
     for b in (1, batch):
         # one recording at a time is batch 1; `batch` recordings side by side is the batched case
-        elapsed = statistics.mean(timed(functools.partial(decode_all, t_model, t_proc, recordings, settings, b), 1))
+        elapsed = statistics.mean(timed(functools.partial(decode_all, t_recognizer, recordings, settings, b), 1))
         rows.append(("stage 1, teacher long-form", b, audio_seconds / elapsed, elapsed))
     cuts = CutSet.from_file(cuts_path).subset(first=32)
-    audios = [load_mono_16k(c) for c in cuts]
-    cut_seconds = sum(a.size for a in audios) / 16000
-    v_model, v_proc = load_whisper(validator, device=device)
-    no_ts = dataclasses.replace(settings, timestamps=False)
+    audios = [load_cut_audio(c) for c in cuts]
+    cut_seconds = sum(a.size for a in audios) / SAMPLE_RATE
+    v_recognizer = load_recognizer(validator, device=device)
     for b in (1, batch):
-        elapsed = statistics.mean(timed(functools.partial(decode_chunks, v_model, v_proc, audios, no_ts, b), 1))
+        elapsed = statistics.mean(timed(functools.partial(decode_chunks, v_recognizer, audios, settings, b), 1))
         rows.append(("stage 3, validator on chunks", b, cut_seconds / elapsed, elapsed))
     teacher_rate = rows[1][2]
     lines = [f"{hardware()}; stage 1 on {audio_seconds:.0f} s of long-form audio from {len(recordings)} recordings, "

@@ -23,8 +23,8 @@ from pathlib import Path
 from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSegment, SupervisionSet
 
 from k2d.config import add_config_arguments, option, parse_stage_args, save_config
+from k2d.cuts import ChunkFields
 from k2d.text.script import join_texts
-from k2d.train.labels import snap_time
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.chunking")
@@ -104,17 +104,9 @@ def chunk_segments(
     return chunks
 
 
-def timestamped_label(chunk: Chunk, max_chunk: float) -> str:
-    """The label with Whisper timestamp tokens relative to the chunk, snapped to 0.02 s, e.g.
-    '<|0.00|>今天<|1.20|><|1.60|>gradient descent<|3.00|>'."""
-    parts = []
-    for seg in chunk.segments:
-        start, end = snap_time(seg.start - chunk.start, max_chunk), snap_time(seg.end - chunk.start, max_chunk)
-        parts.append(f"<|{start:.2f}|>{seg.text.strip()}<|{end:.2f}|>")
-    return "".join(parts)
-
-
-def chunk_cut(recording, chunk: Chunk, index: int, max_chunk: float) -> MonoCut:
+def chunk_cut(recording, chunk: Chunk, index: int) -> MonoCut:
+    """A lhotse cut of the chunk's audio whose supervisions are its complete segments, relative to the cut
+    (training snaps them to the timestamp grid)."""
     duration = round(min(chunk.end, recording.duration) - chunk.start, 3)
     cut_id = f"{recording.id}-chunk{index:05d}"
     supervisions = [
@@ -127,13 +119,7 @@ def chunk_cut(recording, chunk: Chunk, index: int, max_chunk: float) -> MonoCut:
     return MonoCut(
         id=cut_id, start=round(chunk.start, 3), duration=duration, channel=0, recording=recording,
         supervisions=supervisions,
-        custom={
-            "label": timestamped_label(chunk, max_chunk),
-            "text": chunk.text,
-            "continued": chunk.continued,
-            "complete_end": round(chunk.complete_end, 3),
-            "prev_text": chunk.prev_text,
-        },
+        custom=ChunkFields(chunk.text, chunk.continued, round(chunk.complete_end, 3), chunk.prev_text).to_custom(),
     )
 
 
@@ -160,7 +146,7 @@ def write_chunks(recordings_path: Path, segments_path: Path, output: Path, confi
             if recording_id not in recordings:
                 raise RuntimeError(f"{segments_path} names recording {recording_id}, which is not in {recordings_path}")
             for n, chunk in enumerate(chunk_segments(segments, config.max_chunk, config.continued_min, stats)):
-                cut = chunk_cut(recordings[recording_id], chunk, n, config.max_chunk)
+                cut = chunk_cut(recordings[recording_id], chunk, n)
                 stats.hours += cut.duration / 3600
                 writer.write(cut)
     return stats

@@ -26,12 +26,13 @@ import yaml
 from lhotse import CutSet, RecordingSet, SupervisionSet
 from tqdm import tqdm
 
+from k2d.audio import load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
-from k2d.models.whisper import GenerationSettings, apply_mix_lang_emb, load_whisper
+from k2d.inference.recognizer import load_recognizer
+from k2d.inference.settings import GenerationSettings
+from k2d.inference.transcribe import joined_text, transcribe_audios, transcribe_longform
 from k2d.score import score_files, write_text_file
 from k2d.text.script import join_texts
-from k2d.train.data import load_mono_16k
-from k2d.transcribe import transcribe_longform, transcribe_windows
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.decode")
@@ -56,14 +57,14 @@ def references_by_recording(supervisions: SupervisionSet) -> dict[str, str]:
     return {key: join_texts(texts) for key, texts in grouped.items()}
 
 
-def decode_long(model, processor, recordings: list, config: DecodeConfig, out_dir: Path) -> dict[str, str]:
+def decode_long(recognizer, recordings: list, config: DecodeConfig, out_dir: Path) -> dict[str, str]:
     hypotheses = {}
     with atomic_path(out_dir / "hyp_segments.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as segments_file:
-        results = transcribe_longform(model, processor, recordings, config, config.batch_size, config.silence_rms)
+        results = transcribe_longform(recognizer, recordings, config, config.batch_size, config.silence_rms)
         for result in tqdm(results, total=len(recordings), desc="decode", unit="rec"):
             if result.error:
                 log.warning("recording %s: %s (scored as an empty hypothesis)", result.recording_id, result.error)
-            hypotheses[result.recording_id] = join_texts([s.text for s in result.segments])
+            hypotheses[result.recording_id] = joined_text(result.segments)
             for s in result.segments:
                 segments_file.write(json.dumps(
                     {"recording_id": result.recording_id, "start": round(s.start, 3), "end": round(s.end, 3),
@@ -72,14 +73,11 @@ def decode_long(model, processor, recordings: list, config: DecodeConfig, out_di
     return hypotheses
 
 
-def decode_short(model, processor, cuts: CutSet, config: DecodeConfig) -> dict[str, str]:
-    hypotheses = {}
+def decode_short(recognizer, cuts: CutSet, config: DecodeConfig) -> dict[str, str]:
     items = list(cuts)
-    for first in tqdm(range(0, len(items), config.batch_size), desc="decode", unit="batch"):
-        batch = items[first : first + config.batch_size]
-        results = transcribe_windows(model, processor, [load_mono_16k(c) for c in batch], config)
-        hypotheses.update({c.supervisions[0].id: r.text for c, r in zip(batch, results, strict=True)})
-    return hypotheses
+    results = transcribe_audios(recognizer, (load_cut_audio(c) for c in items), config, config.batch_size)
+    results = tqdm(results, total=len(items), desc="decode", unit="utt")
+    return {c.supervisions[0].id: r.text for c, r in zip(items, results, strict=True)}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -108,25 +106,24 @@ def main(argv: list[str] | None = None) -> int:
     recordings = RecordingSet.from_file(args.recordings)
     supervisions = SupervisionSet.from_file(args.supervisions)
     try:
-        model, processor = load_whisper(args.model, device=args.device, dtype=config.dtype)
+        recognizer = load_recognizer(args.model, device=args.device, dtype=config.dtype, backend=config.backend,
+                                     mix_lang_emb=config.mix_lang_emb)
     except (RuntimeError, FileNotFoundError) as error:
         log.error("%s", error)
         return 1
-    if config.mix_lang_emb:
-        apply_mix_lang_emb(model, processor.tokenizer)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, args.out_dir / "decode_config.yaml")
     started = time.time()
     if config.mode == "long":
         references = references_by_recording(supervisions)
         scored = [r for r in recordings if r.id in references]
-        hypotheses = decode_long(model, processor, scored, config, args.out_dir)
+        hypotheses = decode_long(recognizer, scored, config, args.out_dir)
         audio_seconds = sum(r.duration for r in scored)
     else:
         cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions).trim_to_supervisions(
             keep_overlapping=False).to_eager()
         references = {c.supervisions[0].id: c.supervisions[0].text or "" for c in cuts}
-        hypotheses = decode_short(model, processor, cuts, config)
+        hypotheses = decode_short(recognizer, cuts, config)
         audio_seconds = sum(c.duration for c in cuts)
     elapsed = time.time() - started
     write_text_file(args.out_dir / "ref.txt", references)

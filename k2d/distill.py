@@ -28,10 +28,14 @@ import torch
 import yaml
 from lhotse import CutSet
 
+from k2d.audio import labelled_cut, load_cut_audio
 from k2d.config import add_config_arguments, option, parse_stage_args, save_config
+from k2d.cuts import teacher_text
 from k2d.models.student import create_student
-from k2d.models.whisper import apply_mix_lang_emb, count_parameters, load_whisper, resolve_device, save_model_dir
-from k2d.train.data import Collator, CutDataset, LabelOptions, load_mono_16k, make_sampler
+from k2d.models.tokenizer import window_seconds
+from k2d.models.whisper import count_parameters, load_whisper, resolve_device, save_model_dir
+from k2d.train.data import Collator, CutDataset, LabelOptions, cut_segments, make_sampler
+from k2d.train.labels import label_fits
 from k2d.train.model import WhisperKDModel
 from k2d.train.trainer import TrainConfig, Trainer, init_distributed, rank
 from k2d.train.validation import decode_mer
@@ -44,6 +48,8 @@ log = logging.getLogger("k2d.distill")
 class DistillConfig(TrainConfig):
     decoder_layers: list[int] = option([0, -1], "teacher decoder layers that make the student's decoder")
     freeze_encoder: bool = option(True, "keep the copied encoder frozen (then it runs once for both models)")
+    freeze_decoder_positions: bool = option(
+        True, "keep the decoder's position embeddings frozen (the authors: distil-whisper's --freeze_embed_positions)")
     beta: float = option(0.8, "weight of cross-entropy on the pseudo-labels")
     gamma: float = option(1.0, "weight of KL(teacher || student); 0 = plain supervised training")
     temperature: float = option(2.0, "KD temperature (the KL is scaled by its square)")
@@ -68,13 +74,21 @@ def not_held_out(cut, percent: float) -> bool:
 
 
 def validation_items(args, config: DistillConfig) -> list:
+    """(audio, reference) pairs; a continued chunk's audio stops where its label does."""
     if args.valid_cuts is not None:
-        cuts = CutSet.from_file(args.valid_cuts)
-        texts = [" ".join(s.text for s in c.supervisions) for c in cuts]
+        cuts = list(CutSet.from_file(args.valid_cuts))
     else:
         cuts = [c for c in CutSet.from_jsonl_lazy(args.train_cuts) if held_out(c.id, config.valid_percent)]
-        texts = [(c.custom or {}).get("text", "") for c in cuts]
-    return [(load_mono_16k(c), t) for c, t in list(zip(cuts, texts, strict=True))[: config.valid_max_cuts]]
+    return [(load_cut_audio(labelled_cut(c)), teacher_text(c)) for c in cuts[: config.valid_max_cuts]]
+
+
+def too_long_labels(cuts, tokenizer, window: float, language: str) -> set[str]:
+    """Ids of the cuts whose label cannot fit the decoder's context: dropped from training, not truncated."""
+    return {c.id for c in cuts if not label_fits(tokenizer, cut_segments(labelled_cut(c)), window, language)}
+
+
+def fits(cut, too_long: frozenset) -> bool:
+    return cut.id not in too_long
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -106,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     device = init_distributed(resolve_device(args.device))
     torch.manual_seed(config.seed)
     try:
-        teacher, processor = load_whisper(args.teacher, device=str(device), dtype=config.dtype)
-        if config.mix_lang_emb:
-            apply_mix_lang_emb(teacher, processor.tokenizer)
-        student = create_student(teacher, config.decoder_layers, config.freeze_encoder)
+        teacher, processor = load_whisper(args.teacher, device=str(device), dtype=config.dtype,
+                                          mix_lang_emb=config.mix_lang_emb)
+        student = create_student(teacher, config.decoder_layers, config.freeze_encoder,
+                                 config.freeze_decoder_positions)
     except (RuntimeError, FileNotFoundError, ValueError) as error:
         log.error("%s", error)
         return 1
@@ -118,8 +132,13 @@ def main(argv: list[str] | None = None) -> int:
              config.decoder_layers, sizes["student_parameters"] / 1e6, sizes["teacher_parameters"] / 1e6,
              sizes["teacher_parameters"] / sizes["student_parameters"])
     save_config(config, args.out_dir / "train_config.yaml")
-    window = teacher.config.max_source_positions * 2 * 0.01
+    window = window_seconds(teacher.config.max_source_positions)
     train_cuts = CutSet.from_jsonl_lazy(args.train_cuts)
+    too_long = frozenset(too_long_labels(train_cuts, processor.tokenizer, window, config.language))
+    if too_long:
+        log.warning("%d chunk(s) have labels longer than the decoder's context: left out (e.g. %s)",
+                    len(too_long), min(too_long))
+    train_cuts = train_cuts.filter(functools.partial(fits, too_long=too_long))
     if args.valid_cuts is None:
         train_cuts = train_cuts.filter(functools.partial(not_held_out, percent=config.valid_percent))
     try:
@@ -143,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     state = trainer.fit()
     if rank() == 0:
         summary = {**sizes, "steps": state.step, "best_step": state.best_step, "best_valid_mer": state.best_mer,
+                   "dropped_too_long_labels": len(too_long),
                    "validation": str(args.valid_cuts) if args.valid_cuts else f"{len(valid)} held-out chunks"}
         with atomic_path(summary_path) as tmp:
             tmp.write_text(yaml.safe_dump(summary, sort_keys=False), encoding="utf-8")

@@ -11,6 +11,7 @@ models whose window is not 30 s, like the mini_cs demo models). Stage 7 runs thi
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -37,9 +38,22 @@ def export_ctranslate2(model_dir: Path, out_dir: Path, quantization: str = "int8
     shutil.rmtree(tmp, ignore_errors=True)
     TransformersConverter(str(model_dir), copy_files=["tokenizer.json"]).convert(str(tmp), quantization=quantization)
     WhisperFeatureExtractor.from_pretrained(model_dir).to_json_file(tmp / "preprocessor_config.json")
+    copy_alignment_heads(model_dir, tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir
+
+
+def copy_alignment_heads(model_dir: Path, ct2_dir: Path) -> None:
+    """The converter looks alignment heads up by Hub model name and otherwise guesses; a student's own heads
+    (k2d.models.student) live in its generation config, and that is what faster-whisper must read."""
+    generation = json.loads((model_dir / "generation_config.json").read_text(encoding="utf-8"))
+    heads = generation.get("alignment_heads")
+    if heads:
+        config_path = ct2_dir / "config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["alignment_heads"] = heads
+        config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
 def get_parser() -> argparse.ArgumentParser:

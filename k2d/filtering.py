@@ -23,7 +23,9 @@ from pathlib import Path
 import yaml
 from lhotse import CutSet, SupervisionSet
 
+from k2d.audio import labelled_cut
 from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
+from k2d.cuts import ChunkFields, teacher_text
 from k2d.metrics.distances import METRICS, keep
 from k2d.metrics.edit import ErrorCounts, error_counts
 from k2d.text.script import join_texts
@@ -46,8 +48,7 @@ class FilterConfig:
 
 def true_text(truth: dict[str, list], cut) -> str:
     """The true transcript of a chunk: true utterances whose midpoint lies in the chunk's labelled span."""
-    custom = cut.custom or {}
-    span_end = cut.start + (custom.get("complete_end") if custom.get("continued") else cut.duration)
+    span_end = cut.start + labelled_cut(cut).duration
     return join_texts([
         s.text for s in truth.get(cut.recording_id, []) if cut.start <= (s.start + s.end) / 2 < span_end
     ])
@@ -111,12 +112,11 @@ def filter_cuts(cuts, config: FilterConfig, outputs: dict[str, Path], truth: dic
             for metric, path in outputs.items()
         }
         for cut in cuts:
-            stored = (cut.custom or {}).get("distances")
+            stored = ChunkFields.from_cut(cut).distances
             if stored is not None:
                 for key in values:
                     values[key].append(stored[key])
-            label_text = (cut.custom or {}).get("text", "")
-            errors = error_counts(text_units(true_text(truth, cut)), text_units(label_text)) if truth else None
+            errors = error_counts(text_units(true_text(truth, cut)), text_units(teacher_text(cut))) if truth else None
             for metric, summary in summaries.items():
                 kept = stored is not None and keep(stored, metric, config.alpha)
                 summary.add(cut.duration, kept, errors)

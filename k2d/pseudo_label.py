@@ -23,9 +23,11 @@ from lhotse import RecordingSet, SupervisionSegment, SupervisionSet
 from tqdm import tqdm
 
 from k2d.config import add_config_arguments, option, parse_stage_args, save_config
-from k2d.models.whisper import GenerationSettings, apply_mix_lang_emb, load_whisper
+from k2d.inference.recognizer import load_recognizer
+from k2d.inference.settings import GenerationSettings
+from k2d.inference.transcribe import transcribe_longform
+from k2d.models.tokenizer import TIME_PRECISION
 from k2d.progress import add_shard_arguments, in_shard, merge_shards, progress_dir, run_sharded, shard_progress
-from k2d.transcribe import transcribe_longform
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.pseudo_label")
@@ -57,16 +59,25 @@ def label_shard(args, config: PseudoLabelConfig, shard: int, num_shards: int) ->
     log.info("shard %d/%d: %d recording(s) done before, %d to label", shard, num_shards, len(done), len(todo))
     if not todo:
         return
-    model, processor = load_whisper(args.model, device=args.device, dtype=config.dtype)
-    if config.mix_lang_emb:
-        apply_mix_lang_emb(model, processor.tokenizer)
-    results = transcribe_longform(model, processor, todo, config, config.batch_size, config.silence_rms)
+    recognizer = load_recognizer(args.model, device=args.device, dtype=config.dtype, backend=config.backend,
+                                 mix_lang_emb=config.mix_lang_emb)
+    results = transcribe_longform(recognizer, todo, config, config.batch_size, config.silence_rms)
     for result in tqdm(results, total=len(todo), desc=f"pseudo-label shard {shard}", unit="rec"):
         record = {"key": result.recording_id, "error": result.error, "decoded_seconds": result.decoded_seconds,
+                  "skipped_seconds": result.skipped_seconds, "windows": result.windows, "fallbacks": result.fallbacks,
                   "segments": [[round(s.start, 3), round(s.end, 3), s.text] for s in result.segments]}
         progress.append(record)
         if result.error:
             log.warning("skipped %s: %s", result.recording_id, result.error)
+
+
+def segment_order_problems(segments: list[list]) -> tuple[int, int]:
+    """(zero-length segments, segments that start before the previous one ended) of one recording's
+    [start, end, text] list in decoding order; both must be 0 (one timestamp step of slack for rounding)."""
+    zero_length = sum(1 for start, end, _ in segments if end - start <= 0)
+    ends, starts = [end for _, end, _ in segments[:-1]], [start for start, _, _ in segments[1:]]
+    out_of_order = sum(1 for end, start in zip(ends, starts, strict=True) if start < end - TIME_PRECISION)
+    return zero_length, out_of_order
 
 
 def merge(args, num_shards: int) -> None:
@@ -83,21 +94,30 @@ def merge(args, num_shards: int) -> None:
     with atomic_path(args.output) as tmp:
         SupervisionSet.from_segments(supervisions).to_file(tmp)
     skipped = [{"recording": r["key"], "reason": r["error"]} for r in records if r["error"]]
+    problems = [segment_order_problems(r["segments"]) for r in records]
     report = {
         "recordings": len(records),
         "labelled": len(records) - len(skipped),
         "segments": len(supervisions),
+        "zero_length_segments": sum(p[0] for p in problems),
+        "out_of_order_segments": sum(p[1] for p in problems),
         "audio_hours": round(sum(durations.values()) / 3600, 4),
         "decoded_hours": round(sum(r["decoded_seconds"] for r in records) / 3600, 4),
+        "skipped_hours": round(sum(r.get("skipped_seconds", 0.0) for r in records) / 3600, 4),
+        "windows": sum(r.get("windows", 0) for r in records),
+        "fallback_windows": sum(r.get("fallbacks", 0) for r in records),
         "skipped": skipped,
     }
     with atomic_path(report_path(args.output)) as tmp:
         tmp.write_text(yaml.safe_dump(report, sort_keys=False, allow_unicode=True), encoding="utf-8")
     log.info(
-        "stage 1: %d/%d recordings labelled, %d segments, %.3f h of audio (%.3f h through the model) -> %s "
-        "(merged in %.1f s)", report["labelled"], report["recordings"], report["segments"],
-        report["audio_hours"], report["decoded_hours"], args.output, time.time() - started,
+        "stage 1: %d/%d recordings labelled, %d segments (%d zero-length, %d out of order), %.3f h of audio "
+        "(%.3f h through the model) -> %s (merged in %.1f s)", report["labelled"], report["recordings"],
+        report["segments"], report["zero_length_segments"], report["out_of_order_segments"], report["audio_hours"],
+        report["decoded_hours"], args.output, time.time() - started,
     )
+    if report["zero_length_segments"] or report["out_of_order_segments"]:
+        log.warning("stage 1: the teacher's segments are not in time order: the labels are unreliable")
     for item in skipped:
         log.warning("skipped %s: %s", item["recording"], item["reason"])
 

@@ -77,8 +77,8 @@ def results_table(rows: list[dict], test_sets: list[str], reference: str = "teac
 
 
 def detail_table(rows: list[dict], test_sets: list[str]) -> str:
-    lines = ["| model | set | MER % | sub | del | ins | CER (zh) % | WER (en) % | hallucinations |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | set | MER % | sub | del | ins | CER (zh) % | WER (en) % | hallucinations | loop events |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         for s in test_sets:
             sc = r["scores"].get(s)
@@ -88,7 +88,7 @@ def detail_table(rows: list[dict], test_sets: list[str]) -> str:
             lines.append(
                 f"| {r['model']} | {s} | {100 * m['rate']:.2f} | {m['substitutions']} | {m['deletions']} | "
                 f"{m['insertions']} | {100 * sc['cer_mandarin']['rate']:.2f} | {100 * sc['wer_english']['rate']:.2f} | "
-                f"{sc['hallucinations']}/{sc['utterances']} |"
+                f"{sc['hallucinations']}/{sc['utterances']} | {sc.get('hallucination_events', '-')} |"
             )
     return "\n".join(lines)
 

@@ -3,7 +3,8 @@
 Reference and hypothesis files are Kaldi `text` files (`<id> <transcript>` per line). Both sides are
 normalised by the same code as stage 3 (k2d.text.normalize). MER counts every Chinese character and every
 other word as one unit; CER aligns only the Chinese characters of both sides, WER only the other words.
-A hypothesis is a repetitive hallucination when a character 6-gram occurs more than 5 times in it.
+A hypothesis is a repetitive hallucination when a character 6-gram occurs more than 5 times in it; the
+hallucination events are counted as in the K2D paper's Table 4 (k2d.metrics.distances.loop_events).
 
     python -m k2d.score --ref exp/mini_cs/teacher/decode_test_in/ref.txt \\
         --hyp exp/mini_cs/teacher/decode_test_in/hyp.txt --out-dir exp/mini_cs/teacher/decode_test_in
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from k2d.metrics.distances import has_ngram_loop
+from k2d.metrics.distances import has_ngram_loop, loop_events
 from k2d.metrics.edit import ErrorCounts, align, counts_from_alignment, error_counts
 from k2d.text.normalize import normalize_text
 from k2d.text.units import is_chinese_unit, mer_units
@@ -63,7 +64,8 @@ class CorpusScore:
     cer: ErrorCounts = field(default_factory=ErrorCounts)
     wer: ErrorCounts = field(default_factory=ErrorCounts)
     utterances: int = 0
-    hallucinations: int = 0
+    hallucinations: int = 0  # hypotheses with a loop (per-utterance flag)
+    hallucination_events: int = 0  # loop events, the paper's Table-4 count
     missing_hypotheses: int = 0
 
     def as_dict(self) -> dict:
@@ -73,7 +75,7 @@ class CorpusScore:
         return {
             "mer": rates(self.mer), "cer_mandarin": rates(self.cer), "wer_english": rates(self.wer),
             "utterances": self.utterances, "hallucinations": self.hallucinations,
-            "missing_hypotheses": self.missing_hypotheses,
+            "hallucination_events": self.hallucination_events, "missing_hypotheses": self.missing_hypotheses,
         }
 
     def summary_line(self, name: str = "") -> str:
@@ -81,7 +83,8 @@ class CorpusScore:
         return (
             f"{name}MER {100 * m.rate:.2f}% [ {m.errors} / {m.reference_length}, {m.substitutions} sub, "
             f"{m.deletions} del, {m.insertions} ins ] CER(zh) {100 * self.cer.rate:.2f}% WER(en) "
-            f"{100 * self.wer.rate:.2f}% hallucinations {self.hallucinations}/{self.utterances}"
+            f"{100 * self.wer.rate:.2f}% hallucinations {self.hallucinations}/{self.utterances} "
+            f"({self.hallucination_events} loop events)"
         )
 
 
@@ -109,6 +112,7 @@ def score_texts(references: dict[str, str], hypotheses: dict[str, str]) -> tuple
         total.wer += error_counts(ref_en, hyp_en)
         looping = has_ngram_loop(hyp_norm)
         total.hallucinations += looping
+        total.hallucination_events += loop_events(hyp_norm)
         total.utterances += 1
         per_utterance.append(UtteranceScore(key, ops, counts, looping))
     extra = set(hypotheses) - set(references)

@@ -4,9 +4,11 @@
         --model egs/mini_cs/models/validator --config egs/mini_cs/conf/validate.yaml \\
         --output data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-validated.jsonl.gz
 
-Each output cut carries, in `custom`: `validator_text` and `distances` = {mer, per, teacher_loops,
-validator_loops, composite}, so stage 4 can filter by any metric and threshold without decoding again.
-Batched, resumable (one progress line per chunk) and sharded like stage 1.
+Each output cut carries, in `custom` (k2d.cuts.ChunkFields): `validator_text` and `distances` = {mer, per,
+teacher_loops, validator_loops, composite}, so stage 4 can filter by any metric and threshold without
+decoding again. As the K2D authors ran Whisper-Base: with timestamps, a 448-token budget, and the text of
+every generated text token; a continued chunk is heard only up to the end of its last complete segment
+(the audio its label covers). Batched, resumable (one progress line per chunk) and sharded like stage 1.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from pathlib import Path
 from lhotse import CutSet
 from tqdm import tqdm
 
-from k2d.config import add_config_arguments, option, parse_stage_args, save_config
+from k2d.audio import labelled_cut, load_cut_audio
+from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
+from k2d.cuts import ChunkFields, teacher_text
+from k2d.inference.recognizer import load_recognizer
+from k2d.inference.settings import GenerationSettings
+from k2d.inference.transcribe import decode_windows
 from k2d.metrics.distances import distances
-from k2d.models.whisper import GenerationSettings, apply_mix_lang_emb, load_whisper
 from k2d.progress import add_shard_arguments, in_shard, merge_shards, progress_dir, run_sharded, shard_progress
-from k2d.train.data import load_mono_16k
-from k2d.transcribe import transcribe_windows
+from k2d.text.phonemes import MANDARIN_SCHEMES
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.validate")
@@ -34,21 +39,24 @@ log = logging.getLogger("k2d.validate")
 
 @dataclass
 class ValidateConfig(GenerationSettings):
-    timestamps: bool = option(False, "predict timestamp tokens (the validator's text is all that is compared)")
+    max_new_tokens: int = option(448, "most tokens generated per chunk (the authors: max_length 448)")
+    no_speech_threshold: float | None = option(None, "skip chunks the no-speech rule flags (null: never)")
     batch_size: int = option(16, "chunks per batch")
     dtype: str = option("float32", "model dtype: float32, float16 or bfloat16")
     ngram_n: int = option(6, "n of the character n-gram looping detector")
     ngram_max_count: int = option(5, "an n-gram occurring more than this many times is a loop")
+    mandarin_phonemes: str = option("zhuyin", "PER units of Mandarin: zhuyin (the authors') or pinyin (initial+final)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mandarin_phonemes not in MANDARIN_SCHEMES:
+            raise ConfigError(f"mandarin_phonemes must be one of {', '.join(MANDARIN_SCHEMES)}")
 
 
 def lazy_cuts(path: Path) -> CutSet:
     if not Path(path).is_file():
         raise FileNotFoundError(f"cuts manifest {path} does not exist (run stage 2 first)")
     return CutSet.from_jsonl_lazy(path)
-
-
-def teacher_text(cut) -> str:
-    return (cut.custom or {}).get("text") or " ".join(s.text or "" for s in cut.supervisions)
 
 
 def batches(items: list, size: int):
@@ -64,20 +72,19 @@ def validate_shard(args, config: ValidateConfig, shard: int, num_shards: int) ->
     log.info("shard %d/%d: %d chunk(s) done before, %d to validate", shard, num_shards, len(done), len(todo))
     if not todo:
         return
-    model, processor = load_whisper(args.model, device=args.device, dtype=config.dtype)
-    if config.mix_lang_emb:
-        apply_mix_lang_emb(model, processor.tokenizer)
+    recognizer = load_recognizer(args.model, device=args.device, dtype=config.dtype, backend=config.backend,
+                                 mix_lang_emb=config.mix_lang_emb)
     with tqdm(total=len(todo), desc=f"validate shard {shard}", unit="chunk") as bar:
         for batch in batches(todo, config.batch_size):
             audios, readable = [], []
             for cut in batch:
                 try:
-                    audios.append(load_mono_16k(cut))
+                    audios.append(load_cut_audio(labelled_cut(cut)))
                     readable.append(cut)
                 except Exception as error:  # a chunk whose audio cannot be read is reported, not fatal
                     log.warning("chunk %s: unreadable audio (%s): recorded as not validated", cut.id, error)
                     progress.append({"key": cut.id, "validator_text": None, "error": str(error)})
-            for cut, result in zip(readable, transcribe_windows(model, processor, audios, config), strict=True):
+            for cut, result in zip(readable, decode_windows(recognizer, audios, config), strict=True):
                 progress.append({"key": cut.id, "validator_text": result.text, "error": None})
             bar.update(len(batch))
 
@@ -89,16 +96,19 @@ def merge(args, config: ValidateConfig, num_shards: int) -> None:
     with atomic_path(args.output) as tmp, CutSet.open_writer(tmp) as writer:
         for cut, record in zip(lazy_cuts(args.cuts), records, strict=True):
             counts["chunks"] += 1
+            fields = ChunkFields.from_cut(cut)
+            if fields is None:
+                raise RuntimeError(f"{args.cuts}: cut {cut.id} is not a chunk cut of stage 2")
             if record["validator_text"] is None:  # unreadable: no transcript, so no distances; stage 4 drops it
                 counts["unreadable"] += 1
-                cut.custom = {**(cut.custom or {}), "validator_text": None, "distances": None,
-                              "validator_error": record["error"]}
+                fields = fields.with_validation(None, None, record["error"])
             else:
-                found = distances(teacher_text(cut), record["validator_text"], config.ngram_n, config.ngram_max_count)
+                found = distances(teacher_text(cut), record["validator_text"], config.ngram_n, config.ngram_max_count,
+                                  config.mandarin_phonemes)
                 counts["empty_validator"] += not record["validator_text"].strip()
                 counts["teacher_loops"] += found.teacher_loops
-                cut.custom = {**(cut.custom or {}), "validator_text": record["validator_text"],
-                              "distances": found.as_dict()}
+                fields = fields.with_validation(record["validator_text"], found.as_dict())
+            cut.custom = fields.to_custom()
             writer.write(cut)
     log.info(
         "stage 3: %d chunks with distances (%d unreadable, %d empty validator transcripts, %d looping teacher "

@@ -19,6 +19,8 @@ from pathlib import Path
 from lhotse import CutSet, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.kaldi import export_to_kaldi
 
+from k2d.audio import labelled_cut
+from k2d.cuts import teacher_text
 from k2d.utils import setup_logging
 
 log = logging.getLogger("k2d.espnet.data_dir")
@@ -28,13 +30,11 @@ def chunk_supervisions(cuts) -> tuple[RecordingSet, SupervisionSet]:
     """One supervision per chunk (its whole span, its pseudo-label text) over the chunks' recordings."""
     recordings, supervisions = {}, []
     for cut in cuts:
-        custom = cut.custom or {}
-        end = custom["complete_end"] if custom.get("continued") else cut.duration  # trimmed as for training
-        text = custom.get("text") or " ".join(s.text or "" for s in cut.supervisions)
+        span = labelled_cut(cut)  # a continued chunk is trimmed to its last complete segment, as for training
         recordings[cut.recording_id] = cut.recording
         supervisions.append(SupervisionSegment(
-            id=cut.id, recording_id=cut.recording_id, start=cut.start, duration=round(end, 3), channel=0, text=text,
-            speaker=cut.recording_id,
+            id=cut.id, recording_id=cut.recording_id, start=cut.start, duration=round(span.duration, 3), channel=0,
+            text=teacher_text(cut), speaker=cut.recording_id,
         ))
     return RecordingSet.from_recordings(recordings.values()), SupervisionSet.from_segments(supervisions)
 

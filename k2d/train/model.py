@@ -11,7 +11,8 @@ import torch
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from transformers import WhisperForConditionalGeneration
 
-from k2d.train.data import SAMPLE_RATE, Batch
+from k2d.audio import SAMPLE_RATE
+from k2d.train.data import Batch
 from k2d.train.labels import IGNORE_INDEX
 from k2d.train.losses import cross_entropy, ctc_loss, kl_divergence, token_accuracy
 

@@ -46,7 +46,12 @@ def test_mini_cs_end_to_end_twice(repo_root, tmp_path):
         for test_set in ("test_in", "test_ood"):
             scores = yaml.safe_load((exp / model / f"decode_{test_set}" / "scores.yaml").read_text())
             assert scores["utterances"] == 1 and scores["mer"]["reference_length"] > 0
-    report = yaml.safe_load((work / "data" / "mini_cs" / "filter_report" / "report.yaml").read_text())
+    data = work / "data" / "mini_cs"
+    labelling = yaml.safe_load((data / "pseudo" / "mini_cs_supervisions_train_unlabelled-pl_report.yaml").read_text())
+    assert labelling["labelled"] == 2 and labelling["segments"] > 0  # the demo teacher labelled both recordings
+    assert labelling["zero_length_segments"] == 0 and labelling["out_of_order_segments"] == 0
+    report = yaml.safe_load((data / "filter_report" / "report.yaml").read_text())
+    assert report["metrics"]["none"]["chunks_in"] > 0
     assert set(report["metrics"]) == {"none", "ngram", "mer", "per", "composite"}
     assert (exp / "mer_vs_speed.png").stat().st_size > 1000
     assert (exp / "export" / "model.safetensors").exists()

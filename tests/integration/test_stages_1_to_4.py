@@ -67,17 +67,55 @@ def test_bad_audio_goes_through_stages_1_to_4(model_dir, tmp_path):
         assert f"recording: {name}" in report and reason in report, (name, report)
     assert "recording: good" not in report and "recording: stereo_8k" not in report
     labelled = {s["recording_id"] for s in read_jsonl(segments)}
-    assert labelled <= {"good", "stereo_8k"}
+    assert labelled == {"good", "stereo_8k"}  # both usable recordings got segments, no other did
+    assert "zero_length_segments: 0" in report and "out_of_order_segments: 0" in report
     chunks = tmp_path / "cuts" / "x_cuts_bad-chunks.jsonl.gz"
     assert chunking.main(["--recordings", str(recordings), "--segments", str(segments), "--output", str(chunks),
                           "--max-chunk", "10"]) == 0
+    chunk_ids = [c["id"] for c in read_jsonl(chunks)]
+    assert {i.split("-chunk")[0] for i in chunk_ids} == {"good", "stereo_8k"}
     validated = tmp_path / "cuts" / "x_cuts_bad-validated.jsonl.gz"
     assert validate.main(["--cuts", str(chunks), "--output", str(validated), *common]) == 0
-    assert all("distances" in c["custom"] for c in read_jsonl(validated))
+    validated_cuts = read_jsonl(validated)
+    assert [c["id"] for c in validated_cuts] == chunk_ids
+    assert all(c["custom"]["distances"] is not None for c in validated_cuts)
     kept_pattern = str(tmp_path / "cuts" / "kept_{metric}.jsonl.gz")
     assert filtering.main(["--cuts", str(validated), "--output-pattern", kept_pattern,
                            "--report-dir", str(tmp_path / "report"), "--metrics", "none,composite"]) == 0
     assert (tmp_path / "report" / "distance_histograms.png").stat().st_size > 1000
+
+
+def test_stage_1_decodes_each_window_once(model_dir, tmp_path, monkeypatch):
+    """Regression: transformers' `generate` on a window that ends inside a segment decodes the rest of the
+    window again in the same call and returns both passes concatenated, timestamps restarting at <|0.00|>.
+    Taken as one pass, that made zero-length segments and segments going back in time. Stage 1 now
+    decodes each window exactly once itself; here `generate` behaves like the multi-pass loop."""
+    import torch
+    from transformers import WhisperForConditionalGeneration, WhisperTokenizer
+
+    tokenizer = WhisperTokenizer.from_pretrained(model_dir)
+
+    def multi_pass_generate(self, input_features, **kwargs):
+        t = tokenizer.convert_tokens_to_ids
+        pieces = ["<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|0.00|>", "模型", "<|2.00|>", "<|2.00|>",
+                  "资料", "<|0.00|>", "资料", "<|1.00|>", "<|endoftext|>"]  # pass 1, then pass 2 from 2.00 s
+        row = [t(p) if p.startswith("<|") else tokenizer.encode(p, add_special_tokens=False)[0] for p in pieces]
+        return torch.tensor([row] * input_features.shape[0])
+
+    monkeypatch.setattr(WhisperForConditionalGeneration, "generate", multi_pass_generate)
+    sf.write(tmp_path / "r.wav", speechlike(14), 16000)
+    manifest = tmp_path / "recordings.jsonl.gz"
+    RecordingSet.from_recordings([Recording.from_file(tmp_path / "r.wav")]).to_file(manifest)
+    segments_path = tmp_path / "pl.jsonl.gz"
+    assert pseudo_label.main(["--recordings", str(manifest), "--output", str(segments_path), "--model",
+                              str(model_dir), "--max-new-tokens", "12"]) == 0
+    segments = read_jsonl(segments_path)
+    assert segments, "the recording got no segment"
+    assert all(s["duration"] > 0 for s in segments)
+    ends = [s["start"] + s["duration"] for s in segments]
+    assert all(s["start"] >= end - 0.02 for s, end in zip(segments[1:], ends, strict=False))
+    report = (tmp_path / "pl_report.yaml").read_text()
+    assert "zero_length_segments: 0" in report and "out_of_order_segments: 0" in report
 
 
 class Crash(Exception):

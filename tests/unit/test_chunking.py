@@ -1,6 +1,6 @@
 """Stage 2 chunking rule, worked by hand (max_chunk 30 s, continued_min 1 s)."""
 
-from k2d.chunking import ChunkStats, TeacherSegment, chunk_segments, timestamped_label
+from k2d.chunking import ChunkStats, TeacherSegment, chunk_segments
 
 
 def seg(start, end, text="x"):
@@ -53,12 +53,6 @@ def test_unsorted_input_and_previous_text():
     chunks = chunk_segments([seg(40, 45, "后面"), seg(0, 5, "前面")], max_chunk=30)
     assert [c.text for c in chunks] == ["前面", "后面"]
     assert [c.prev_text for c in chunks] == [None, "前面"]
-
-
-def test_label_timestamps_are_relative_and_snapped():
-    chunk = chunk_segments([seg(1.0, 3.333, "你好"), seg(3.5, 5.0, "world")])[0]
-    # 3.333 - 1.0 = 2.333 -> 2.34 (nearest 0.02); 2.5 and 4.0 exact
-    assert timestamped_label(chunk, 30.0) == "<|0.00|>你好<|2.34|><|2.50|>world<|4.00|>"
 
 
 def test_no_segments_no_chunks():

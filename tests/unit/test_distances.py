@@ -2,8 +2,8 @@
 
 import pytest
 
-from k2d.metrics.distances import composite_distance, distances, has_ngram_loop, keep, metric_value
-from k2d.text.phonemes import english_phones, mandarin_phones, phonemes
+from k2d.metrics.distances import composite_distance, distances, has_ngram_loop, keep, loop_events, metric_value
+from k2d.text.phonemes import english_phones, mandarin_phones, phonemes, phonemes_of_units, zhuyin_symbols
 
 
 def test_mandarin_phones_are_toneless_initial_and_final():
@@ -23,7 +23,35 @@ def test_out_of_dictionary_word_gets_phones():
 
 
 def test_phonemes_of_mixed_text():
-    assert phonemes("模型 Gradient") == ["m", "o", "x", "ing", "G", "R", "EY", "D", "IY", "AH", "N", "T"]
+    english = ["G", "R", "EY", "D", "IY", "AH", "N", "T"]
+    assert phonemes("模型 Gradient", scheme="pinyin") == ["m", "o", "x", "ing", *english]
+    assert phonemes("模型 Gradient") == ["ㄇ", "ㄛ", "ㄒ", "ㄧ", "ㄥ", *english]  # zhuyin is the default
+
+
+def test_zhuyin_reads_runs_in_context_one_unit_per_symbol():
+    # 行 alone is xing2 = ㄒㄧㄥ (3 symbols); in 银行 (bank) it is hang2 = ㄏㄤ; tones are dropped
+    assert zhuyin_symbols("行") == ("ㄒ", "ㄧ", "ㄥ")
+    assert zhuyin_symbols("银行") == ("ㄧ", "ㄣ", "ㄏ", "ㄤ")
+    assert phonemes_of_units(["银", "行"]) == ["ㄧ", "ㄣ", "ㄏ", "ㄤ"]  # units of one run are read together
+    # per character, 行 is xing (no context); 银 has a zero initial (strict pinyin: y is not an initial)
+    assert phonemes_of_units(["银", "行"], "pinyin") == ["in", "x", "ing"]
+    assert zhuyin_symbols("的") == ("ㄉ", "ㄜ")  # neutral tone mark ˙ dropped
+    # teacher 银航 (yin hang) against validator 银行 (yin hang in context): one character differs (MER 1/2),
+    # the sounds do not (Zhuyin PER 0); read per character, 行 is x+ing against 航's h+ang: 2 of 3 units differ
+    found = distances("银航", "银行")
+    assert found.mer == pytest.approx(0.5) and found.per == 0.0
+    assert distances("银航", "银行", mandarin_phonemes="pinyin").per == pytest.approx(2 / 3)
+
+
+def test_loop_events_by_hand():
+    assert loop_events("abcdef" * 5) == 1  # "abcdef" at 0, 6, 12, 18, 24: the 5th occurrence is one event
+    assert loop_events("abcdef" * 4) == 0
+    assert loop_events("abcdef" * 9) == 1  # counts restart after the event: 4 more occurrences are not 5
+    assert loop_events("abcdef" * 10) == 2  # ... 5 more are
+    assert loop_events("a" * 9) == 0 and loop_events("a" * 10) == 1  # "aaaaaa" at positions 0-3, then 0-4
+    # a 6-gram seen 4 times, then 100 other characters, then once more: the counts were reset in between
+    filler = "".join(chr(0x4E00 + i) for i in range(100))
+    assert loop_events("xyzxyz" * 2 + "xyzx" + filler + "xyzxyz") == 0
 
 
 def test_ngram_loop_detector_counts_by_hand():

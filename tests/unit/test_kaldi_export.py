@@ -11,7 +11,7 @@ def test_chunks_become_kaldi_utterances(tiny_cuts, tmp_path):
     cuts = [
         MonoCut("rec-chunk0", 0.0, 1.0, 0, recording=recording, supervisions=[
             SupervisionSegment("s0", recording.id, 0.1, 0.8, text="你好")],
-            custom={"text": "你好", "continued": False}),
+            custom={"text": "你好", "continued": False, "complete_end": 0.9}),
         MonoCut("rec-chunk1", 1.0, 1.0, 0, recording=recording, supervisions=[],
                 custom={"text": "world", "continued": True, "complete_end": 0.5}),
     ]

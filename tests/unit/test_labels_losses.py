@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from k2d.train.labels import IGNORE_INDEX, TimedText, build_decoder_labels, snap_time
+from k2d.models.tokenizer import snap_time
+from k2d.train.labels import IGNORE_INDEX, LabelTooLong, TimedText, build_decoder_labels, label_fits
 from k2d.train.losses import cross_entropy, kl_divergence
 
 
@@ -44,10 +45,23 @@ def test_labels_without_timestamps_with_prompt(tokenizer):
     assert labels.num_prompt_tokens == 1 + len(prompt)
 
 
-def test_labels_fit_the_decoder_context(tokenizer):
-    segments = [TimedText(0.0, 1.0, "模型" * 300)]
+def test_a_long_prompt_is_cut_to_fit_the_context(tokenizer):
+    segments = [TimedText(0.0, 1.0, "模型")]
     labels = build_decoder_labels(tokenizer, segments, window=10.0, prompt_text="资料" * 300)
-    assert len(labels.input_ids) <= 448
+    assert len(labels.input_ids) + 1 <= 448 and labels.num_prompt_tokens == 448 // 2  # <|startofprev|> + 223
+
+
+def test_a_label_longer_than_the_context_is_refused_not_truncated(tokenizer):
+    # 444 tokens fit after <|startoftranscript|><|zh|><|transcribe|> and before <|endoftext|>.
+    # " x" is two tokens in the fixture tokenizer (" " and "x"), so " x" * k is 2k tokens.
+    assert tokenizer.encode(" x x", add_special_tokens=False) == tokenizer.encode(" x", add_special_tokens=False) * 2
+    assert len(tokenizer.encode(" x", add_special_tokens=False)) == 2
+    fits = [TimedText(0.0, 9.0, " ".join(["x"] * 221))]  # <|0.00|> + 442 + <|9.00|> = 444
+    too_long = [TimedText(0.0, 9.0, " ".join(["x"] * 222))]  # 446
+    assert len(build_decoder_labels(tokenizer, fits, window=10.0).input_ids) == 3 + 444
+    with pytest.raises(LabelTooLong):
+        build_decoder_labels(tokenizer, too_long, window=10.0)
+    assert label_fits(tokenizer, fits, 10.0) and not label_fits(tokenizer, too_long, 10.0)
 
 
 def test_kl_by_hand():

@@ -50,6 +50,19 @@ def test_exported_model_runs_in_the_transformers_asr_pipeline(tiny_whisper, tmp_
     assert torch.equal(reloaded.proj_out.weight, model.proj_out.weight)
 
 
+def test_mix_lang_emb_is_applied_once(tiny_whisper, tmp_path):
+    model, processor = tiny_whisper
+    save_model_dir(model, processor, tmp_path / "teacher")
+    zh, en = processor.tokenizer.convert_tokens_to_ids(["<|zh|>", "<|en|>"])
+    original = model.get_decoder().embed_tokens.weight.detach().clone()
+    mixed, _ = load_whisper(tmp_path / "teacher", mix_lang_emb=True)
+    once = mixed.get_decoder().embed_tokens.weight.detach()
+    assert torch.allclose(once[zh], 0.5 * (original[zh] + original[en]))
+    save_model_dir(mixed, processor, tmp_path / "student")  # e.g. a student built from a mixed teacher
+    again, _ = load_whisper(tmp_path / "student", mix_lang_emb=True)
+    assert torch.equal(again.get_decoder().embed_tokens.weight[zh], once[zh])  # not mixed a second time
+
+
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_whisper(str(tmp_path / "no_model"))
@@ -63,9 +76,10 @@ def test_ctranslate2_export_decodes_like_transformers(repo_root, tmp_path):
     import ctranslate2
 
     from k2d.export import export_ctranslate2
-    from k2d.models.whisper import GenerationSettings
+    from k2d.inference.recognizer import TransformersRecognizer
+    from k2d.inference.settings import GenerationSettings
+    from k2d.inference.transcribe import decode_windows
     from k2d.recipes.mini_cs.corpus import TRAIN_SPEAKERS, render_utterance
-    from k2d.transcribe import transcribe_windows
 
     model_dir = repo_root / "egs/mini_cs/models/validator"
     out = export_ctranslate2(model_dir, tmp_path / "ct2", quantization="float32")
@@ -74,8 +88,8 @@ def test_ctranslate2_export_decodes_like_transformers(repo_root, tmp_path):
     items = [render_utterance(7, "test_in", i, TRAIN_SPEAKERS) for i in range(3)]
     audios = [item.audio for item in items]
     model, processor = load_whisper(model_dir)
-    settings = GenerationSettings(timestamps=False, max_new_tokens=100)
-    expected = [w.text for w in transcribe_windows(model, processor, audios, settings)]
+    settings = GenerationSettings(timestamps=False, max_new_tokens=100, no_speech_threshold=None)
+    expected = [w.text for w in decode_windows(TransformersRecognizer(model, processor), audios, settings)]
 
     features = processor.feature_extractor(audios, sampling_rate=16000, return_tensors="np").input_features
     prompt = processor.tokenizer.convert_tokens_to_ids(

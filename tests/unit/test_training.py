@@ -40,6 +40,20 @@ def test_student_copies_encoder_and_chosen_decoder_layers(tiny_whisper):
     assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters())
 
 
+def test_student_freezes_decoder_positions_and_gets_its_own_alignment_heads(tiny_whisper, monkeypatch):
+    teacher, _ = tiny_whisper
+    monkeypatch.setattr(teacher.generation_config, "alignment_heads", [[3, 1]], raising=False)  # layer 3 of 4
+    student = create_student(teacher, [0, -1])
+    decoder = student.model.decoder
+    assert not decoder.embed_positions.weight.requires_grad  # as the K2D authors trained
+    assert decoder.embed_tokens.weight.requires_grad and decoder.layers[0].fc1.weight.requires_grad
+    # 2 decoder layers of 2 heads: openai's default is every head of the upper half, layer 1
+    assert student.generation_config.alignment_heads == [[1, 0], [1, 1]]
+    assert teacher.generation_config.alignment_heads == [[3, 1]]
+    unfrozen = create_student(teacher, [0, -1], freeze_decoder_positions=False)
+    assert unfrozen.model.decoder.embed_positions.weight.requires_grad
+
+
 def make_trainer(tiny_whisper, cuts_path, out_dir, max_steps, callbacks=None, gamma=1.0):
     teacher, processor = tiny_whisper
     torch.manual_seed(0)
