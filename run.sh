@@ -113,6 +113,7 @@ pseudo="$data/pseudo/${recipe}_supervisions_${unlabelled}-pl.jsonl.gz"
 chunks="$data/cuts/${recipe}_cuts_${unlabelled}-chunks.jsonl.gz"
 validated="$data/cuts/${recipe}_cuts_${unlabelled}-validated.jsonl.gz"
 kept_pattern="$data/cuts/${recipe}_cuts_${unlabelled}-k2d_{metric}.jsonl.gz"
+teacher_cache="$data/cuts/${recipe}_cuts_${unlabelled}-teacher.jsonl.gz"
 exp="$work_dir/exp/$recipe"
 
 if run_stage 0; then
@@ -156,11 +157,19 @@ fi
 
 if run_stage 5; then
   begin_stage 5 "distill: one student per filter metric (${metrics}) -> $exp/student_*/"
+  cache_opt=()
+  if [ "$(python -m k2d.recipe_config "$conf/distill.yaml" cache_teacher --default True)" = True ]; then
+    log "teacher cache: $validated, teacher $teacher -> $teacher_cache"
+    launch k2d.cache_teacher --teacher "$teacher" --cuts "$validated" --metrics "${metrics// /,}" \
+      --alpha "$(python -m k2d.recipe_config "$conf/filter.yaml" alpha --default 0.4)" \
+      --config "$conf/distill.yaml" --output "$teacher_cache" --device "$device" "${force_opt[@]}"
+    cache_opt=(--teacher-cache "$teacher_cache")
+  fi
   for metric in "${metric_list[@]}"; do
     kept="${kept_pattern/\{metric\}/$metric}"
     log "distill ($metric): $kept, teacher $teacher -> $exp/student_$metric/"
     launch k2d.distill --teacher "$teacher" --train-cuts "$kept" --out-dir "$exp/student_$metric" \
-      --config "$conf/distill.yaml" --device "$device" "${force_opt[@]}"
+      --config "$conf/distill.yaml" --device "$device" "${cache_opt[@]}" "${force_opt[@]}"
   done
   end_stage 5
 fi

@@ -7,7 +7,8 @@
     # the real architectures with random weights: Whisper Large-v2 vs its 2-decoder-layer student
     python -m k2d.bench shapes --shape large-v2 --tokens 40
 
-    # training step time and peak memory: CE only vs KD with a shared encoder vs KD with two encoders
+    # training step time and peak memory: CE only, KD with the encoder run (shared, or two), KD from the
+    # teacher cache (encoder states; encoder states + teacher top-k, no teacher loaded)
     python -m k2d.bench train --teacher egs/mini_cs/models/teacher --cuts CUTS.jsonl.gz
 
     # stage 1 / 3 throughput: audio seconds per second at batch 1 vs batch N
@@ -205,24 +206,40 @@ def bench_shapes(shape: str, tokens: int, batch: int, runs: int, device: str, dt
 
 
 # ---- training step time and memory ----
-def train_step_stats(teacher: str, cuts: str, mode: str, steps: int, max_duration: float, device: str) -> dict:
-    """Mean step time and peak memory of `steps` training steps in one of: ce, kd_shared, kd_separate."""
+TRAIN_MODES = {
+    "ce": "CE only (student)",
+    "kd_shared": "KD, encoder shared (run once)",
+    "kd_separate": "KD, two encoders (student encoder trained too)",
+    "kd_cached": "KD, cached encoder states (teacher decoder run)",
+    "kd_cached_topk": "KD, cached encoder + teacher top-k (no teacher loaded)",
+}
+
+
+def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, device: str) -> dict:
+    """Mean step time and peak memory of `steps` training steps in one of TRAIN_MODES. `work` holds what
+    bench_train prepared: teacher/, student/ (made from it) and cached.jsonl.gz (its cached outputs)."""
     from lhotse import CutSet
 
-    from k2d.models.student import create_student
+    from k2d.models.tokenizer import window_seconds
     from k2d.train.data import Collator, CutDataset, LabelOptions, make_sampler
     from k2d.train.model import WhisperKDModel
 
     dev = resolve_device(device)
-    teacher_model, processor = load_whisper(teacher, device=str(dev))
-    student = create_student(teacher_model, [0, -1], freeze_encoder=mode != "kd_separate")
-    model = WhisperKDModel(student, None if mode == "ce" else teacher_model, beta=0.8 if mode != "ce" else 1.0,
-                           gamma=0.0 if mode == "ce" else 1.0).to(dev).train()
-    sampler = make_sampler(CutSet.from_file(cuts), max_duration, num_buckets=1, seed=0)
+    student, processor = load_whisper(work / "student", device=str(dev))
+    teacher = None
+    if mode in ("kd_shared", "kd_separate", "kd_cached"):
+        teacher, _ = load_whisper(work / "teacher", device=str(dev))
+    student.model.encoder.requires_grad_(mode == "kd_separate")
+    model = WhisperKDModel(student, teacher, beta=1.0 if mode == "ce" else 0.8, gamma=0.0 if mode == "ce" else 1.0)
+    model = model.to(dev).train()
+    cuts = CutSet.from_file(work / ("cached.jsonl.gz" if mode.startswith("kd_cached") else "cuts.jsonl.gz"))
+    if mode == "kd_cached":  # encoder states from the cache, teacher logits computed
+        cuts = cuts.map(_without_topk)
+    sampler = make_sampler(cuts, max_duration, num_buckets=1, seed=0)
     sampler.set_epoch(0)
     tokenizer = processor.tokenizer
     dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id),
-                         LabelOptions(window=teacher_model.config.max_source_positions / 50))
+                         LabelOptions(window=window_seconds(student.config.max_source_positions), prompt_prob=0.0))
     batches = [dataset[cuts_] for _, cuts_ in zip(range(steps + 1), sampler, strict=False)]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     if dev.type == "cuda":
@@ -250,23 +267,53 @@ def train_step_stats(teacher: str, cuts: str, mode: str, steps: int, max_duratio
             "memory": "GPU max allocated" if dev.type == "cuda" else "process peak RSS"}
 
 
-def bench_train(teacher: str, cuts: str, steps: int, max_duration: float, device: str) -> str:
+def _without_topk(cut):
+    cut.custom = {k: v for k, v in cut.custom.items() if not k.startswith("teacher_topk_")}
+    return cut
+
+
+def prepare_train_bench(teacher: str, cuts: str, work: Path, topk: int, device: str) -> None:
+    """The teacher, its student and the teacher cache of `cuts`, made once for every mode."""
+    from lhotse import CutSet
+
+    from k2d import cache_teacher
+    from k2d.models.student import create_student
+    from k2d.models.whisper import save_model_dir
+
+    teacher_model, processor = load_whisper(teacher)
+    save_model_dir(teacher_model, processor, work / "teacher")
+    save_model_dir(create_student(teacher_model, [0, -1]), processor, work / "student")
+    CutSet.from_file(cuts).to_file(work / "cuts.jsonl.gz")
+    code = cache_teacher.main(["--teacher", str(work / "teacher"), "--cuts", str(work / "cuts.jsonl.gz"),
+                               "--metrics", "", "--output", str(work / "cached.jsonl.gz"),
+                               "--cache-topk", str(topk), "--device", device])
+    if code != 0:
+        raise RuntimeError(f"caching the teacher's outputs for the benchmark failed ({code})")
+
+
+def bench_train(teacher: str, cuts: str, steps: int, max_duration: float, device: str, topk: int = 64,
+                modes: list[str] | None = None) -> str:
+    import tempfile
+
+    modes = modes or list(TRAIN_MODES)
     rows = []
-    for mode in ("ce", "kd_shared", "kd_separate"):
-        # One process per mode: the peak RSS of a process never goes down.
-        out = subprocess.run(
-            [sys.executable, "-m", "k2d.bench", "_train_one", "--teacher", teacher, "--cuts", cuts, "--mode", mode,
-             "--steps", str(steps), "--max-duration", str(max_duration), "--device", device],
-            capture_output=True, text=True, check=True,
-        )
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        prepare_train_bench(teacher, cuts, work, topk, device)
+        for mode in modes:
+            # One process per mode: the peak RSS of a process never goes down.
+            out = subprocess.run(
+                [sys.executable, "-m", "k2d.bench", "_train_one", "--work", str(work), "--mode", mode,
+                 "--steps", str(steps), "--max-duration", str(max_duration), "--device", device],
+                capture_output=True, text=True, check=True,
+            )
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = rows[0]["step_seconds"]
-    lines = [f"{hardware()}, {steps} steps of {max_duration:.0f} s of audio after a warm-up ({rows[0]['memory']})", "",
-             "| training | step time | vs CE only | peak memory |", "|---|---|---|---|"]
-    names = {"ce": "CE only (student)", "kd_shared": "KD, encoder shared (run once)",
-             "kd_separate": "KD, two encoders (student encoder trained too)"}
+    lines = [f"{hardware()}, {teacher}, {steps} steps of {max_duration:.0f} s of audio after a warm-up "
+             f"({rows[0]['memory']}; cached top-k: k = {topk})", "",
+             f"| training | step time | vs {rows[0]['mode']} | peak memory |", "|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {names[r['mode']]} | {r['step_seconds']:.3f} s | {r['step_seconds'] / base:.2f}x | "
+        lines.append(f"| {TRAIN_MODES[r['mode']]} | {r['step_seconds']:.3f} s | {r['step_seconds'] / base:.2f}x | "
                      f"{r['peak_bytes'] / 2**20:.0f} MiB |")
     return "\n".join(lines)
 
@@ -321,14 +368,15 @@ def get_parser() -> argparse.ArgumentParser:
     shapes.add_argument("--batch", type=int, default=1)
     shapes.add_argument("--runs", type=int, default=3)
     shapes.add_argument("--dtype", default="float32")
-    train = sub.add_parser("train", help="training step time and peak memory")
+    train = sub.add_parser("train", help="training step time and peak memory (with and without the teacher cache)")
     train.add_argument("--teacher", required=True)
-    train.add_argument("--cuts", required=True, help="chunk cuts to train on")
+    train.add_argument("--cuts", required=True, help="chunk cuts to train on (stage 3 or 4 output)")
     train.add_argument("--steps", type=int, default=5)
     train.add_argument("--max-duration", type=float, default=80.0)
+    train.add_argument("--topk", type=int, default=64, help="teacher top-k stored for the cached-logits mode")
+    train.add_argument("--modes", nargs="+", choices=sorted(TRAIN_MODES), help="default: all, CE first")
     one = sub.add_parser("_train_one", help=argparse.SUPPRESS)
-    one.add_argument("--teacher", required=True)
-    one.add_argument("--cuts", required=True)
+    one.add_argument("--work", type=Path, required=True)
     one.add_argument("--mode", required=True)
     one.add_argument("--steps", type=int, default=5)
     one.add_argument("--max-duration", type=float, default=80.0)
@@ -359,9 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "shapes":
         table = bench_shapes(args.shape, args.tokens, args.batch, args.runs, args.device, args.dtype)
     elif args.command == "train":
-        table = bench_train(args.teacher, args.cuts, args.steps, args.max_duration, args.device)
+        table = bench_train(args.teacher, args.cuts, args.steps, args.max_duration, args.device, args.topk, args.modes)
     elif args.command == "_train_one":
-        stats = train_step_stats(args.teacher, args.cuts, args.mode, args.steps, args.max_duration, args.device)
+        stats = train_step_stats(args.work, args.mode, args.steps, args.max_duration, args.device)
         print(json.dumps(stats))
         return 0
     else:

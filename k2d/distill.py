@@ -62,6 +62,13 @@ class DistillConfig(TrainConfig):
     valid_percent: float = option(2.0, "share of training chunks held out for validation (without --valid-cuts)")
     valid_max_cuts: int = option(100, "most validation cuts decoded")
     dtype: str = option("float32", "weights dtype (autocast on GPU is amp_dtype)")
+    cache_teacher: bool = option(
+        True, "train from the teacher outputs k2d.cache_teacher stored (run.sh makes them first; exact for a "
+        "frozen encoder)")
+    cache_topk: int = option(
+        0, "also cache the teacher's top-k log-probabilities: training then never loads the teacher (0: encoder only)")
+    cache_batch_size: int = option(8, "chunks per encoder batch when caching")
+    cache_block_size: int = option(256, "chunks per cache file")
 
 
 def held_out(cut_id: str, percent: float) -> bool:
@@ -91,12 +98,31 @@ def fits(cut, too_long: frozenset) -> bool:
     return cut.id not in too_long
 
 
+def attach_cache(kept_path: Path, cache_path: Path, output: Path) -> int:
+    """Write the kept cuts with their cached teacher outputs to OUTPUT. Both manifests list chunks in the
+    order of stage 3's output, so one streaming pass joins them; a kept chunk missing from the cache is an
+    error. Returns the number of cuts written."""
+    cached = iter(CutSet.from_jsonl_lazy(cache_path))
+    count = 0
+    with atomic_path(output) as tmp, CutSet.open_writer(tmp) as writer:
+        for cut in CutSet.from_jsonl_lazy(kept_path):
+            match = next((c for c in cached if c.id == cut.id), None)
+            if match is None:
+                raise RuntimeError(f"chunk {cut.id} of {kept_path} has no cached teacher outputs in {cache_path} "
+                                   "(cached for other filter settings?): cache the teacher again with --force")
+            writer.write(match)
+            count += 1
+    return count
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="teacher: Hugging Face id or local directory")
     parser.add_argument("--train-cuts", type=Path, required=True, help="kept chunk cuts (stage 4 output)")
     parser.add_argument("--out-dir", type=Path, required=True, help="student directory (exp/NAME/student_METRIC)")
     parser.add_argument("--valid-cuts", type=Path, help="labelled cuts for validation (default: held-out chunks)")
+    parser.add_argument("--teacher-cache", type=Path,
+                        help="cuts with the teacher's cached outputs (k2d.cache_teacher); train from them")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--force", action="store_true", help="train again from scratch")
     add_config_arguments(parser, DistillConfig)
@@ -119,8 +145,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     device = init_distributed(resolve_device(args.device))
     torch.manual_seed(config.seed)
+    if args.teacher_cache is not None:
+        if not config.freeze_encoder:
+            log.error("cached teacher outputs are exact only for a frozen encoder: freeze_encoder is false")
+            return 1
+        train_path = args.out_dir / "train_cuts.jsonl.gz"
+        try:
+            log.info("training from cached teacher outputs: %d chunks -> %s",
+                     attach_cache(args.train_cuts, args.teacher_cache, train_path), train_path)
+        except RuntimeError as error:
+            log.error("%s", error)
+            return 1
+        args.train_cuts = train_path
+    cached_topk = args.teacher_cache is not None and config.cache_topk > 0
     try:
-        teacher, processor = load_whisper(args.teacher, device=str(device), dtype=config.dtype,
+        # The student is built on the CPU; the teacher reaches the training device only when its decoder is
+        # needed there (no cached top-k), so a device too small for both can still train the student.
+        teacher, processor = load_whisper(args.teacher, device="cpu", dtype=config.dtype,
                                           mix_lang_emb=config.mix_lang_emb)
         student = create_student(teacher, config.decoder_layers, config.freeze_encoder,
                                  config.freeze_decoder_positions)
@@ -128,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", error)
         return 1
     sizes = {"teacher_parameters": count_parameters(teacher), "student_parameters": count_parameters(student)}
+    kd_teacher = None if cached_topk or config.gamma == 0 else teacher.to(device)
     log.info("student: decoder layers %s of the teacher; %.2fM parameters vs the teacher's %.2fM (%.2fx smaller)",
              config.decoder_layers, sizes["student_parameters"] / 1e6, sizes["teacher_parameters"] / 1e6,
              sizes["teacher_parameters"] / sizes["student_parameters"])
@@ -151,9 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = processor.tokenizer
     dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id), options)
     valid = validation_items(args, config) if rank() == 0 else []
-    model = WhisperKDModel(student, teacher, beta=config.beta, gamma=config.gamma, temperature=config.temperature)
-    log.info("KD: beta %.2f CE + gamma %.2f KL at T=%.1f; encoder %s", config.beta, config.gamma, config.temperature,
-             "shared with the teacher (runs once per batch)" if model.share_encoder else "run separately")
+    model = WhisperKDModel(student.to(device), kd_teacher, beta=config.beta, gamma=config.gamma,
+                           temperature=config.temperature)
+    del teacher
+    log.info("KD: beta %.2f CE + gamma %.2f KL at T=%.1f; encoder %s; teacher %s", config.beta, config.gamma,
+             config.temperature, "cached" if args.teacher_cache else (
+                 "shared with the teacher (runs once per batch)" if model.share_encoder else "run separately"),
+             "top-k cached (not loaded)" if cached_topk else "decoder run per batch")
     trainer = Trainer(
         model, sampler, dataset, args.out_dir, config, device,
         validate=lambda s: decode_mer(s, processor, valid, config.language) if valid else {"mer": 0.0},

@@ -2,6 +2,8 @@
 
 Random choices (timestamps shown or not, previous-text prompt or not) are drawn from a generator seeded by
 (seed, epoch, example id), so a resumed run sees exactly the batches an uninterrupted run would have seen.
+A cut that carries the teacher's cached outputs (k2d.cache_teacher) gives the stored encoder states, and
+the stored teacher top-k of the label variant drawn, instead of its audio.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch.utils.data import Sampler
 from k2d.audio import SAMPLE_RATE, labelled_cut, load_cut_audio
 from k2d.cuts import ChunkFields
 from k2d.text.script import join_texts
-from k2d.train.labels import IGNORE_INDEX, DecoderLabels, TimedText, build_decoder_labels
+from k2d.train.labels import IGNORE_INDEX, DecoderLabels, TimedText, build_decoder_labels, label_variant
 
 
 @dataclass
@@ -35,26 +37,29 @@ class LabelOptions:
 @dataclass
 class Example:
     id: str
-    audio: np.ndarray
+    audio: np.ndarray | None  # None when the encoder states are cached
     labels: DecoderLabels
     ctc_ids: list[int] | None  # CTC targets of the whole audio, None when part of the speech is unlabelled
+    variant: str = "ts"  # which label form was drawn (k2d.train.labels.label_variant)
+    encoder_states: np.ndarray | None = None  # (frames, d_model), cached
+    teacher_topk: np.ndarray | None = None  # (len(targets), 2k): cached teacher log-probs, then token ids
 
 
 @dataclass
 class Batch:
     ids: list[str]
-    features: torch.Tensor  # (B, n_mels, frames)
-    audio_lengths: torch.Tensor  # (B,) samples
+    features: torch.Tensor | None  # (B, n_mels, frames); None when encoder_states are given
     input_ids: torch.Tensor  # (B, L)
     targets: torch.Tensor  # (B, L), IGNORE_INDEX where no loss
     ctc_targets: torch.Tensor  # (B, C), padded with 0
     ctc_lengths: torch.Tensor  # (B,), 0 where CTC does not apply
+    encoder_states: torch.Tensor | None = None  # (B, frames, d_model) from the teacher cache
+    teacher_logprobs: torch.Tensor | None = None  # (B, L, k) cached teacher top-k log-probabilities at T
+    teacher_ids: torch.Tensor | None = None  # (B, L, k) their token ids
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(
-            self.ids, *(t.to(device) for t in (self.features, self.audio_lengths, self.input_ids, self.targets)),
-            self.ctc_targets.to(device), self.ctc_lengths.to(device),
-        )
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        return Batch(**moved)
 
     @property
     def num_tokens(self) -> int:
@@ -81,7 +86,7 @@ def make_example(
     text = join_texts([s.text for s in segments])
     ctc_units = ctc_units or (lambda t: tokenizer.encode(t, add_special_tokens=False))
     ctc_ids = ctc_units(text) if complete else None
-    return Example(key, audio, labels, ctc_ids)
+    return Example(key, audio, labels, ctc_ids, label_variant(timestamps, use_prompt))
 
 
 def cut_segments(cut) -> list[TimedText]:
@@ -97,11 +102,19 @@ def cut_segments(cut) -> list[TimedText]:
 
 def example_from_cut(cut, tokenizer, options: LabelOptions, epoch: int) -> Example:
     """A chunk cut from stage 2 (or a labelled utterance): continued chunks are trimmed to the last
-    complete segment first, as the K2D authors do at training time."""
+    complete segment first, as the K2D authors do at training time. A cut with cached teacher outputs
+    gives those instead of its audio."""
+    from k2d.cache_teacher import cached_encoder_states, cached_teacher_topk
+
     fields = ChunkFields.from_cut(cut)
-    cut = labelled_cut(cut)
     prev_text = fields.prev_text if fields is not None else None
-    return make_example(cut.id, load_cut_audio(cut), cut_segments(cut), tokenizer, options, epoch, prev_text)
+    states = cached_encoder_states(cut)
+    cut = labelled_cut(cut)
+    audio = load_cut_audio(cut) if states is None else None
+    example = make_example(cut.id, audio, cut_segments(cut), tokenizer, options, epoch, prev_text)
+    example.encoder_states = states
+    example.teacher_topk = cached_teacher_topk(cut, example.variant, example.labels)
+    return example
 
 
 class Collator:
@@ -112,9 +125,16 @@ class Collator:
         self.pad_id = pad_id
 
     def __call__(self, examples: list[Example]) -> Batch:
-        features = self.feature_extractor(
-            [e.audio for e in examples], sampling_rate=SAMPLE_RATE, return_tensors="pt"
-        ).input_features
+        cached = [e.encoder_states is not None for e in examples]
+        if any(cached) and not all(cached):
+            raise RuntimeError("a batch mixes cuts with and without cached teacher outputs")
+        features = states = None
+        if all(cached):
+            states = torch.from_numpy(np.stack([e.encoder_states for e in examples]))
+        else:
+            features = self.feature_extractor(
+                [e.audio for e in examples], sampling_rate=SAMPLE_RATE, return_tensors="pt"
+            ).input_features
         length = max(len(e.labels.input_ids) for e in examples)
         input_ids = torch.full((len(examples), length), self.pad_id, dtype=torch.long)
         targets = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)
@@ -127,10 +147,23 @@ class Collator:
             if e.ctc_ids:
                 ctc_targets[i, : len(e.ctc_ids)] = torch.tensor(e.ctc_ids)
                 ctc_lengths[i] = len(e.ctc_ids)
-        return Batch(
-            [e.id for e in examples], features, torch.tensor([e.audio.size for e in examples]),
-            input_ids, targets, ctc_targets, ctc_lengths,
-        )
+        logprobs, ids = self.teacher_topk(examples, length)
+        return Batch([e.id for e in examples], features, input_ids, targets, ctc_targets, ctc_lengths, states,
+                     logprobs, ids)
+
+    @staticmethod
+    def teacher_topk(examples: list[Example], length: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(B, L, k) cached teacher log-probabilities and token ids, or (None, None) without them."""
+        if any(e.teacher_topk is None for e in examples):
+            return None, None
+        k = examples[0].teacher_topk.shape[1] // 2
+        logprobs = torch.zeros((len(examples), length, k))
+        ids = torch.zeros((len(examples), length, k), dtype=torch.long)
+        for i, e in enumerate(examples):
+            stored = torch.from_numpy(e.teacher_topk.astype(np.float32))
+            logprobs[i, : len(stored)] = stored[:, :k]
+            ids[i, : len(stored)] = stored[:, k:].long()
+        return logprobs, ids
 
 
 class CutDataset(torch.utils.data.Dataset):

@@ -96,6 +96,14 @@ def build_decoder_labels(
     return DecoderLabels(sequence[:-1], targets, len(prompt))
 
 
+def label_variant(timestamps: bool, prompt: bool) -> str:
+    """The name of a label form: ts, plain, ts_prompt or plain_prompt (what the teacher cache stores)."""
+    return ("ts" if timestamps else "plain") + ("_prompt" if prompt else "")
+
+
+LABEL_VARIANTS = tuple(label_variant(t, p) for p in (False, True) for t in (True, False))
+
+
 def label_fits(tokenizer, segments: list[TimedText], window: float, language: str = "zh") -> bool:
     """Whether the longest form of a label (with timestamps, without a prompt) fits the context."""
     try:

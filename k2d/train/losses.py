@@ -30,6 +30,28 @@ def kl_divergence(
     return per_token.mean() * temperature**2 if per_token.numel() else student_logits.sum() * 0.0
 
 
+def kl_divergence_topk(
+    student_logits: torch.Tensor, teacher_logprobs: torch.Tensor, teacher_ids: torch.Tensor, targets: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """T^2 * KL(teacher || student) from the teacher's cached top-k log-probabilities at temperature T.
+
+    Both distributions are coarsened to the k stored tokens plus one "rest" class, so the value is exact
+    when the teacher puts no mass outside its top k (and never more than the full KL)."""
+    mask = targets != IGNORE_INDEX
+    if not bool(mask.any()):
+        return student_logits.sum() * 0.0
+    student_log_probs = F.log_softmax(student_logits[mask].float() / temperature, dim=-1)
+    teacher_top = teacher_logprobs[mask].float()
+    student_top = student_log_probs.gather(-1, teacher_ids[mask])
+    per_token = (teacher_top.exp() * (teacher_top - student_top)).sum(-1)
+    teacher_rest = (1 - teacher_top.exp().sum(-1)).clamp(min=0.0)
+    student_rest = (1 - student_top.exp().sum(-1)).clamp(min=1e-12)
+    rest = torch.where(teacher_rest > 1e-6, teacher_rest * (teacher_rest.clamp(min=1e-12).log() - student_rest.log()),
+                       torch.zeros_like(teacher_rest))
+    return (per_token + rest).mean() * temperature**2
+
+
 def ctc_loss(
     log_probs: torch.Tensor, frame_lengths: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor,
     blank: int,

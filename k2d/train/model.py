@@ -14,7 +14,7 @@ from transformers import WhisperForConditionalGeneration
 from k2d.audio import SAMPLE_RATE
 from k2d.train.data import Batch
 from k2d.train.labels import IGNORE_INDEX
-from k2d.train.losses import cross_entropy, ctc_loss, kl_divergence, token_accuracy
+from k2d.train.losses import cross_entropy, ctc_loss, kl_divergence, kl_divergence_topk, token_accuracy
 
 
 def encoders_identical(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -43,8 +43,6 @@ class WhisperKDModel(AbsESPnetModel):
         self.feature_extractor = feature_extractor  # the ESPnet-style frontend, used by forward()
         if teacher is not None:
             teacher.requires_grad_(False).eval()
-        if gamma > 0 and teacher is None:
-            raise ValueError("gamma > 0 (KL to the teacher) needs a teacher")
         encoder = student.get_encoder()
         self.encoder_frozen = not any(p.requires_grad for p in encoder.parameters())
         # A frozen copy of the teacher's encoder gives the same output: run it once for both decoders.
@@ -67,33 +65,46 @@ class WhisperKDModel(AbsESPnetModel):
         return self
 
     def loss_from_batch(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        return self._loss(batch.features, batch.input_ids, batch.targets, batch.ctc_targets, batch.ctc_lengths)
+        return self._loss(batch.features, batch.input_ids, batch.targets, batch.ctc_targets, batch.ctc_lengths,
+                          batch.encoder_states, batch.teacher_logprobs, batch.teacher_ids)
 
-    def _loss(self, features, input_ids, targets, ctc_targets=None, ctc_lengths=None):
+    def _encode(self, features, cached_states):
+        if cached_states is not None:  # the frozen encoder's stored output (k2d.cache_teacher)
+            if not self.encoder_frozen:
+                raise RuntimeError("cached encoder states need a frozen encoder")
+            return cached_states.to(self.student.dtype)
         features = features.to(self.student.dtype)
-        if self.encoder_frozen:
-            with torch.no_grad():
-                encoder_out = self.student.get_encoder()(features).last_hidden_state
-        else:
-            encoder_out = self.student.get_encoder()(features).last_hidden_state
+        with torch.set_grad_enabled(not self.encoder_frozen and torch.is_grad_enabled()):
+            return self.student.get_encoder()(features).last_hidden_state
+
+    def _loss(self, features, input_ids, targets, ctc_targets=None, ctc_lengths=None, encoder_states=None,
+              teacher_logprobs=None, teacher_ids=None):
+        encoder_out = self._encode(features, encoder_states)
         student_logits = self.student(encoder_outputs=(encoder_out,), decoder_input_ids=input_ids).logits
         ce = cross_entropy(student_logits, targets)
         stats = {"ce": ce.detach(), "acc": token_accuracy(student_logits.detach(), targets)}
-        loss = self.beta * ce if self.teacher is not None else ce
-        if self.teacher is not None and self.gamma > 0:
-            with torch.no_grad():
-                teacher_encoder_out = (
-                    encoder_out if self.share_encoder else self.teacher.get_encoder()(features).last_hidden_state
-                )
-                teacher_logits = self.teacher(
-                    encoder_outputs=(teacher_encoder_out,), decoder_input_ids=input_ids
-                ).logits
-            kl = kl_divergence(student_logits, teacher_logits, targets, self.temperature)
+        has_teacher = self.teacher is not None or teacher_logprobs is not None
+        if self.gamma > 0 and not has_teacher:
+            raise RuntimeError("gamma > 0 (KL to the teacher) needs the teacher or its cached top-k outputs")
+        loss = self.beta * ce if has_teacher else ce
+        if has_teacher and self.gamma > 0:
+            if teacher_logprobs is not None:
+                kl = kl_divergence_topk(student_logits, teacher_logprobs, teacher_ids, targets, self.temperature)
+            else:
+                with torch.no_grad():
+                    teacher_encoder_out = (
+                        encoder_out if self.share_encoder or encoder_states is not None
+                        else self.teacher.get_encoder()(features.to(self.teacher.dtype)).last_hidden_state
+                    )
+                    teacher_logits = self.teacher(
+                        encoder_outputs=(teacher_encoder_out,), decoder_input_ids=input_ids
+                    ).logits
+                kl = kl_divergence(student_logits, teacher_logits, targets, self.temperature)
             loss = loss + self.gamma * kl
             stats["kl"] = kl.detach()
         if self.ctc_head is not None and ctc_targets is not None:
             log_probs = self.ctc_head(encoder_out).log_softmax(-1)
-            frames = torch.full((features.shape[0],), encoder_out.shape[1], device=features.device)
+            frames = torch.full((encoder_out.shape[0],), encoder_out.shape[1], device=encoder_out.device)
             ctc = ctc_loss(log_probs, frames, ctc_targets, ctc_lengths, blank=self.ctc_head.out_features - 1)
             loss = (1 - self.ctc_weight) * loss + self.ctc_weight * ctc
             stats["ctc"] = ctc.detach()

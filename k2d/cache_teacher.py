@@ -1,0 +1,275 @@
+"""Stage 5 preparation: the teacher's outputs for every chunk a student trains on, computed once and stored.
+
+    python -m k2d.cache_teacher --teacher egs/mini_cs/models/teacher \\
+        --cuts data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-validated.jsonl.gz --metrics none,composite \\
+        --alpha 0.4 --config egs/mini_cs/conf/distill.yaml \\
+        --output data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-teacher.jsonl.gz [--dry-run]
+
+The K2D student shares the teacher's encoder, frozen. Its output for a chunk is therefore the same in every
+epoch and for every filter metric's student: it is computed here once per chunk (over the chunks that at
+least one of `--metrics` keeps at `--alpha`) and stored as float16. This is exact, up to float16 rounding,
+because the encoder is frozen and nothing augments its input; the cache is refused when the config unfreezes
+the encoder. With `cache_topk > 0` the teacher decoder's top-k log-probabilities (at the KD temperature) are
+stored too, for each label form a student can draw (with or without timestamps, with or without the
+previous-text prompt), so training needs no teacher at all.
+
+Storage: lhotse arrays (`numpy_hdf5`) in HDF5 files of `cache_block_size` chunks under OUTPUT's
+`.teacher_cache/` directory, attached to the cuts of OUTPUT as custom fields (`teacher_encoder`,
+`teacher_topk_<variant>`, and `teacher_cache` with k, T and the model). The whole window's encoder frames
+are kept, padding included: the decoder's cross-attention sees all of them at inference too.
+Resumable (a block is written whole, then its chunks are recorded) and sharded like stages 1 and 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from lhotse import CutSet
+from lhotse.array import Array
+from tqdm import tqdm
+
+from k2d.audio import labelled_cut, load_cut_audio
+from k2d.config import add_config_arguments, parse_stage_args
+from k2d.cuts import ChunkFields
+from k2d.metrics.distances import METRICS, keep
+from k2d.progress import add_shard_arguments, in_shard, merge_shards, progress_dir, run_sharded, shard_progress
+from k2d.train.data import LabelOptions, cut_segments
+from k2d.train.labels import IGNORE_INDEX, LABEL_VARIANTS, LabelTooLong, build_decoder_labels
+from k2d.utils import atomic_path, setup_logging
+
+log = logging.getLogger("k2d.cache_teacher")
+
+ENCODER_FIELD, INFO_FIELD = "teacher_encoder", "teacher_cache"
+
+
+def topk_field(variant: str) -> str:
+    return f"teacher_topk_{variant}"
+
+
+# ---- reading (the training data path) ----
+def cached_encoder_states(cut) -> np.ndarray | None:
+    array = (cut.custom or {}).get(ENCODER_FIELD)
+    return None if array is None else array.load()
+
+
+def cached_teacher_topk(cut, variant: str, labels) -> np.ndarray | None:
+    """(len(labels.targets), 2k) cached teacher log-probabilities and ids for the label form drawn, or None."""
+    array = (cut.custom or {}).get(topk_field(variant))
+    if array is None:
+        return None
+    stored = array.load()
+    if stored.shape[0] != len(labels.targets):
+        raise RuntimeError(f"cut {cut.id}: the cached teacher outputs were made for other labels ({variant}: "
+                           f"{stored.shape[0]} vs {len(labels.targets)} tokens); cache the teacher again")
+    return stored
+
+
+# ---- what to cache ----
+def kept_by_any(cut, metrics: list[str], alpha: float) -> bool:
+    """Whether one of the filter metrics keeps the chunk (no metrics: every cut is wanted)."""
+    if not metrics:
+        return True
+    fields = ChunkFields.from_cut(cut)
+    distances = fields.distances if fields is not None else None
+    return distances is not None and any(keep(distances, m, alpha) for m in metrics)
+
+
+def label_variants(cut, tokenizer, options: LabelOptions) -> dict:
+    """Every label form a student can draw for this cut: variant -> DecoderLabels (too-long ones left out)."""
+    fields = ChunkFields.from_cut(cut)
+    prev_text = fields.prev_text if fields is not None else None
+    segments = cut_segments(labelled_cut(cut))
+    variants = {}
+    for name in LABEL_VARIANTS:
+        prompt = prev_text if name.endswith("_prompt") else None
+        if name.endswith("_prompt") and not prompt:
+            continue
+        try:
+            variants[name] = build_decoder_labels(tokenizer, segments, window=options.window,
+                                                  language=options.language, timestamps=name.startswith("ts"),
+                                                  prompt_text=prompt)
+        except LabelTooLong:
+            continue
+    return variants
+
+
+@torch.no_grad()
+def teacher_topk(teacher, encoder_states: torch.Tensor, labels_list: list, k: int, temperature: float) -> list:
+    """(len(targets), 2k) float32 arrays: top-k log-softmax(logits / T) and their ids, one per label."""
+    length = max(len(labels.input_ids) for labels in labels_list)
+    pad = teacher.config.pad_token_id
+    input_ids = torch.full((len(labels_list), length), pad, dtype=torch.long)
+    for i, labels in enumerate(labels_list):
+        input_ids[i, : len(labels.input_ids)] = torch.tensor(labels.input_ids)
+    logits = teacher(encoder_outputs=(encoder_states,), decoder_input_ids=input_ids.to(teacher.device)).logits
+    values, ids = torch.log_softmax(logits.float() / temperature, dim=-1).topk(k, dim=-1)
+    out = []
+    for i, labels in enumerate(labels_list):
+        n = len(labels.targets)
+        stored = torch.cat([values[i, :n], ids[i, :n].float()], dim=-1).cpu().numpy()
+        stored[np.array(labels.targets) == IGNORE_INDEX] = 0.0  # positions without a loss
+        out.append(stored)
+    return out
+
+
+# ---- the stage ----
+@dataclasses.dataclass
+class CacheJob:
+    teacher: object
+    processor: object
+    options: LabelOptions
+    topk: int
+    temperature: float
+
+
+def cache_block(job: CacheJob, cuts: list, path: Path, batch_size: int) -> list[dict]:
+    """Compute and store one block of chunks in one HDF5 file; return a progress record per chunk."""
+    from lhotse.features.io import NumpyHdf5Writer
+
+    records = []
+    tmp = path.with_name(path.name + ".tmp")
+    with NumpyHdf5Writer(tmp, mode="w") as writer:
+        for first in range(0, len(cuts), batch_size):
+            batch = cuts[first : first + batch_size]
+            audios = [load_cut_audio(labelled_cut(c)) for c in batch]
+            features = job.processor.feature_extractor(audios, sampling_rate=16000, return_tensors="pt").input_features
+            with torch.no_grad():
+                states = job.teacher.get_encoder()(features.to(job.teacher.device, job.teacher.dtype)).last_hidden_state
+            states16 = states.to(torch.float16)
+            for i, cut in enumerate(batch):
+                writer.write(f"{cut.id}/encoder", states16[i].cpu().numpy())
+                record = {"key": cut.id, "encoder": list(states16[i].shape), "topk": {}}
+                if job.topk:
+                    variants = label_variants(cut, job.processor.tokenizer, job.options)
+                    if variants:
+                        repeated = states16[i : i + 1].to(job.teacher.dtype).expand(len(variants), -1, -1)
+                        for name, stored in zip(variants, teacher_topk(job.teacher, repeated, list(variants.values()),
+                                                                       job.topk, job.temperature), strict=True):
+                            writer.write(f"{cut.id}/{name}", stored)
+                            record["topk"][name] = list(stored.shape)
+                records.append(record)
+    # h5py names the file TMP.h5; the block becomes visible whole, under its final name
+    Path(str(tmp) + ".h5").rename(path)
+    for record in records:
+        record["file"] = str(path)
+    return records
+
+
+def cache_shard(args, config, shard: int, num_shards: int) -> None:
+    from k2d.models.tokenizer import window_seconds
+    from k2d.models.whisper import load_whisper
+
+    progress = shard_progress(progress_dir(args.output), shard, num_shards)
+    done = progress.load()
+    wanted = (c for i, c in enumerate(selected_cuts(args)) if in_shard(i, shard, num_shards))
+    todo = [c for c in wanted if c.id not in done]
+    log.info("shard %d/%d: %d chunk(s) cached before, %d to cache", shard, num_shards, len(done), len(todo))
+    if not todo:
+        return
+    teacher, processor = load_whisper(args.teacher, device=args.device, dtype=config.dtype,
+                                      mix_lang_emb=config.mix_lang_emb)
+    options = LabelOptions(window=window_seconds(teacher.config.max_source_positions), language=config.language)
+    job = CacheJob(teacher, processor, options, config.cache_topk, config.temperature)
+    storage = args.output.parent / ".teacher_cache" / args.output.name.split(".")[0]
+    storage.mkdir(parents=True, exist_ok=True)
+    existing = len(list(storage.glob(f"shard-{shard:05d}-*.h5")))
+    with tqdm(total=len(todo), desc=f"cache teacher shard {shard}", unit="chunk") as bar:
+        for n, first in enumerate(range(0, len(todo), config.cache_block_size)):
+            block = todo[first : first + config.cache_block_size]
+            path = storage / f"shard-{shard:05d}-of-{num_shards:05d}-block-{existing + n:06d}.h5"
+            for record in cache_block(job, block, path, config.cache_batch_size):
+                progress.append(record)
+            bar.update(len(block))
+
+
+def selected_cuts(args):
+    return (c for c in CutSet.from_jsonl_lazy(args.cuts) if kept_by_any(c, args.metrics, args.alpha))
+
+
+def merge(args, config, num_shards: int) -> None:
+    started = time.time()
+    records = merge_shards(progress_dir(args.output), num_shards, (c.id for c in selected_cuts(args)))
+    info = {"model": str(args.teacher), "topk": config.cache_topk, "temperature": config.temperature,
+            "dtype": "float16"}
+    with atomic_path(args.output) as tmp, CutSet.open_writer(tmp) as writer:
+        for cut, record in zip(selected_cuts(args), records, strict=True):
+            custom = dict(cut.custom or {})
+            custom[ENCODER_FIELD] = Array("numpy_hdf5", record["file"], f"{cut.id}/encoder", record["encoder"])
+            for name, shape in record["topk"].items():
+                custom[topk_field(name)] = Array("numpy_hdf5", record["file"], f"{cut.id}/{name}", shape)
+            custom[INFO_FIELD] = info
+            cut.custom = custom
+            writer.write(cut)
+    log.info("stage 5 preparation: teacher outputs of %d chunk(s) -> %s (merged in %.1f s)", len(records),
+             args.output, time.time() - started)
+
+
+def planned_bytes(args, config, d_model: int, frames: int) -> dict:
+    """What the cache will hold, before anything is computed."""
+    cuts = sum(1 for _ in selected_cuts(args))
+    encoder = cuts * frames * d_model * 2
+    # top-k: at most 4 label forms of at most 448 positions, k float32 log-probs + k float32 ids each
+    topk = cuts * 4 * 448 * config.cache_topk * 2 * 4 if config.cache_topk else 0
+    return {"chunks": cuts, "encoder_bytes": encoder, "topk_bytes_at_most": topk,
+            "per_chunk_encoder": f"{frames} x {d_model} float16"}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", required=True, help="teacher: Hugging Face id or local directory")
+    parser.add_argument("--cuts", type=Path, required=True, help="validated chunk cuts (stage 3 output)")
+    parser.add_argument("--metrics", default="none",
+                        help="cache the chunks any of these filter metrics keeps (empty: every cut)")
+    parser.add_argument("--alpha", type=float, default=0.4, help="the filter threshold of stage 4")
+    parser.add_argument("--output", type=Path, required=True, help="cuts with the cached outputs (.jsonl.gz)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--dry-run", action="store_true", help="only print how much the cache will store")
+    add_shard_arguments(parser)
+    from k2d.distill import DistillConfig
+
+    add_config_arguments(parser, DistillConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from k2d.distill import DistillConfig
+
+    setup_logging()
+    parser = get_parser()
+    args, config = parse_stage_args(parser, DistillConfig, argv)
+    args.metrics = [m for m in args.metrics.split(",") if m]
+    unknown = [m for m in args.metrics if m not in METRICS]
+    if unknown:
+        parser.error(f"--metrics: unknown filter metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    if not config.freeze_encoder:
+        parser.error("the teacher cache is exact only for a frozen encoder: freeze_encoder is false in the config")
+    if not args.cuts.is_file():
+        log.error("validated cuts %s do not exist (run stage 3 first)", args.cuts)
+        return 1
+    if args.dry_run:
+        from transformers import WhisperConfig
+
+        model_config = WhisperConfig.from_pretrained(args.teacher)
+        plan = planned_bytes(args, config, model_config.d_model, model_config.max_source_positions)
+        print(yaml.safe_dump(plan, sort_keys=False), end="")
+        print(f"total: about {(plan['encoder_bytes'] + plan['topk_bytes_at_most']) / 2**30:.2f} GiB")
+        return 0
+    return run_sharded(
+        args.output, args,
+        keys=lambda: (c.id for c in selected_cuts(args)),
+        work=lambda shard, num_shards: cache_shard(args, config, shard, num_shards),
+        merge=lambda num_shards: merge(args, config, num_shards),
+        stage="stage 5 preparation (teacher cache)",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
