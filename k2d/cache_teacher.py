@@ -257,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         from transformers import WhisperConfig
 
-        model_config = WhisperConfig.from_pretrained(args.teacher)
+        from k2d.models.packaged import resolve_model
+
+        model_config = WhisperConfig.from_pretrained(resolve_model(args.teacher))
         plan = planned_bytes(args, config, model_config.d_model, model_config.max_source_positions)
         print(yaml.safe_dump(plan, sort_keys=False), end="")
         print(f"total: about {(plan['encoder_bytes'] + plan['topk_bytes_at_most']) / 2**30:.2f} GiB")

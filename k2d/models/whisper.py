@@ -1,7 +1,8 @@
 """Loading Whisper models (teacher, validator, student) and the code-switching generation settings.
 
-A model is a Hugging Face id (`openai/whisper-large-v2`) or a local directory written by `save_pretrained`;
-the demo's own models load through exactly the same path as real Whisper checkpoints.
+A model is a Hugging Face id (`openai/whisper-large-v2`), a local directory written by `save_pretrained`,
+or the name of a model install.sh put in $K2D_MODELS (`whisper-base`); the demo's own models load through
+exactly the same path as real Whisper checkpoints.
 
     model, processor = load_whisper("openai/whisper-base", device="cuda", dtype="float16")
 """
@@ -15,7 +16,14 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, WhisperForConditionalGeneration, WhisperProcessor
 
-from k2d.models.tokenizer import TIME_PRECISION, WHISPER_LANGUAGES, check_whisper_tokenizer
+from k2d.models.packaged import resolve_model
+from k2d.models.tokenizer import (
+    ENCODER_POSITIONS_PER_SECOND,
+    TIME_PRECISION,
+    WHISPER_LANGUAGES,
+    check_whisper_tokenizer,
+    window_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +45,7 @@ def load_whisper(
 
     `mix_lang_emb` applies the K2D authors' code-switching embedding (see apply_mix_lang_emb) unless the
     checkpoint already carries it (a student distilled from a mixed teacher)."""
-    source = str(name_or_path)
+    source = resolve_model(str(name_or_path))
     if dtype != "float32" and resolve_device(device).type == "cpu":
         log.warning("%s on CPU: using float32 instead (half precision is for GPUs)", dtype)
         dtype = "float32"
@@ -101,6 +109,28 @@ def apply_mix_lang_emb(model: WhisperForConditionalGeneration, tokenizer) -> Non
 
 
 MIXED_FLAG = "k2d_mix_lang_emb"
+
+
+def shorten_window(model: WhisperForConditionalGeneration, processor: WhisperProcessor, seconds: float) -> None:
+    """Give a Whisper model a shorter input window (e.g. 10 s for short synthetic speech): the encoder keeps
+    its first position embeddings, and the config, the encoder and the feature extractor agree on the length.
+    A 10 s window costs about a third of the encoder's 30 s compute."""
+    from transformers import WhisperFeatureExtractor
+
+    positions = int(round(seconds * ENCODER_POSITIONS_PER_SECOND))
+    encoder = model.get_encoder()
+    if positions > encoder.embed_positions.num_embeddings:
+        longest = window_seconds(encoder.embed_positions.num_embeddings)
+        raise ValueError(f"a {seconds} s window is longer than the model's {longest} s")
+    table = encoder.embed_positions.weight.data[:positions].clone()
+    encoder.embed_positions = torch.nn.Embedding(positions, table.shape[1]).to(table.device, table.dtype)
+    encoder.embed_positions.weight.data.copy_(table)
+    encoder.embed_positions.requires_grad_(False)
+    encoder.max_source_positions = positions
+    model.config.max_source_positions = positions
+    extractor = processor.feature_extractor
+    processor.feature_extractor = WhisperFeatureExtractor(feature_size=extractor.feature_size,
+                                                          chunk_length=int(round(seconds)))
 
 
 def count_parameters(model: torch.nn.Module) -> int:

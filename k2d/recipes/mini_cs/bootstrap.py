@@ -28,7 +28,7 @@ from lhotse import CutSet, RecordingSet, SupervisionSet
 from k2d.config import add_config_arguments, option, parse_stage_args, save_config
 from k2d.models.demo import DemoModelSpec, build_demo_whisper
 from k2d.models.tokenizer import build_whisper_tokenizer, train_byte_bpe
-from k2d.models.whisper import count_parameters, resolve_device, save_model_dir
+from k2d.models.whisper import count_parameters, load_whisper, resolve_device, save_model_dir, shorten_window
 from k2d.recipes.mini_cs.audio import SAMPLE_RATE, brown_noise, mix_at_snr, white_noise
 from k2d.text.phonemes import PhoneInventory
 from k2d.train.data import Collator, LabelOptions, example_rng, make_example
@@ -53,6 +53,9 @@ class BootstrapConfig(DemoModelSpec, TrainConfig):
     noise_prob: float = option(0.3, "share of windows with added noise at 10-30 dB SNR")
     short_prob: float = option(0.3, "share of windows cut shortly after their last sentence (then padded)")
     valid_utterances: int = option(60, "dev utterances decoded at each validation")
+    init_model: str = option(
+        "", "adapt this Whisper model (Hub id, directory, or installed name such as whisper-base) instead of "
+        "training the demo shape from scratch; its encoder keeps the first window_seconds of positions")
 
 
 def subset(cls, config):
@@ -189,10 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     args, config = parse_stage_args(get_parser(), BootstrapConfig, argv)
     device = init_distributed(resolve_device(args.device))
     torch.manual_seed(config.seed)
-    tokenizer = corpus_tokenizer(args.data_dir, args.tokenizer_dir, config.vocab_size)
     spec = subset(DemoModelSpec, config)
-    model, processor = build_demo_whisper(spec, tokenizer)
-    log.info("model: %s, %.2fM parameters", spec, count_parameters(model) / 1e6)
+    if config.init_model:
+        model, processor = load_whisper(config.init_model)
+        shorten_window(model, processor, spec.window_seconds)
+        tokenizer = processor.tokenizer
+        log.info("adapting %s (window %d s), %.2fM parameters", config.init_model, spec.window_seconds,
+                 count_parameters(model) / 1e6)
+    else:
+        tokenizer = corpus_tokenizer(args.data_dir, args.tokenizer_dir, config.vocab_size)
+        model, processor = build_demo_whisper(spec, tokenizer)
+        log.info("model: %s, %.2fM parameters", spec, count_parameters(model) / 1e6)
     save_config(config, args.out_dir / "train_config.yaml")
     options = LabelOptions(window=float(spec.window_seconds), timestamp_prob=config.timestamp_prob, prompt_prob=0.0,
                            seed=config.seed)

@@ -31,7 +31,8 @@ OOD_SPEAKERS = [
     Speaker("ood02", "cmn-latn-pinyin+f5", "en-gb-x-gbclan+f5", 205, 80),
     Speaker("ood03", "cmn-latn-pinyin+m7", "en-gb-x-gbcwmd+m7", 200, 25),
 ]
-SPLIT_CODES = {"train_labelled": 1, "dev": 2, "train_unlabelled": 3, "test_in": 4, "test_ood": 5}
+SPLIT_CODES = {"train_labelled": 1, "dev": 2, "train_unlabelled": 3, "test_in": 4, "test_ood": 5,
+               "train_unlabelled_ood": 6, "dev_ood": 7}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Layout under DATA_DIR (data/mini_cs by default):
   audio/SPLIT/ITEM.flac        16 kHz mono audio, with ITEM.json beside it (what was rendered)
   manifests/mini_cs_{recordings,supervisions}_SPLIT.jsonl.gz
-  truth/mini_cs_supervisions_train_unlabelled.jsonl.gz   true text of the unlabelled split, analysis only
+  truth/mini_cs_supervisions_SPLIT.jsonl.gz   true text of the unlabelled splits, analysis only
   corpus_stats.yaml            hours, utterances, speakers, code-switched and non-speech shares
 
 An item whose .json exists is complete (audio and .json are renamed into place in that order), so a killed
@@ -52,6 +52,11 @@ class MiniCsConfig:
     test_recordings: int = option(4, "long-form recordings in each of test_in and test_ood")
     test_minutes: float = option(2.0, "length of each test recording in minutes")
     ood_snr_db: list[float] = option([8.0, 18.0], "range of the background-noise SNR added to test_ood")
+    train_unlabelled_ood_recordings: int = option(
+        0, "long-form unlabelled recordings in test_ood's conditions (held-out voices, speeds, noise): the target "
+        "domain of a teacher adapted on train_labelled (0: no such split)")
+    train_unlabelled_ood_minutes: float = option(3.0, "length of each of those recordings in minutes")
+    dev_ood_recordings: int = option(0, "labelled long-form recordings in test_ood's conditions, for choosing settings")
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class SplitPlan:
 
 
 def split_plans(config: MiniCsConfig) -> list[SplitPlan]:
-    return [
+    plans = [
         SplitPlan("train_labelled", config.train_labelled_utterances, longform=False),
         SplitPlan("dev", config.dev_utterances, longform=False),
         SplitPlan(
@@ -74,6 +79,9 @@ def split_plans(config: MiniCsConfig) -> list[SplitPlan]:
         ),
         SplitPlan("test_in", config.test_recordings, True, minutes=config.test_minutes),
         SplitPlan("test_ood", config.test_recordings, True, ood=True, minutes=config.test_minutes),
+        SplitPlan("train_unlabelled_ood", config.train_unlabelled_ood_recordings, True, ood=True,
+                  minutes=config.train_unlabelled_ood_minutes, labelled=False),
+        SplitPlan("dev_ood", config.dev_ood_recordings, True, ood=True, minutes=config.test_minutes),
     ]
 
 

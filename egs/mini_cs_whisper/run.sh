@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# K2D with a real teacher on the built-in corpus: stage 0, then Whisper base adapted on mini_cs
+# train_labelled (the teacher), then stages 1-7 with it on unlabelled audio in test_ood's conditions.
+# Needs ./install.sh (which installs Whisper base); takes about 2 h on 2 CPU cores (see RESULTS.md).
+#
+# Usage: egs/mini_cs_whisper/run.sh [--work-dir DIR] [--device cpu] [--stage N] [--conf-dir DIR]
+work_dir=.
+device=auto
+stage=0
+conf_dir=""
+help_message="Usage: $0 [--work-dir DIR] [--device DEV] [--stage N (0 synthesize, 1 adapt the teacher, 2 K2D)] [--conf-dir DIR]"
+
+cd "$(dirname "$0")/../.." || exit 1
+# shellcheck source=utils/parse_options.sh
+. utils/parse_options.sh
+# shellcheck source=utils/log.sh
+. utils/log.sh
+set -euo pipefail
+# shellcheck source=path.sh
+. ./path.sh
+
+conf="${conf_dir:-egs/mini_cs_whisper/conf}"
+data="$work_dir/data/mini_cs_whisper"
+teacher="$work_dir/exp/mini_cs_whisper/teacher"
+run_opts=(--recipe mini_cs_whisper --conf-dir "$conf" --work-dir "$work_dir" --device "$device")
+if [ "$stage" -le 0 ]; then
+  ./run.sh "${run_opts[@]}" --stage 0 --stop-stage 0
+fi
+if [ "$stage" -le 1 ]; then
+  log "adapting Whisper base to mini_cs train_labelled -> $teacher"
+  python -m k2d.recipes.mini_cs.bootstrap --data-dir "$data" --config "$conf/bootstrap_teacher.yaml" \
+    --tokenizer-dir "$work_dir/exp/mini_cs_whisper/bootstrap/tokenizer" \
+    --out-dir "$work_dir/exp/mini_cs_whisper/bootstrap/teacher" --export-dir "$teacher" --device "$device"
+fi
+./run.sh "${run_opts[@]}" --stage 1 --teacher "$teacher"
