@@ -83,6 +83,7 @@ def split_plans(config: MiniCsConfig) -> list[SplitPlan]:
                   minutes=config.train_unlabelled_ood_minutes, labelled=False),
         SplitPlan("dev_ood", config.dev_ood_recordings, True, ood=True, minutes=config.test_minutes),
     ]
+    return [plan for plan in plans if plan.count > 0]
 
 
 def render_item(plan: SplitPlan, config: MiniCsConfig, index: int) -> RenderedItem:
