@@ -74,7 +74,6 @@ recipes=("${recipes[@]#egs/}")
 
 conf="${conf_dir:-egs/$recipe/conf}"
 [ -f "$conf/recipe.yaml" ] || die "$conf/recipe.yaml does not exist"
-data="$work_dir/data/$recipe"
 force_opt=()
 [ "$force" = true ] && force_opt=(--force)
 started=$(date +%s)
@@ -83,7 +82,6 @@ log "$0 $*: recipe $recipe, stages $stage-$stop_stage, device $device"
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 begin_stage() { stage_started=$(date +%s); log "Stage $1: $2"; }
 end_stage() { log "Stage $1 done in $(( $(date +%s) - stage_started )) s"; }
-recipe_value() { python -m k2d.recipe_config "$conf/recipe.yaml" "$@"; }
 # python -m MODULE ..., or one process per GPU under torchrun when --ngpu > 1
 launch() {
   if [ "$ngpu" -gt 1 ]; then
@@ -93,106 +91,87 @@ launch() {
   fi
 }
 
-corpus=$(recipe_value corpus --default "$recipe")  # the corpus stage 0 prepares (its manifests' name)
-unlabelled=$(recipe_value unlabelled_split)
-test_sets=$(recipe_value test_sets)
-[ -n "$teacher" ] || teacher=$(recipe_value teacher)
-[ -n "$validator" ] || validator=$(recipe_value validator)
-[ -n "$metrics" ] || metrics=$(recipe_value filter_metrics)
-decode_modes=$(recipe_value decode_modes --default long)
-truth=$(recipe_value truth --default "")  # relative to data/NAME
-read -r -a metric_list <<< "$metrics"
-manifests="$data/manifests"
-# A test-corpus recipe takes its unlabelled audio from another recipe's manifest (relative to --work-dir).
-unlabelled_recordings=$(recipe_value unlabelled_recordings --default "")
-if [ -n "$unlabelled_recordings" ]; then
-  unlabelled_recordings="$work_dir/$unlabelled_recordings"
-else
-  unlabelled_recordings="$manifests/${corpus}_recordings_${unlabelled}.jsonl.gz"
-fi
-pseudo="$data/pseudo/${recipe}_supervisions_${unlabelled}-pl.jsonl.gz"
-chunks="$data/cuts/${recipe}_cuts_${unlabelled}-chunks.jsonl.gz"
-validated="$data/cuts/${recipe}_cuts_${unlabelled}-validated.jsonl.gz"
-kept_pattern="$data/cuts/${recipe}_cuts_${unlabelled}-k2d_{metric}.jsonl.gz"
-teacher_cache="$data/cuts/${recipe}_cuts_${unlabelled}-teacher.jsonl.gz"
-exp="$work_dir/exp/$recipe"
+# Every path and recipe value, from the one owner of the on-disk layout (k2d/layout.py): L[key] = value.
+layout=$(python -m k2d.layout --recipe "$recipe" --work-dir "$work_dir" --conf-dir "$conf" \
+  --teacher "$teacher" --validator "$validator" --metrics "$metrics") || die "cannot read $conf/recipe.yaml (see above)"
+declare -A L
+while read -r key value; do L[$key]=$value; done <<< "$layout"
+read -r -a metric_list <<< "${L[metrics]}"
+read -r -a models <<< "${L[models]}"  # NAME=PATH, the teacher first (the reference of the results table)
+test_sets=${L[test_sets]}
+kept_pattern=${L[kept_pattern]}
 
 if run_stage 0; then
-  begin_stage 0 "prepare: $recipe corpus -> $manifests"
+  begin_stage 0 "prepare: ${L[corpus]} corpus -> ${L[manifests]}${L[other_corpora]:+; test corpora ${L[other_corpora]}}"
   corpus_opt=()
   [ -n "$corpus_dir" ] && corpus_opt=(--corpus-dir "$corpus_dir")
-  python -m k2d.prepare --recipe "$corpus" --data-dir "$data" --config "$conf/prepare.yaml" \
+  python -m k2d.prepare --data-dir "${L[data]}" --config "$conf/prepare.yaml" \
     --nj "$nj" "${corpus_opt[@]}" "${force_opt[@]}"
+  for other in ${L[other_corpora]}; do
+    log "test corpus $other: egs/$other/conf/prepare.yaml -> ${L[data:$other]}"
+    python -m k2d.prepare --data-dir "${L[data:$other]}" --config "egs/$other/conf/prepare.yaml" \
+      --nj "$nj" "${force_opt[@]}"
+  done
   end_stage 0
 fi
 
 if run_stage 1; then
-  begin_stage 1 "pseudo-label: $unlabelled_recordings, teacher $teacher -> $pseudo"
-  launch k2d.pseudo_label --recordings "$unlabelled_recordings" \
-    --model "$teacher" --config "$conf/pseudo_label.yaml" --output "$pseudo" --device "$device" "${force_opt[@]}"
+  begin_stage 1 "pseudo-label: ${L[unlabelled_recordings]}, teacher ${L[teacher]} -> ${L[pseudo]}"
+  launch k2d.pseudo_label --recordings "${L[unlabelled_recordings]}" \
+    --model "${L[teacher]}" --config "$conf/pseudo_label.yaml" --output "${L[pseudo]}" --device "$device" \
+    "${force_opt[@]}"
   end_stage 1
 fi
 
 if run_stage 2; then
-  begin_stage 2 "chunk: $pseudo -> $chunks"
-  python -m k2d.chunking --recordings "$unlabelled_recordings" \
-    --segments "$pseudo" --config "$conf/chunk.yaml" --output "$chunks" "${force_opt[@]}"
+  begin_stage 2 "chunk: ${L[pseudo]} -> ${L[chunks]}"
+  python -m k2d.chunking --recordings "${L[unlabelled_recordings]}" \
+    --segments "${L[pseudo]}" --config "$conf/chunk.yaml" --output "${L[chunks]}" "${force_opt[@]}"
   end_stage 2
 fi
 
 if run_stage 3; then
-  begin_stage 3 "validate: $chunks, validator $validator -> $validated"
-  launch k2d.validate --cuts "$chunks" --model "$validator" --config "$conf/validate.yaml" \
-    --output "$validated" --device "$device" "${force_opt[@]}"
+  begin_stage 3 "validate: ${L[chunks]}, validator ${L[validator]} -> ${L[validated]}"
+  launch k2d.validate --cuts "${L[chunks]}" --model "${L[validator]}" --config "$conf/validate.yaml" \
+    --output "${L[validated]}" --device "$device" "${force_opt[@]}"
   end_stage 3
 fi
 
 if run_stage 4; then
-  begin_stage 4 "filter (${metrics}): $validated -> ${kept_pattern}, $data/filter_report/"
+  begin_stage 4 "filter (${L[metrics]}): ${L[validated]} -> $kept_pattern, ${L[filter_report]}/"
   truth_opt=()
-  [ -n "$truth" ] && [ -f "$data/$truth" ] && truth_opt=(--truth "$data/$truth")
-  python -m k2d.filtering --cuts "$validated" --output-pattern "$kept_pattern" --report-dir "$data/filter_report" \
-    --config "$conf/filter.yaml" --metrics "${metrics// /,}" "${truth_opt[@]}" "${force_opt[@]}"
+  [ -n "${L[truth]}" ] && [ -f "${L[truth]}" ] && truth_opt=(--truth "${L[truth]}")
+  python -m k2d.filtering --cuts "${L[validated]}" --output-pattern "$kept_pattern" \
+    --report-dir "${L[filter_report]}" --config "$conf/filter.yaml" --metrics "${L[metrics]// /,}" \
+    "${truth_opt[@]}" "${force_opt[@]}"
   end_stage 4
 fi
 
 if run_stage 5; then
-  begin_stage 5 "distill: one student per filter metric (${metrics}) -> $exp/student_*/"
-  cache_opt=()
-  if [ "$(python -m k2d.recipe_config "$conf/distill.yaml" cache_teacher --default True)" = True ]; then
-    log "teacher cache: $validated, teacher $teacher -> $teacher_cache"
-    launch k2d.cache_teacher --teacher "$teacher" --cuts "$validated" --metrics "${metrics// /,}" \
-      --alpha "$(python -m k2d.recipe_config "$conf/filter.yaml" alpha --default 0.4)" \
-      --config "$conf/distill.yaml" --output "$teacher_cache" --device "$device" "${force_opt[@]}"
-    cache_opt=(--teacher-cache "$teacher_cache")
-  fi
+  begin_stage 5 "distill: one student per filter metric (${L[metrics]}) -> ${L[exp]}/student_*/"
+  # the teacher's outputs, once per chunk (a no-op when distill.yaml says cache_teacher: false)
+  log "teacher cache: ${L[validated]}, teacher ${L[teacher]} -> ${L[teacher_cache]}"
+  launch k2d.cache_teacher --teacher "${L[teacher]}" --cuts "${L[validated]}" --metrics "${L[metrics]// /,}" \
+    --filter-config "$conf/filter.yaml" --config "$conf/distill.yaml" --output "${L[teacher_cache]}" \
+    --device "$device" "${force_opt[@]}"
   for metric in "${metric_list[@]}"; do
     kept="${kept_pattern/\{metric\}/$metric}"
-    log "distill ($metric): $kept, teacher $teacher -> $exp/student_$metric/"
-    launch k2d.distill --teacher "$teacher" --train-cuts "$kept" --out-dir "$exp/student_$metric" \
-      --config "$conf/distill.yaml" --device "$device" "${cache_opt[@]}" "${force_opt[@]}"
+    log "distill ($metric): $kept, teacher ${L[teacher]} -> ${L[exp]}/student_$metric/"
+    launch k2d.distill --teacher "${L[teacher]}" --train-cuts "$kept" --out-dir "${L[exp]}/student_$metric" \
+      --config "$conf/distill.yaml" --device "$device" --teacher-cache "${L[teacher_cache]}" "${force_opt[@]}"
   done
   end_stage 5
 fi
 
-# Every model of the recipe, as NAME=PATH: the teacher first (the reference of the results table).
-models=("teacher=$teacher" "validator=$validator")
-for metric in "${metric_list[@]}"; do
-  models+=("student_$metric=$exp/student_$metric/best")
-done
-
 if run_stage 6; then
-  begin_stage 6 "decode + score: every model on $test_sets ($decode_modes-form) -> $exp/MODEL/decode_SET/"
+  begin_stage 6 "decode + score: every model on $test_sets (${L[decode_modes]}-form) -> ${L[exp]}/MODEL/decode_SET/"
   for model in "${models[@]}"; do
     for set in $test_sets; do
-      for mode in $decode_modes; do
-        suffix=""
-        [ "$mode" = short ] && suffix=_short
-        out="$exp/${model%%=*}/decode_${set}${suffix}"
+      for mode in ${L[decode_modes]}; do
+        out=${L[decode_dir:${model%%=*}:$set:$mode]}
         log "decode ($mode-form): $set with ${model#*=} -> $out"
         python -m k2d.decode --model "${model#*=}" --set-name "$set" --mode "$mode" \
-          --recordings "$manifests/${corpus}_recordings_${set}.jsonl.gz" \
-          --supervisions "$manifests/${corpus}_supervisions_${set}.jsonl.gz" \
+          --recordings "${L[recordings:$set]}" --supervisions "${L[supervisions:$set]}" \
           --out-dir "$out" --config "$conf/decode.yaml" --device "$device" "${force_opt[@]}"
       done
     done
@@ -203,17 +182,11 @@ fi
 if run_stage 7 && [ -z "$test_sets" ]; then
   log "Stage 7: report: skipped, the recipe has no test sets (test_sets in $conf/recipe.yaml)"
 elif run_stage 7; then
-  read -r -a set_list <<< "$test_sets"
-  scored=()  # decode_SET (long-form) and decode_SET_short directories, as stage 6 names them
-  for mode in $decode_modes; do
-    for set in "${set_list[@]}"; do
-      if [ "$mode" = short ]; then scored+=("${set}_short"); else scored+=("$set"); fi
-    done
-  done
-  begin_stage 7 "report: $exp/*/decode_* -> $exp/RESULTS.md, $exp/export/, $exp/export_ct2/"
-  python -m k2d.report --exp-dir "$exp" --models "${models[@]}" --test-sets "${scored[@]}" \
-    --bench-recordings "$manifests/${corpus}_recordings_${set_list[0]}.jsonl.gz" \
-    --filter-report "$data/filter_report/report.yaml" --config "$conf/report.yaml" --device "$device" "${force_opt[@]}"
+  read -r -a scored <<< "${L[scored_sets]}"
+  begin_stage 7 "report: ${L[exp]}/*/decode_* -> ${L[exp]}/RESULTS.md, ${L[exp]}/export/, ${L[exp]}/export_ct2/"
+  python -m k2d.report --exp-dir "${L[exp]}" --models "${models[@]}" --test-sets "${scored[@]}" \
+    --bench-recordings "${L[bench_recordings]}" --filter-report "${L[filter_report]}/report.yaml" \
+    --config "$conf/report.yaml" --device "$device" "${force_opt[@]}"
   end_stage 7
 fi
 

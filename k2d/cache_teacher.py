@@ -2,12 +2,13 @@
 
     python -m k2d.cache_teacher --teacher egs/mini_cs/models/teacher \\
         --cuts data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-validated.jsonl.gz --metrics none,composite \\
-        --alpha 0.4 --config egs/mini_cs/conf/distill.yaml \\
+        --filter-config egs/mini_cs/conf/filter.yaml --config egs/mini_cs/conf/distill.yaml \\
         --output data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-teacher.jsonl.gz [--dry-run]
 
 The K2D student shares the teacher's encoder, frozen. Its output for a chunk is therefore the same in every
 epoch and for every filter metric's student: it is computed here once per chunk (over the chunks that at
-least one of `--metrics` keeps at `--alpha`) and stored as float16. This is exact, up to float16 rounding,
+least one of `--metrics` keeps at the filter config's alpha) and stored as float16. This is exact, up to
+float16 rounding,
 because the encoder is frozen and nothing augments its input; the cache is refused when the config unfreezes
 the encoder. With `cache_topk > 0` the teacher decoder's top-k log-probabilities (at the KD temperature) are
 stored too, for each label form a student can draw (with or without timestamps, with or without the
@@ -37,7 +38,7 @@ from lhotse.array import Array
 from tqdm import tqdm
 
 from k2d.audio import labelled_cut, load_cut_audio
-from k2d.config import add_config_arguments, parse_stage_args
+from k2d.config import ConfigError, add_config_arguments, build_config, load_yaml, parse_stage_args
 from k2d.cuts import ChunkFields
 from k2d.metrics.distances import METRICS, keep
 from k2d.progress import add_shard_arguments, in_shard, merge_shards, progress_dir, run_sharded, shard_progress
@@ -222,13 +223,21 @@ def planned_bytes(args, config, d_model: int, frames: int) -> dict:
             "per_chunk_encoder": f"{frames} x {d_model} float16"}
 
 
+def filter_alpha(path: Path | None) -> float:
+    from k2d.filtering import FilterConfig
+
+    if path is None:
+        return FilterConfig().alpha
+    return build_config(FilterConfig, load_yaml(path), f"config {path}").alpha
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="teacher: Hugging Face id or local directory")
     parser.add_argument("--cuts", type=Path, required=True, help="validated chunk cuts (stage 3 output)")
     parser.add_argument("--metrics", default="none",
                         help="cache the chunks any of these filter metrics keeps (empty: every cut)")
-    parser.add_argument("--alpha", type=float, default=0.4, help="the filter threshold of stage 4")
+    parser.add_argument("--filter-config", type=Path, help="stage 4's filter.yaml (its alpha; default: 0.4)")
     parser.add_argument("--output", type=Path, required=True, help="cuts with the cached outputs (.jsonl.gz)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--dry-run", action="store_true", help="only print how much the cache will store")
@@ -245,7 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     parser = get_parser()
     args, config = parse_stage_args(parser, DistillConfig, argv)
+    if not config.cache_teacher:
+        log.info("cache_teacher is false in the config: no teacher cache (students run the teacher every step)")
+        return 0
     args.metrics = [m for m in args.metrics.split(",") if m]
+    try:
+        args.alpha = filter_alpha(args.filter_config)
+    except ConfigError as error:
+        parser.error(str(error))
     unknown = [m for m in args.metrics if m not in METRICS]
     if unknown:
         parser.error(f"--metrics: unknown filter metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")

@@ -130,12 +130,13 @@ def build_config(cls: type[T], values: dict[str, Any], source: str = "config") -
     return cls(**_converted_values(cls, values, source))
 
 
-def resolve_config(cls: type[T], args: argparse.Namespace) -> T:
-    """Merge dataclass defaults, the YAML file given by --config, and command-line options."""
+def resolve_config(cls: type[T], args: argparse.Namespace, ignore: tuple[str, ...] = ()) -> T:
+    """Merge dataclass defaults, the YAML file given by --config, and command-line options. Keys in
+    `ignore` may appear in the file for another reader (e.g. prepare.yaml's `preparer`)."""
     values: dict[str, Any] = {}
     config_path = getattr(args, "config", None)
     if config_path is not None:
-        from_file = {k.replace("-", "_"): v for k, v in load_yaml(config_path).items()}
+        from_file = {k.replace("-", "_"): v for k, v in load_yaml(config_path).items() if k not in ignore}
         values.update(_converted_values(cls, from_file, f"config {config_path}"))
     names = (f.name for f in dataclasses.fields(cls))
     from_cli = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
@@ -151,11 +152,12 @@ def save_config(config: Any, path: Path) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
-def parse_stage_args(parser: argparse.ArgumentParser, config_class: type[T], argv: list[str] | None):
+def parse_stage_args(parser: argparse.ArgumentParser, config_class: type[T], argv: list[str] | None,
+                     ignore: tuple[str, ...] = ()):
     """Parse the command line and resolve the stage's config; an unusable config exits with status 2 and
     a message naming the file or option (argparse's convention for usage errors)."""
     args = parser.parse_args(argv)
     try:
-        return args, resolve_config(config_class, args)
+        return args, resolve_config(config_class, args, ignore)
     except ConfigError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")

@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     device = init_distributed(resolve_device(args.device))
     torch.manual_seed(config.seed)
+    if not config.cache_teacher:
+        args.teacher_cache = None
     if args.teacher_cache is not None:
         if not config.freeze_encoder:
             log.error("cached teacher outputs are exact only for a frozen encoder: freeze_encoder is false")

@@ -1,29 +1,41 @@
-"""Corpus recipes: one `prepare_<corpus>()` per corpus, registered here for stage 0 (`k2d.prepare`)."""
+"""Corpus preparers: one module per corpus with a `prepare_<corpus>()` that writes lhotse manifests.
+
+Stage 0 finds a preparer by name (`mini_cs`, `ascend`: the module k2d.recipes.NAME, or its `prepare`
+submodule) or by a dotted module path (a recipe's own module), so a new corpus needs no registry edit. The
+module defines `PREPARER = Preparer(...)`.
+"""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
-class RecipeEntry:
-    """Where stage 0 finds a corpus's preparation: module, config class and prepare function names."""
-
-    module: str
-    config_class: str
-    prepare: str
-
-    def load(self):
-        module = importlib.import_module(self.module)
-        return getattr(module, self.config_class), getattr(module, self.prepare), module
+class Preparer:
+    corpus: str  # the manifests' prefix (lhotse naming: CORPUS_KIND_SPLIT.jsonl.gz)
+    config_class: type
+    prepare: Callable  # prepare(data_dir, config, nj=1) -> statistics
+    expected_outputs: Callable[[Path, object], list[Path]]
 
 
-RECIPES = {
-    "mini_cs": RecipeEntry("k2d.recipes.mini_cs.prepare", "MiniCsConfig", "prepare_mini_cs"),
-    "longform_dir": RecipeEntry("k2d.recipes.longform_dir", "LongformDirConfig", "prepare_longform_dir"),
-    "ascend": RecipeEntry("k2d.recipes.ascend", "AscendConfig", "prepare_ascend"),
-    "cszs": RecipeEntry("k2d.recipes.cszs", "CszsConfig", "prepare_cszs"),
-    "ntuml2021": RecipeEntry("k2d.recipes.ntuml2021", "Ntuml2021Config", "prepare_ntuml2021"),
-    "cv16_zhtw": RecipeEntry("k2d.recipes.cv16_zhtw", "Cv16ZhtwConfig", "prepare_cv16_zhtw"),
-}
+def load_preparer(name: str) -> Preparer:
+    candidates = [name] if "." in name else [f"k2d.recipes.{name}", f"k2d.recipes.{name}.prepare"]
+    for module_name in candidates:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name and module_name.startswith(error.name):
+                continue
+            raise
+        if hasattr(module, "PREPARER"):
+            return module.PREPARER
+    raise ValueError(f"no corpus preparer {name!r}: expected a module {' or '.join(candidates)} defining PREPARER")
+
+
+def known_preparers() -> list[str]:
+    here = Path(__file__).parent
+    names = [p.stem for p in here.glob("*.py") if p.stem not in ("__init__", "common", "public")]
+    return sorted(names + [p.parent.name for p in here.glob("*/prepare.py")])

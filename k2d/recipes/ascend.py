@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from k2d.config import option
+from k2d.recipes import Preparer
 from k2d.recipes.common import iter_delimited
 from k2d.recipes.public import (
     CorpusSpec,
@@ -55,3 +56,6 @@ def prepare_ascend(data_dir: Path, config: AscendConfig, nj: int = 1) -> dict:
 
 def expected_outputs(data_dir: Path, config: AscendConfig) -> list[Path]:
     return expected_public_outputs(SPEC, data_dir, config)
+
+
+PREPARER = Preparer(SPEC.name, AscendConfig, prepare_ascend, expected_outputs)

@@ -18,10 +18,11 @@ import soundfile as sf
 from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.qa import fix_manifests, validate_recordings_and_supervisions
 
+from k2d.audio import SAMPLE_RATE
+from k2d.layout import manifest_path
 from k2d.utils import atomic_path
 
 log = logging.getLogger(__name__)
-SAMPLE_RATE = 16000
 
 
 class CorpusMissing(RuntimeError):
@@ -240,7 +241,7 @@ def write_split(corpus: str, manifest_dir: Path, split: str, recordings: Recordi
     recordings, supervisions = fix_manifests(recordings, supervisions)
     validate_recordings_and_supervisions(recordings, supervisions)
     for manifest, kind in ((recordings, "recordings"), (supervisions, "supervisions")):
-        with atomic_path(manifest_dir / f"{corpus}_{kind}_{split}.jsonl.gz") as tmp:
+        with atomic_path(manifest_path(manifest_dir, corpus, kind, split)) as tmp:
             manifest.to_file(tmp)
     log.info("%s %s: %d recordings, %d supervisions, %.2f h", corpus, split, len(recordings), len(supervisions),
              sum(r.duration for r in recordings) / 3600)

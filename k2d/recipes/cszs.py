@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from k2d.recipes import Preparer
 from k2d.recipes.public import CorpusSpec, PublicCorpusConfig, expected_public_outputs, prepare_public_corpus
 
 SPEC = CorpusSpec(
@@ -26,3 +27,6 @@ def prepare_cszs(data_dir: Path, config: PublicCorpusConfig, nj: int = 1) -> dic
 
 def expected_outputs(data_dir: Path, config: PublicCorpusConfig) -> list[Path]:
     return expected_public_outputs(SPEC, data_dir, config)
+
+
+PREPARER = Preparer(SPEC.name, PublicCorpusConfig, prepare_cszs, expected_outputs)

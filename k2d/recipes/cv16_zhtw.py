@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from k2d.config import option
+from k2d.recipes import Preparer
 from k2d.recipes.common import iter_delimited
 from k2d.recipes.public import (
     CorpusSpec,
@@ -57,3 +58,6 @@ def prepare_cv16_zhtw(data_dir: Path, config: Cv16ZhtwConfig, nj: int = 1) -> di
 
 def expected_outputs(data_dir: Path, config: Cv16ZhtwConfig) -> list[Path]:
     return expected_public_outputs(SPEC, data_dir, config)
+
+
+PREPARER = Preparer(SPEC.name, Cv16ZhtwConfig, prepare_cv16_zhtw, expected_outputs)

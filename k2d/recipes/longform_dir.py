@@ -23,6 +23,8 @@ from lhotse import RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.kaldi import load_kaldi_data_dir
 
 from k2d.config import option
+from k2d.layout import manifest_path
+from k2d.recipes import Preparer
 from k2d.recipes.common import (
     CorpusMissing,
     clean_reference,
@@ -104,9 +106,9 @@ def test_set_manifests(name: str, path: Path) -> tuple[RecordingSet, Supervision
 
 def expected_outputs(data_dir: Path, config: LongformDirConfig) -> list[Path]:
     manifests = Path(data_dir) / "manifests"
-    outputs = [manifests / f"{CORPUS}_recordings_{config.split}.jsonl.gz"]
+    outputs = [manifest_path(manifests, CORPUS, "recordings", config.split)]
     for name in config.test_sets:
-        outputs += [manifests / f"{CORPUS}_{kind}_{name}.jsonl.gz" for kind in ("recordings", "supervisions")]
+        outputs += [manifest_path(manifests, CORPUS, kind, name) for kind in ("recordings", "supervisions")]
     return outputs
 
 
@@ -134,7 +136,7 @@ def prepare_longform_dir(data_dir: Path, config: LongformDirConfig, nj: int = 1)
     manifests = data_dir / "manifests"
     with atomic_path(manifests / f"skipped_{config.split}.tsv") as tmp:
         tmp.write_text("".join(f"{p}\t{r}\n" for p, r in skipped), encoding="utf-8")
-    with atomic_path(manifests / f"{CORPUS}_recordings_{config.split}.jsonl.gz") as tmp:
+    with atomic_path(manifest_path(manifests, CORPUS, "recordings", config.split)) as tmp:
         RecordingSet.from_recordings(recordings).to_file(tmp)
     hours = sum(r.duration for r in recordings) / 3600
     log.info("longform_dir: %d recordings (%.2f h) from %s; %d file(s) skipped",
@@ -143,3 +145,6 @@ def prepare_longform_dir(data_dir: Path, config: LongformDirConfig, nj: int = 1)
         test_recordings, test_supervisions = test_set_manifests(name, Path(path))
         write_split(CORPUS, manifests, name, test_recordings, test_supervisions)
     return {"recordings": len(recordings), "hours": hours, "skipped": [str(p) for p, _ in skipped]}
+
+
+PREPARER = Preparer(CORPUS, LongformDirConfig, prepare_longform_dir, expected_outputs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from k2d.recipes import Preparer
 from k2d.recipes.public import CorpusSpec, PublicCorpusConfig, expected_public_outputs, prepare_public_corpus
 
 
@@ -33,3 +34,6 @@ def prepare_ntuml2021(data_dir: Path, config: PublicCorpusConfig, nj: int = 1) -
 
 def expected_outputs(data_dir: Path, config: PublicCorpusConfig) -> list[Path]:
     return expected_public_outputs(SPEC, data_dir, config)
+
+
+PREPARER = Preparer(SPEC.name, PublicCorpusConfig, prepare_ntuml2021, expected_outputs)

@@ -18,6 +18,7 @@ from pathlib import Path
 from lhotse import RecordingSet, SupervisionSegment, SupervisionSet
 
 from k2d.config import option
+from k2d.layout import manifest_path
 from k2d.recipes.common import (
     CorpusMissing,
     build_longform,
@@ -139,7 +140,7 @@ def expected_public_outputs(spec: CorpusSpec, data_dir: Path, config: PublicCorp
     manifests = Path(data_dir) / "manifests"
     splits = list(config.splits) + [f"{s}_long" for s in config.longform_splits if s in config.splits]
     kinds = ("recordings", "supervisions")
-    return [manifests / f"{spec.name}_{kind}_{split}.jsonl.gz" for split in splits for kind in kinds]
+    return [manifest_path(manifests, spec.name, kind, split) for split in splits for kind in kinds]
 
 
 def prepare_public_corpus(spec: CorpusSpec, data_dir: Path, config: PublicCorpusConfig) -> dict:

@@ -7,14 +7,14 @@ import pytest
 MODULES = [
     "k2d.prepare", "k2d.pseudo_label", "k2d.chunking", "k2d.validate", "k2d.filtering", "k2d.distill",
     "k2d.decode", "k2d.score", "k2d.report", "k2d.bench", "k2d.recipes.mini_cs.bootstrap", "k2d.espnet.data_dir",
-    "k2d.export",
+    "k2d.export", "k2d.import_ct2", "k2d.cache_teacher", "k2d.layout", "k2d.models.packaged",
 ]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_help(name, capsys):
     module = importlib.import_module(name)
-    argv = ["--recipe", "mini_cs", "--help"] if name == "k2d.prepare" else ["--help"]
+    argv = ["--preparer", "mini_cs", "--help"] if name == "k2d.prepare" else ["--help"]
     with pytest.raises(SystemExit) as exit_info:
         module.main(argv)
     assert exit_info.value.code == 0

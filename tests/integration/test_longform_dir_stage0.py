@@ -1,12 +1,22 @@
-"""./run.sh --recipe longform_dir stage 0 on a directory with wav, flac, mp3 and a corrupt file; and every
-real recipe's stage 0 without its data."""
+"""./run.sh --recipe longform_dir stage 0 on a directory with wav, flac, mp3 and a corrupt file; and stage 0
+of a recipe whose public test corpus is not there."""
 
+import shutil
 import subprocess
 
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 from lhotse import RecordingSet
+
+
+def conf_with_test_sets(repo_root, tmp_path, test_sets):
+    conf = tmp_path / "conf"
+    shutil.copytree(repo_root / "egs" / "longform_dir" / "conf", conf)
+    recipe = yaml.safe_load((conf / "recipe.yaml").read_text())
+    (conf / "recipe.yaml").write_text(yaml.safe_dump({**recipe, "test_sets": test_sets}))
+    return conf
 
 
 def test_longform_dir_reports_the_corrupt_file(repo_root, tmp_path):
@@ -20,7 +30,8 @@ def test_longform_dir_reports_the_corrupt_file(repo_root, tmp_path):
     work = tmp_path / "work"
     result = subprocess.run(
         ["./run.sh", "--recipe", "longform_dir", "--corpus-dir", str(corpus), "--stage", "0", "--stop-stage", "0",
-         "--work-dir", str(work)], cwd=repo_root, capture_output=True, text=True, timeout=300,
+         "--work-dir", str(work), "--conf-dir", str(conf_with_test_sets(repo_root, tmp_path, []))],
+        cwd=repo_root, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "broken.wav" in result.stderr
@@ -31,12 +42,18 @@ def test_longform_dir_reports_the_corrupt_file(repo_root, tmp_path):
     assert "broken.wav" in (manifests / "skipped_unlabelled.tsv").read_text()
 
 
-@pytest.mark.parametrize("recipe, hint", [("ascend", "CAiRE/ASCEND"), ("cszs", "ky552/cszs_zh_en"),
+@pytest.mark.parametrize("corpus, hint", [("ascend", "CAiRE/ASCEND"), ("cszs", "ky552/cszs_zh_en"),
                                           ("ntuml2021", "ky552/ML2021_ASR_ST"), ("cv16_zhtw", "gated")])
-def test_real_recipe_without_data_says_how_to_get_it(repo_root, tmp_path, recipe, hint):
+def test_missing_test_corpus_says_how_to_get_it(repo_root, tmp_path, corpus, hint):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    sf.write(audio / "a.wav", np.zeros(16000, dtype="float32"), 16000)
+    conf = conf_with_test_sets(repo_root, tmp_path, [f"{corpus}:test_long"])
     result = subprocess.run(
-        ["./run.sh", "--recipe", recipe, "--stage", "0", "--stop-stage", "0", "--work-dir", str(tmp_path),
-         "--corpus-dir", str(tmp_path / "nowhere")], cwd=repo_root, capture_output=True, text=True, timeout=300,
+        ["./run.sh", "--recipe", "longform_dir", "--stage", "0", "--stop-stage", "0", "--work-dir", str(tmp_path),
+         "--corpus-dir", str(audio), "--conf-dir", str(conf)], cwd=repo_root, capture_output=True, text=True,
+        timeout=300,
     )
     assert result.returncode != 0
     assert hint in result.stderr and "download" in result.stderr.lower()
+    assert (tmp_path / "data" / "longform_dir" / "manifests").is_dir()  # the recipe's own corpus was prepared

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from k2d.audio import SAMPLE_RATE
 
 
 def seconds_to_samples(seconds: float) -> int:

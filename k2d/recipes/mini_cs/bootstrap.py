@@ -25,11 +25,14 @@ import numpy as np
 import torch
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
+from k2d.audio import SAMPLE_RATE
 from k2d.config import add_config_arguments, option, parse_stage_args, save_config
+from k2d.layout import manifest_path
 from k2d.models.demo import DemoModelSpec, build_demo_whisper
 from k2d.models.tokenizer import build_whisper_tokenizer, train_byte_bpe
 from k2d.models.whisper import count_parameters, load_whisper, resolve_device, save_model_dir, shorten_window
-from k2d.recipes.mini_cs.audio import SAMPLE_RATE, brown_noise, mix_at_snr, white_noise
+from k2d.recipes.mini_cs.audio import brown_noise, mix_at_snr, white_noise
+from k2d.recipes.mini_cs.prepare import CORPUS
 from k2d.text.phonemes import PhoneInventory
 from k2d.train.data import Collator, LabelOptions, example_rng, make_example
 from k2d.train.labels import TimedText
@@ -71,8 +74,8 @@ class Utterance:
 
 def load_utterances(data_dir: Path, split: str) -> list[Utterance]:
     manifests = Path(data_dir) / "manifests"
-    recordings = RecordingSet.from_file(manifests / f"mini_cs_recordings_{split}.jsonl.gz")
-    supervisions = SupervisionSet.from_file(manifests / f"mini_cs_supervisions_{split}.jsonl.gz")
+    recordings = RecordingSet.from_file(manifest_path(manifests, CORPUS, "recordings", split))
+    supervisions = SupervisionSet.from_file(manifest_path(manifests, CORPUS, "supervisions", split))
     cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
     out = []
     for cut in cuts:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from k2d.recipes.mini_cs.audio import SAMPLE_RATE, brown_noise, hard_stretch, mix_at_snr, white_noise
+from k2d.audio import SAMPLE_RATE
+from k2d.recipes.mini_cs.audio import brown_noise, hard_stretch, mix_at_snr, white_noise
 from k2d.recipes.mini_cs.synth import Speaker, synthesize
 from k2d.recipes.mini_cs.text import Sentence, generate_sentence
 

@@ -25,8 +25,10 @@ from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment, Sup
 from lhotse.qa import validate_recordings_and_supervisions
 from tqdm import tqdm
 
+from k2d.audio import SAMPLE_RATE
 from k2d.config import option
-from k2d.recipes.mini_cs.audio import SAMPLE_RATE
+from k2d.layout import manifest_path
+from k2d.recipes import Preparer
 from k2d.recipes.mini_cs.corpus import (
     OOD_SPEAKERS,
     TRAIN_SPEAKERS,
@@ -175,17 +177,13 @@ def split_stats(items: list[dict]) -> dict:
     }
 
 
-def manifest_path(manifest_dir: Path, kind: str, split: str) -> Path:
-    return manifest_dir / f"{CORPUS}_{kind}_{split}.jsonl.gz"
-
-
 def expected_outputs(data_dir: Path, config: MiniCsConfig) -> list[Path]:
     manifest_dir = data_dir / "manifests"
     outputs = [data_dir / "corpus_stats.yaml"]
     for plan in split_plans(config):
-        outputs.append(manifest_path(manifest_dir, "recordings", plan.name))
+        outputs.append(manifest_path(manifest_dir, CORPUS, "recordings", plan.name))
         if plan.labelled:
-            outputs.append(manifest_path(manifest_dir, "supervisions", plan.name))
+            outputs.append(manifest_path(manifest_dir, CORPUS, "supervisions", plan.name))
     return outputs
 
 
@@ -203,10 +201,10 @@ def prepare_mini_cs(data_dir: Path, config: MiniCsConfig, nj: int = 1) -> dict[s
         recordings, supervisions = manifests_from_items(items)
         validate_recordings_and_supervisions(recordings, supervisions)
         if plan.labelled:
-            targets = [(supervisions, manifest_path(manifest_dir, "supervisions", plan.name))]
+            targets = [(supervisions, manifest_path(manifest_dir, CORPUS, "supervisions", plan.name))]
         else:  # true text of the unlabelled split is kept apart, for measuring pseudo-label quality only
-            targets = [(supervisions, data_dir / "truth" / f"{CORPUS}_supervisions_{plan.name}.jsonl.gz")]
-        targets.append((recordings, manifest_path(manifest_dir, "recordings", plan.name)))
+            targets = [(supervisions, manifest_path(data_dir / "truth", CORPUS, "supervisions", plan.name))]
+        targets.append((recordings, manifest_path(manifest_dir, CORPUS, "recordings", plan.name)))
         for manifest, path in targets:
             with atomic_path(path) as tmp:
                 manifest.to_file(tmp)
@@ -228,3 +226,6 @@ class _SerialPool:
 
     def imap(self, fn, items):
         return map(fn, items)
+
+
+PREPARER = Preparer(CORPUS, MiniCsConfig, prepare_mini_cs, expected_outputs)

@@ -17,7 +17,6 @@ from scipy.signal import resample_poly
 from k2d.recipes.mini_cs.text import split_scripts
 
 ESPEAK_RATE = 22050
-SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)
