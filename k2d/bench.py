@@ -24,7 +24,6 @@ import argparse
 import functools
 import json
 import logging
-import platform
 import resource
 import statistics
 import subprocess
@@ -37,96 +36,20 @@ import torch
 from k2d.audio import SAMPLE_RATE
 from k2d.inference.recognizer import load_recognizer
 from k2d.inference.settings import GenerationSettings
-from k2d.inference.transcribe import transcribe_audios, transcribe_longform
-from k2d.models.whisper import count_parameters, load_whisper, resolve_device
+from k2d.models.whisper import add_device_argument, count_parameters, load_whisper, resolve_device
+from k2d.speed import (
+    decode_all,
+    decode_chunks,
+    hardware,
+    measure_rtf,
+    rtf_table,
+    select_audio,
+    spread_audio,
+    timed,
+)
 from k2d.utils import setup_logging
 
 log = logging.getLogger("k2d.bench")
-
-
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return f"GPU {torch.cuda.get_device_name(0)}"
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
-def select_audio(recordings, seconds: float) -> list:
-    """The first recordings of a manifest, truncated so that they add up to about `seconds`."""
-    chosen, total = [], 0.0
-    for recording in recordings:
-        if total >= seconds:
-            break
-        take = min(recording.duration, seconds - total)
-        chosen.append(recording if take >= recording.duration else _truncated(recording, take))
-        total += take
-    return chosen
-
-
-def spread_audio(recordings, seconds: float, count: int) -> list:
-    """`count` recordings with `seconds / count` of audio each, so that a batch of `count` has work in every row."""
-    share = seconds / count
-    return [r if r.duration <= share else _truncated(r, share) for r in list(recordings)[:count]]
-
-
-def _truncated(recording, seconds: float):
-    from lhotse import Recording
-
-    return Recording(recording.id, recording.sources, recording.sampling_rate,
-                     int(seconds * recording.sampling_rate), seconds, recording.transforms)
-
-
-def decode_all(recognizer, recordings, settings: GenerationSettings, batch_size: int) -> None:
-    """Long-form decoding of every recording (what stage 1 and the RTF benchmark time)."""
-    for _ in transcribe_longform(recognizer, recordings, settings, batch_size):
-        pass
-
-
-def decode_chunks(recognizer, audios: list, settings: GenerationSettings, batch_size: int) -> None:
-    """Chunks decoded `batch_size` at a time (what stage 3 times)."""
-    for _ in transcribe_audios(recognizer, audios, settings, batch_size):
-        pass
-
-
-def timed(fn, runs: int, warmup: int = 1) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def measure_rtf(models: dict[str, str], recordings: list, runs: int = 5, device: str = "cpu", dtype: str = "float32",
-                batch_size: int = 8, settings: GenerationSettings | None = None) -> list[dict]:
-    """Long-form decoding time / audio time for each model on the same recordings."""
-    settings = settings or GenerationSettings()
-    audio_seconds = sum(r.duration for r in recordings)
-    rows = []
-    for name, path in models.items():
-        recognizer = load_recognizer(path, device=device, dtype=dtype)
-        times = timed(functools.partial(decode_all, recognizer, recordings, settings, batch_size), runs)
-        rows.append({
-            "model": name, "parameters": count_parameters(recognizer.model),
-            "rtf": statistics.mean(times) / audio_seconds,
-            "rtf_std": statistics.pstdev(times) / audio_seconds, "runs": runs, "audio_seconds": round(audio_seconds, 1),
-        })
-        log.info("%s: RTF %.4f (+- %.4f) over %d runs", name, rows[-1]["rtf"], rows[-1]["rtf_std"], runs)
-    return rows
-
-
-def rtf_table(rows: list[dict], reference: str | None = None) -> str:
-    reference_rtf = next((r["rtf"] for r in rows if r["model"] == reference), rows[0]["rtf"])
-    lines = ["| model | parameters | RTF | speed-up |", "|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['parameters'] / 1e6:.2f}M | {r['rtf']:.4f} ± {r['rtf_std']:.4f} | "
-                     f"{reference_rtf / r['rtf']:.2f}x |")
-    return "\n".join(lines)
 
 
 # ---- real shapes with random weights ----
@@ -388,7 +311,7 @@ def get_parser() -> argparse.ArgumentParser:
     through.add_argument("--seconds", type=float, default=480.0, help="long-form audio, spread over --batch recordings")
     through.add_argument("--batch", type=int, default=8)
     for p in (rtf, shapes, train, one, through):
-        p.add_argument("--device", default="cpu")
+        add_device_argument(p)
         p.add_argument("--output", type=Path, help="also write the table to this file")
     return parser
 

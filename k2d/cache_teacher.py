@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,8 @@ from k2d.audio import labelled_cut, load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, build_config, load_yaml, parse_stage_args
 from k2d.cuts import ChunkFields
 from k2d.metrics.distances import METRICS, keep
-from k2d.progress import add_shard_arguments, in_shard, merge_shards, progress_dir, run_sharded, shard_progress
+from k2d.models.whisper import add_device_argument
+from k2d.progress import ShardJob, add_shard_arguments, run_sharded
 from k2d.train.data import LabelOptions, cut_segments
 from k2d.train.labels import IGNORE_INDEX, LABEL_VARIANTS, LabelTooLong, build_decoder_labels
 from k2d.utils import atomic_path, setup_logging
@@ -164,44 +166,33 @@ def cache_block(job: CacheJob, cuts: list, path: Path, batch_size: int) -> list[
     return records
 
 
-def cache_shard(args, config, shard: int, num_shards: int) -> None:
+def cache_chunks(teacher_name: str, device: str, config, cuts: list, storage: Path) -> Iterator[dict]:
+    """The stage's work: store the teacher's outputs of `cuts`, block by block; a record per chunk."""
+    import uuid
+
     from k2d.models.tokenizer import window_seconds
     from k2d.models.whisper import load_whisper
 
-    progress = shard_progress(progress_dir(args.output), shard, num_shards)
-    done = progress.load()
-    wanted = (c for i, c in enumerate(selected_cuts(args)) if in_shard(i, shard, num_shards))
-    todo = [c for c in wanted if c.id not in done]
-    log.info("shard %d/%d: %d chunk(s) cached before, %d to cache", shard, num_shards, len(done), len(todo))
-    if not todo:
-        return
-    teacher, processor = load_whisper(args.teacher, device=args.device, dtype=config.dtype,
-                                      mix_lang_emb=config.mix_lang_emb)
+    teacher, processor = load_whisper(teacher_name, device=device, dtype=config.dtype, mix_lang_emb=config.mix_lang_emb)
     options = LabelOptions(window=window_seconds(teacher.config.max_source_positions), language=config.language)
     job = CacheJob(teacher, processor, options, config.cache_topk, config.temperature)
-    storage = args.output.parent / ".teacher_cache" / args.output.name.split(".")[0]
     storage.mkdir(parents=True, exist_ok=True)
-    existing = len(list(storage.glob(f"shard-{shard:05d}-*.h5")))
-    with tqdm(total=len(todo), desc=f"cache teacher shard {shard}", unit="chunk") as bar:
-        for n, first in enumerate(range(0, len(todo), config.cache_block_size)):
-            block = todo[first : first + config.cache_block_size]
-            path = storage / f"shard-{shard:05d}-of-{num_shards:05d}-block-{existing + n:06d}.h5"
-            for record in cache_block(job, block, path, config.cache_batch_size):
-                progress.append(record)
+    with tqdm(total=len(cuts), desc="cache teacher", unit="chunk") as bar:
+        for first in range(0, len(cuts), config.cache_block_size):
+            block = cuts[first : first + config.cache_block_size]
+            yield from cache_block(job, block, storage / f"block-{uuid.uuid4().hex[:16]}.h5", config.cache_batch_size)
             bar.update(len(block))
 
 
-def selected_cuts(args):
-    return (c for c in CutSet.from_jsonl_lazy(args.cuts) if kept_by_any(c, args.metrics, args.alpha))
+def selected_cuts(cuts_path: Path, metrics: list[str], alpha: float):
+    return (c for c in CutSet.from_jsonl_lazy(cuts_path) if kept_by_any(c, metrics, alpha))
 
 
-def merge(args, config, num_shards: int) -> None:
+def merge(records: list[dict], cuts, output: Path, info: dict) -> None:
+    """The output manifest: the cached chunks, each with its arrays attached."""
     started = time.time()
-    records = merge_shards(progress_dir(args.output), num_shards, (c.id for c in selected_cuts(args)))
-    info = {"model": str(args.teacher), "topk": config.cache_topk, "temperature": config.temperature,
-            "dtype": "float16"}
-    with atomic_path(args.output) as tmp, CutSet.open_writer(tmp) as writer:
-        for cut, record in zip(selected_cuts(args), records, strict=True):
+    with atomic_path(output) as tmp, CutSet.open_writer(tmp) as writer:
+        for cut, record in zip(cuts, records, strict=True):
             custom = dict(cut.custom or {})
             custom[ENCODER_FIELD] = Array("numpy_hdf5", record["file"], f"{cut.id}/encoder", record["encoder"])
             for name, shape in record["topk"].items():
@@ -210,12 +201,12 @@ def merge(args, config, num_shards: int) -> None:
             cut.custom = custom
             writer.write(cut)
     log.info("stage 5 preparation: teacher outputs of %d chunk(s) -> %s (merged in %.1f s)", len(records),
-             args.output, time.time() - started)
+             output, time.time() - started)
 
 
-def planned_bytes(args, config, d_model: int, frames: int) -> dict:
+def planned_bytes(cuts, config, d_model: int, frames: int) -> dict:
     """What the cache will hold, before anything is computed."""
-    cuts = sum(1 for _ in selected_cuts(args))
+    cuts = sum(1 for _ in cuts)
     encoder = cuts * frames * d_model * 2
     # top-k: at most 4 label forms of at most 448 positions, k float32 log-probs + k float32 ids each
     topk = cuts * 4 * 448 * config.cache_topk * 2 * 4 if config.cache_topk else 0
@@ -239,7 +230,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="cache the chunks any of these filter metrics keeps (empty: every cut)")
     parser.add_argument("--filter-config", type=Path, help="stage 4's filter.yaml (its alpha; default: 0.4)")
     parser.add_argument("--output", type=Path, required=True, help="cuts with the cached outputs (.jsonl.gz)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    add_device_argument(parser)
     parser.add_argument("--dry-run", action="store_true", help="only print how much the cache will store")
     add_shard_arguments(parser)
     from k2d.distill import DistillConfig
@@ -270,22 +261,27 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cuts.is_file():
         log.error("validated cuts %s do not exist (run stage 3 first)", args.cuts)
         return 1
+
+    def selected():
+        return selected_cuts(args.cuts, args.metrics, args.alpha)
+
     if args.dry_run:
         from transformers import WhisperConfig
 
         from k2d.models.packaged import resolve_model
 
         model_config = WhisperConfig.from_pretrained(resolve_model(args.teacher))
-        plan = planned_bytes(args, config, model_config.d_model, model_config.max_source_positions)
+        plan = planned_bytes(selected(), config, model_config.d_model, model_config.max_source_positions)
         print(yaml.safe_dump(plan, sort_keys=False), end="")
         print(f"total: about {(plan['encoder_bytes'] + plan['topk_bytes_at_most']) / 2**30:.2f} GiB")
         return 0
+    info = {"model": str(args.teacher), "topk": config.cache_topk, "temperature": config.temperature,
+            "dtype": "float16"}
+    storage = args.output.parent / ".teacher_cache" / args.output.name.split(".")[0]
     return run_sharded(
-        args.output, args,
-        keys=lambda: (c.id for c in selected_cuts(args)),
-        work=lambda shard, num_shards: cache_shard(args, config, shard, num_shards),
-        merge=lambda num_shards: merge(args, config, num_shards),
-        stage="stage 5 preparation (teacher cache)",
+        ShardJob.from_args(args.output, args), items=selected, key=lambda c: c.id,
+        work=lambda todo: cache_chunks(args.teacher, args.device, config, todo, storage),
+        merge=lambda records, _: merge(records, selected(), args.output, info), stage="teacher cache",
     )
 
 

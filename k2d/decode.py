@@ -31,6 +31,7 @@ from k2d.config import ConfigError, add_config_arguments, option, parse_stage_ar
 from k2d.inference.recognizer import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import joined_text, transcribe_audios, transcribe_longform
+from k2d.models.whisper import add_device_argument
 from k2d.score import score_files, write_text_file
 from k2d.text.script import join_texts
 from k2d.utils import atomic_path, setup_logging
@@ -87,7 +88,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recordings", type=Path, required=True, help="recordings manifest of the test set")
     parser.add_argument("--supervisions", type=Path, required=True, help="reference supervisions of the test set")
     parser.add_argument("--out-dir", type=Path, required=True, help="e.g. exp/NAME/MODEL/decode_SET")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    add_device_argument(parser)
     parser.add_argument("--force", action="store_true", help="decode again even if scores exist")
     add_config_arguments(parser, DecodeConfig)
     return parser

@@ -33,7 +33,7 @@ from k2d.config import add_config_arguments, option, parse_stage_args, save_conf
 from k2d.cuts import teacher_text
 from k2d.models.student import create_student
 from k2d.models.tokenizer import window_seconds
-from k2d.models.whisper import count_parameters, load_whisper, resolve_device, save_model_dir
+from k2d.models.whisper import add_device_argument, count_parameters, load_whisper, resolve_device, save_model_dir
 from k2d.train.data import Collator, CutDataset, LabelOptions, cut_segments, make_sampler
 from k2d.train.labels import label_fits
 from k2d.train.model import WhisperKDModel
@@ -123,7 +123,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--valid-cuts", type=Path, help="labelled cuts for validation (default: held-out chunks)")
     parser.add_argument("--teacher-cache", type=Path,
                         help="cuts with the teacher's cached outputs (k2d.cache_teacher); train from them")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    add_device_argument(parser)
     parser.add_argument("--force", action="store_true", help="train again from scratch")
     add_config_arguments(parser, DistillConfig)
     return parser

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -113,31 +114,56 @@ def add_shard_arguments(parser) -> None:
     )
 
 
-def run_sharded(output: Path, args, keys, work, merge, stage: str) -> int:
-    """The common driver of a resumable, sharded stage.
+@dataclass(frozen=True)
+class ShardJob:
+    """Which part of a sharded stage this process does, and how (the CLI's --shard/--num-shards/...)."""
 
-    keys() -> the manifest's item keys in order; work(shard, num_shards) does this shard's missing items;
-    merge(num_shards) writes OUTPUT from all shards' progress. Returns the process exit status.
-    """
+    output: Path
+    shard: int | None = None
+    num_shards: int | None = None
+    force: bool = False
+    merge_only: bool = False
+
+    @classmethod
+    def from_args(cls, output: Path, args) -> ShardJob:
+        return cls(Path(output), args.shard, args.num_shards, args.force, args.merge_only)
+
+
+def run_sharded(job: ShardJob, items: Callable[[], Iterable], key: Callable[[object], str],
+                work: Callable[[list], Iterable[dict]], merge: Callable[[list[dict], int], None], stage: str) -> int:
+    """The common driver of a resumable, sharded stage; returns the process exit status.
+
+    items() -> the manifest's items in order; key(item) -> its id; work(todo) yields one record
+    {"key": ..., ...} per item of this shard not done before (each is recorded as soon as it comes);
+    merge(records, num_shards) writes the output from every shard's records, in manifest order."""
     try:
-        shard, num_shards = resolve_shard(args.shard, args.num_shards)
+        shard, num_shards = resolve_shard(job.shard, job.num_shards)
     except ValueError as error:
         log.error("%s", error)
         return 2
-    if output.exists() and not args.force:
-        log.info("%s exists: skipping %s (use --force to redo)", output, stage)
+    if job.output.exists() and not job.force:
+        log.info("%s exists: skipping %s (use --force to redo)", job.output, stage)
         return 0
-    if args.force and shard == 0:
+    directory = progress_dir(job.output)
+    if job.force and shard == 0:
         import shutil
 
-        shutil.rmtree(progress_dir(output), ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)
     try:
-        if not args.merge_only:
-            work(shard, num_shards)
-        if not all_done(progress_dir(output), num_shards, keys()):
+        if not job.merge_only:
+            progress = shard_progress(directory, shard, num_shards)
+            done = progress.load()
+            todo = [item for i, item in enumerate(items()) if in_shard(i, shard, num_shards) and key(item) not in done]
+            log.info("%s shard %d/%d: %d item(s) done before, %d to do", stage, shard, num_shards, len(done),
+                     len(todo))
+            if todo:
+                for record in work(todo):
+                    progress.append(record)
+        keys = [key(item) for item in items()]
+        if not all_done(directory, num_shards, keys):
             log.info("shard %d/%d finished; other shards are not done yet (merge with --merge-only)", shard, num_shards)
-            return 1 if args.merge_only else 0
-        merge(num_shards)
+            return 1 if job.merge_only else 0
+        merge(merge_shards(directory, num_shards, keys), num_shards)
     except (FileNotFoundError, RuntimeError) as error:
         log.error("%s", error)
         return 1

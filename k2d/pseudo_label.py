@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from k2d.inference.recognizer import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import transcribe_longform
 from k2d.models.tokenizer import TIME_PRECISION
-from k2d.progress import add_shard_arguments, in_shard, merge_shards, progress_dir, run_sharded, shard_progress
+from k2d.models.whisper import add_device_argument
+from k2d.progress import ShardJob, add_shard_arguments, run_sharded
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.pseudo_label")
@@ -50,25 +52,16 @@ def lazy_recordings(path: Path) -> RecordingSet:
     return RecordingSet.from_jsonl_lazy(path)
 
 
-def label_shard(args, config: PseudoLabelConfig, shard: int, num_shards: int) -> None:
-    save_config(config, args.output.parent / "pseudo_label_config.yaml")
-    progress = shard_progress(progress_dir(args.output), shard, num_shards)
-    done = progress.load()
-    mine = (r for i, r in enumerate(lazy_recordings(args.recordings)) if in_shard(i, shard, num_shards))
-    todo = [r for r in mine if r.id not in done]
-    log.info("shard %d/%d: %d recording(s) done before, %d to label", shard, num_shards, len(done), len(todo))
-    if not todo:
-        return
-    recognizer = load_recognizer(args.model, device=args.device, dtype=config.dtype, backend=config.backend,
-                                 mix_lang_emb=config.mix_lang_emb)
-    results = transcribe_longform(recognizer, todo, config, config.batch_size, config.silence_rms)
-    for result in tqdm(results, total=len(todo), desc=f"pseudo-label shard {shard}", unit="rec"):
-        record = {"key": result.recording_id, "error": result.error, "decoded_seconds": result.decoded_seconds,
-                  "skipped_seconds": result.skipped_seconds, "windows": result.windows, "fallbacks": result.fallbacks,
-                  "segments": [[round(s.start, 3), round(s.end, 3), s.text] for s in result.segments]}
-        progress.append(record)
+def label(recognizer_factory, recordings: list, config: PseudoLabelConfig) -> Iterator[dict]:
+    """Stage 1's work: one record per recording (its segments, or why it was skipped)."""
+    recognizer = recognizer_factory()
+    results = transcribe_longform(recognizer, recordings, config, config.batch_size, config.silence_rms)
+    for result in tqdm(results, total=len(recordings), desc="pseudo-label", unit="rec"):
         if result.error:
             log.warning("skipped %s: %s", result.recording_id, result.error)
+        yield {"key": result.recording_id, "error": result.error, "decoded_seconds": result.decoded_seconds,
+               "skipped_seconds": result.skipped_seconds, "windows": result.windows, "fallbacks": result.fallbacks,
+               "segments": [[round(s.start, 3), round(s.end, 3), s.text] for s in result.segments]}
 
 
 def segment_order_problems(segments: list[list]) -> tuple[int, int]:
@@ -80,45 +73,46 @@ def segment_order_problems(segments: list[list]) -> tuple[int, int]:
     return zero_length, out_of_order
 
 
-def merge(args, num_shards: int) -> None:
-    started = time.time()
-    records = merge_shards(progress_dir(args.output), num_shards, (r.id for r in lazy_recordings(args.recordings)))
-    durations = {r.id: r.duration for r in lazy_recordings(args.recordings)}
-    supervisions = []
-    for record in records:
-        for n, (start, end, text) in enumerate(record["segments"]):
-            supervisions.append(SupervisionSegment(
-                id=f"{record['key']}-pl{n:05d}", recording_id=record["key"], start=start,
-                duration=round(max(end - start, 0.0), 3), channel=0, text=text,
-            ))
-    with atomic_path(args.output) as tmp:
-        SupervisionSet.from_segments(supervisions).to_file(tmp)
+def labelling_report(records: list[dict], audio_seconds: float, segments: int) -> dict:
     skipped = [{"recording": r["key"], "reason": r["error"]} for r in records if r["error"]]
     problems = [segment_order_problems(r["segments"]) for r in records]
-    report = {
+    return {
         "recordings": len(records),
         "labelled": len(records) - len(skipped),
-        "segments": len(supervisions),
+        "segments": segments,
         "zero_length_segments": sum(p[0] for p in problems),
         "out_of_order_segments": sum(p[1] for p in problems),
-        "audio_hours": round(sum(durations.values()) / 3600, 4),
+        "audio_hours": round(audio_seconds / 3600, 4),
         "decoded_hours": round(sum(r["decoded_seconds"] for r in records) / 3600, 4),
         "skipped_hours": round(sum(r.get("skipped_seconds", 0.0) for r in records) / 3600, 4),
         "windows": sum(r.get("windows", 0) for r in records),
         "fallback_windows": sum(r.get("fallbacks", 0) for r in records),
         "skipped": skipped,
     }
-    with atomic_path(report_path(args.output)) as tmp:
+
+
+def merge(records: list[dict], recordings_path: Path, output: Path) -> None:
+    """Stage 1's output from every recording's record: the supervisions manifest and its report."""
+    started = time.time()
+    supervisions = [
+        SupervisionSegment(id=f"{record['key']}-pl{n:05d}", recording_id=record["key"], start=start,
+                           duration=round(max(end - start, 0.0), 3), channel=0, text=text)
+        for record in records for n, (start, end, text) in enumerate(record["segments"])
+    ]
+    with atomic_path(output) as tmp:
+        SupervisionSet.from_segments(supervisions).to_file(tmp)
+    report = labelling_report(records, sum(r.duration for r in lazy_recordings(recordings_path)), len(supervisions))
+    with atomic_path(report_path(output)) as tmp:
         tmp.write_text(yaml.safe_dump(report, sort_keys=False, allow_unicode=True), encoding="utf-8")
     log.info(
         "stage 1: %d/%d recordings labelled, %d segments (%d zero-length, %d out of order), %.3f h of audio "
         "(%.3f h through the model) -> %s (merged in %.1f s)", report["labelled"], report["recordings"],
         report["segments"], report["zero_length_segments"], report["out_of_order_segments"], report["audio_hours"],
-        report["decoded_hours"], args.output, time.time() - started,
+        report["decoded_hours"], output, time.time() - started,
     )
     if report["zero_length_segments"] or report["out_of_order_segments"]:
         log.warning("stage 1: the teacher's segments are not in time order: the labels are unreliable")
-    for item in skipped:
+    for item in report["skipped"]:
         log.warning("skipped %s: %s", item["recording"], item["reason"])
 
 
@@ -127,7 +121,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recordings", type=Path, required=True, help="lhotse recordings manifest (long-form)")
     parser.add_argument("--model", required=True, help="teacher: Hugging Face id or local directory")
     parser.add_argument("--output", type=Path, required=True, help="supervisions manifest to write (.jsonl.gz)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    add_device_argument(parser)
     add_shard_arguments(parser)
     add_config_arguments(parser, PseudoLabelConfig)
     return parser
@@ -136,12 +130,16 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args, config = parse_stage_args(get_parser(), PseudoLabelConfig, argv)
+    save_config(config, args.output.parent / "pseudo_label_config.yaml")
+
+    def recognizer():
+        return load_recognizer(args.model, device=args.device, dtype=config.dtype, backend=config.backend,
+                               mix_lang_emb=config.mix_lang_emb)
+
     return run_sharded(
-        args.output, args,
-        keys=lambda: (r.id for r in lazy_recordings(args.recordings)),
-        work=lambda shard, num_shards: label_shard(args, config, shard, num_shards),
-        merge=lambda num_shards: merge(args, num_shards),
-        stage="stage 1",
+        ShardJob.from_args(args.output, args), items=lambda: lazy_recordings(args.recordings), key=lambda r: r.id,
+        work=lambda todo: label(recognizer, todo, config),
+        merge=lambda records, _: merge(records, args.recordings, args.output), stage="stage 1",
     )
 
 if __name__ == "__main__":

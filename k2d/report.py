@@ -26,10 +26,10 @@ from pathlib import Path
 import yaml
 from lhotse import RecordingSet
 
-from k2d.bench import hardware, measure_rtf, rtf_table, select_audio
 from k2d.config import add_config_arguments, option, parse_stage_args
 from k2d.export import QUANTIZATIONS, export_ctranslate2
-from k2d.models.whisper import load_whisper, save_model_dir
+from k2d.models.whisper import add_device_argument, load_whisper, save_model_dir
+from k2d.speed import hardware, measure_rtf, rtf_table, select_audio
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.report")
@@ -132,7 +132,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-sets", nargs="+", required=True)
     parser.add_argument("--bench-recordings", type=Path, required=True, help="recordings the speed benchmark decodes")
     parser.add_argument("--filter-report", type=Path, help="stage 4 report.yaml (data kept per metric)")
-    parser.add_argument("--device", default="cpu")
+    add_device_argument(parser)
     parser.add_argument("--force", action="store_true", help="report again even if RESULTS.md exists")
     add_config_arguments(parser, ReportConfig)
     return parser

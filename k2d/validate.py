@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,8 @@ from k2d.inference.recognizer import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import decode_windows
 from k2d.metrics.distances import distances
-from k2d.progress import add_shard_arguments, in_shard, merge_shards, progress_dir, run_sharded, shard_progress
+from k2d.models.whisper import add_device_argument
+from k2d.progress import ShardJob, add_shard_arguments, run_sharded
 from k2d.text.phonemes import MANDARIN_SCHEMES
 from k2d.utils import atomic_path, setup_logging
 
@@ -64,18 +66,11 @@ def batches(items: list, size: int):
         yield items[first : first + size]
 
 
-def validate_shard(args, config: ValidateConfig, shard: int, num_shards: int) -> None:
-    save_config(config, args.output.parent / "validate_config.yaml")
-    progress = shard_progress(progress_dir(args.output), shard, num_shards)
-    done = progress.load()
-    todo = [c for i, c in enumerate(lazy_cuts(args.cuts)) if in_shard(i, shard, num_shards) and c.id not in done]
-    log.info("shard %d/%d: %d chunk(s) done before, %d to validate", shard, num_shards, len(done), len(todo))
-    if not todo:
-        return
-    recognizer = load_recognizer(args.model, device=args.device, dtype=config.dtype, backend=config.backend,
-                                 mix_lang_emb=config.mix_lang_emb)
-    with tqdm(total=len(todo), desc=f"validate shard {shard}", unit="chunk") as bar:
-        for batch in batches(todo, config.batch_size):
+def validate_chunks(recognizer_factory, cuts: list, config: ValidateConfig) -> Iterator[dict]:
+    """Stage 3's work: the validator's transcript of each chunk (or why its audio could not be read)."""
+    recognizer = recognizer_factory()
+    with tqdm(total=len(cuts), desc="validate", unit="chunk") as bar:
+        for batch in batches(cuts, config.batch_size):
             audios, readable = [], []
             for cut in batch:
                 try:
@@ -83,22 +78,22 @@ def validate_shard(args, config: ValidateConfig, shard: int, num_shards: int) ->
                     readable.append(cut)
                 except Exception as error:  # a chunk whose audio cannot be read is reported, not fatal
                     log.warning("chunk %s: unreadable audio (%s): recorded as not validated", cut.id, error)
-                    progress.append({"key": cut.id, "validator_text": None, "error": str(error)})
+                    yield {"key": cut.id, "validator_text": None, "error": str(error)}
             for cut, result in zip(readable, decode_windows(recognizer, audios, config), strict=True):
-                progress.append({"key": cut.id, "validator_text": result.text, "error": None})
+                yield {"key": cut.id, "validator_text": result.text, "error": None}
             bar.update(len(batch))
 
 
-def merge(args, config: ValidateConfig, num_shards: int) -> None:
+def merge(records: list[dict], cuts_path: Path, output: Path, config: ValidateConfig) -> None:
+    """Stage 3's output: every chunk with the validator's transcript and every distance to its label."""
     started = time.time()
-    records = merge_shards(progress_dir(args.output), num_shards, (c.id for c in lazy_cuts(args.cuts)))
     counts = {"chunks": 0, "unreadable": 0, "empty_validator": 0, "teacher_loops": 0}
-    with atomic_path(args.output) as tmp, CutSet.open_writer(tmp) as writer:
-        for cut, record in zip(lazy_cuts(args.cuts), records, strict=True):
+    with atomic_path(output) as tmp, CutSet.open_writer(tmp) as writer:
+        for cut, record in zip(lazy_cuts(cuts_path), records, strict=True):
             counts["chunks"] += 1
             fields = ChunkFields.from_cut(cut)
             if fields is None:
-                raise RuntimeError(f"{args.cuts}: cut {cut.id} is not a chunk cut of stage 2")
+                raise RuntimeError(f"{cuts_path}: cut {cut.id} is not a chunk cut of stage 2")
             if record["validator_text"] is None:  # unreadable: no transcript, so no distances; stage 4 drops it
                 counts["unreadable"] += 1
                 fields = fields.with_validation(None, None, record["error"])
@@ -113,7 +108,7 @@ def merge(args, config: ValidateConfig, num_shards: int) -> None:
     log.info(
         "stage 3: %d chunks with distances (%d unreadable, %d empty validator transcripts, %d looping teacher "
         "labels) -> %s (merged in %.1f s)", counts["chunks"], counts["unreadable"], counts["empty_validator"],
-        counts["teacher_loops"], args.output, time.time() - started,
+        counts["teacher_loops"], output, time.time() - started,
     )
 
 
@@ -122,7 +117,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cuts", type=Path, required=True, help="chunk cuts (stage 2 output)")
     parser.add_argument("--model", required=True, help="validator: Hugging Face id or local directory")
     parser.add_argument("--output", type=Path, required=True, help="validated cuts to write (.jsonl.gz)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    add_device_argument(parser)
     add_shard_arguments(parser)
     add_config_arguments(parser, ValidateConfig)
     return parser
@@ -131,13 +126,18 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args, config = parse_stage_args(get_parser(), ValidateConfig, argv)
+    save_config(config, args.output.parent / "validate_config.yaml")
+
+    def recognizer():
+        return load_recognizer(args.model, device=args.device, dtype=config.dtype, backend=config.backend,
+                               mix_lang_emb=config.mix_lang_emb)
+
     return run_sharded(
-        args.output, args,
-        keys=lambda: (c.id for c in lazy_cuts(args.cuts)),
-        work=lambda shard, num_shards: validate_shard(args, config, shard, num_shards),
-        merge=lambda num_shards: merge(args, config, num_shards),
-        stage="stage 3",
+        ShardJob.from_args(args.output, args), items=lambda: lazy_cuts(args.cuts), key=lambda c: c.id,
+        work=lambda todo: validate_chunks(recognizer, todo, config),
+        merge=lambda records, _: merge(records, args.cuts, args.output, config), stage="stage 3",
     )
+
 
 if __name__ == "__main__":
     sys.exit(main())

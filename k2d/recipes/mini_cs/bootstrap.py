@@ -30,7 +30,14 @@ from k2d.config import add_config_arguments, option, parse_stage_args, save_conf
 from k2d.layout import manifest_path
 from k2d.models.demo import DemoModelSpec, build_demo_whisper
 from k2d.models.tokenizer import build_whisper_tokenizer, train_byte_bpe
-from k2d.models.whisper import count_parameters, load_whisper, resolve_device, save_model_dir, shorten_window
+from k2d.models.whisper import (
+    add_device_argument,
+    count_parameters,
+    load_whisper,
+    resolve_device,
+    save_model_dir,
+    shorten_window,
+)
 from k2d.recipes.mini_cs.audio import brown_noise, mix_at_snr, white_noise
 from k2d.recipes.mini_cs.prepare import CORPUS
 from k2d.text.phonemes import PhoneInventory
@@ -185,7 +192,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer-dir", type=Path, required=True, help="corpus tokenizer (built if missing)")
     parser.add_argument("--out-dir", type=Path, required=True, help="training directory (checkpoints, logs)")
     parser.add_argument("--export-dir", type=Path, help="where to write the best model (float16 safetensors)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    add_device_argument(parser)
     add_config_arguments(parser, BootstrapConfig)
     return parser
 
