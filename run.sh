@@ -105,11 +105,11 @@ if run_stage 0; then
   begin_stage 0 "prepare: ${L[corpus]} corpus -> ${L[manifests]}${L[other_corpora]:+; test corpora ${L[other_corpora]}}"
   corpus_opt=()
   [ -n "$corpus_dir" ] && corpus_opt=(--corpus-dir "$corpus_dir")
-  python -m k2d.prepare --data-dir "${L[data]}" --config "$conf/prepare.yaml" \
+  python -m k2d.prepare --preparer "${L[corpus]}" --data-dir "${L[data]}" --config "$conf/prepare.yaml" \
     --nj "$nj" "${corpus_opt[@]}" "${force_opt[@]}"
   for other in ${L[other_corpora]}; do
     log "test corpus $other: egs/$other/conf/prepare.yaml -> ${L[data:$other]}"
-    python -m k2d.prepare --data-dir "${L[data:$other]}" --config "egs/$other/conf/prepare.yaml" \
+    python -m k2d.prepare --preparer "$other" --data-dir "${L[data:$other]}" --config "egs/$other/conf/prepare.yaml" \
       --nj "$nj" "${force_opt[@]}"
   done
   end_stage 0

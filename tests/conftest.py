@@ -75,3 +75,15 @@ def write_tiny_cuts(directory: Path, count: int = 8, seconds: float = 2.0) -> Pa
 @pytest.fixture
 def tiny_cuts(tmp_path) -> Path:
     return write_tiny_cuts(tmp_path / "tiny_cuts")
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests run where a CUDA device is present and are skipped, saying so, everywhere else."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none here)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

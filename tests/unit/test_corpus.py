@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from k2d.audio import SAMPLE_RATE
 from k2d.recipes.mini_cs.audio import mix_at_snr, rms, tones
 from k2d.recipes.mini_cs.corpus import TRAIN_SPEAKERS, LongFormStyle, render_longform, render_utterance
-from k2d.recipes.mini_cs.synth import SAMPLE_RATE, Speaker, synthesize, trim_silence
+from k2d.recipes.mini_cs.synth import Speaker, synthesize, trim_silence
 
 
 def test_trim_silence_by_hand():

@@ -1,9 +1,12 @@
 """The benchmarks run and report ratios (on tiny models; the recorded figures come from real runs)."""
 
+import pytest
 from lhotse import CutSet, RecordingSet
 
 from k2d import bench
 from k2d.models.whisper import save_model_dir
+
+pytestmark = pytest.mark.slow
 
 
 def test_rtf_and_shapes(tiny_whisper, tiny_cuts, tmp_path):
