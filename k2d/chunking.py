@@ -125,9 +125,9 @@ def chunk_cut(recording, chunk: Chunk, index: int) -> MonoCut:
 
 @dataclass
 class ChunkConfig:
-    max_chunk: float = option(30.0, "longest chunk in seconds (the teacher's window: 30 for Whisper)")
+    max_chunk: float = option(30.0, "longest chunk in seconds (the teacher's window: 30 for Whisper)", positive=True)
     continued_min: float = option(
-        1.0, "a crossing segment begun more than this before the boundary marks the chunk continued")
+        1.0, "a crossing segment begun more than this before the boundary marks the chunk continued", minimum=0)
 
 
 def segments_by_recording(supervisions: SupervisionSet):

@@ -27,11 +27,28 @@ class ConfigError(ValueError):
     """A configuration file or option that cannot be used; the message says which and why."""
 
 
-def option(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's keyword
-    """A dataclass field with help text; mutable defaults (lists, dicts) are copied per instance."""
+def option(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,  # noqa: A002
+           positive: bool = False, unbounded: bool = False) -> Any:
+    """A dataclass field with help text and, for numbers, its allowed range (checked wherever a config is
+    built from a file or the command line): [minimum, maximum], or > 0 with `positive`; `unbounded` says a
+    number may take any value (a seed, a log-probability). Mutable defaults (lists, dicts) are copied."""
+    metadata = {"help": help, "minimum": minimum, "maximum": maximum, "positive": positive, "unbounded": unbounded}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def check_range(value: Any, metadata: dict, where: str) -> None:
+    """Raise ConfigError when a number is outside the range its option declares."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    low, high = metadata.get("minimum"), metadata.get("maximum")
+    if metadata.get("positive") and value <= 0:
+        raise ConfigError(f"{where}: {value} must be greater than 0")
+    if low is not None and value < low:
+        raise ConfigError(f"{where}: {value} is below the smallest allowed value, {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"{where}: {value} is above the largest allowed value, {high}")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -122,7 +139,11 @@ def _converted_values(cls: type, values: dict[str, Any], source: str) -> dict[st
     if unknown:
         raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
     types_ = _field_types(cls)
-    return {k: _convert(v, types_[k], f"{source}: option {k}") for k, v in values.items()}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    converted = {k: _convert(v, types_[k], f"{source}: option {k}") for k, v in values.items()}
+    for key, value in converted.items():
+        check_range(value, fields[key].metadata, f"{source}: option {key}")
+    return converted
 
 
 def build_config(cls: type[T], values: dict[str, Any], source: str = "config") -> T:

@@ -42,9 +42,9 @@ log = logging.getLogger("k2d.decode")
 @dataclass
 class DecodeConfig(GenerationSettings):
     mode: str = option("long", "long: whole recordings, sequentially; short: each reference utterance alone")
-    batch_size: int = option(8, "recordings (long) or utterances (short) per batch")
+    batch_size: int = option(8, "recordings (long) or utterances (short) per batch", minimum=1)
     dtype: str = option("float32", "model dtype: float32, float16 or bfloat16")
-    silence_rms: float = option(1e-4, "long-form windows quieter than this are not decoded")
+    silence_rms: float = option(1e-4, "long-form windows quieter than this are not decoded", minimum=0)
 
     def __post_init__(self):
         if self.mode not in ("long", "short"):

@@ -46,29 +46,31 @@ log = logging.getLogger("k2d.distill")
 
 @dataclass
 class DistillConfig(TrainConfig):
-    decoder_layers: list[int] = option([0, -1], "teacher decoder layers that make the student's decoder")
+    decoder_layers: list[int] = option([0, -1], "teacher decoder layers that make the student's decoder", minimum=1)
     freeze_encoder: bool = option(True, "keep the copied encoder frozen (then it runs once for both models)")
     freeze_decoder_positions: bool = option(
         True, "keep the decoder's position embeddings frozen (the authors: distil-whisper's --freeze_embed_positions)")
-    beta: float = option(0.8, "weight of cross-entropy on the pseudo-labels")
-    gamma: float = option(1.0, "weight of KL(teacher || student); 0 = plain supervised training")
-    temperature: float = option(2.0, "KD temperature (the KL is scaled by its square)")
-    timestamp_prob: float = option(0.5, "share of labels that keep their timestamp tokens")
-    prompt_prob: float = option(0.2, "share of labels conditioned on the previous chunk's text")
+    beta: float = option(0.8, "weight of cross-entropy on the pseudo-labels", minimum=0)
+    gamma: float = option(1.0, "weight of KL(teacher || student); 0 = plain supervised training", minimum=0)
+    temperature: float = option(2.0, "KD temperature (the KL is scaled by its square)", positive=True)
+    timestamp_prob: float = option(0.5, "share of labels that keep their timestamp tokens", minimum=0, maximum=1)
+    prompt_prob: float = option(0.2, "share of labels conditioned on the previous chunk's text", minimum=0, maximum=1)
     language: str = option("zh", "language token of the labels")
     mix_lang_emb: bool = option(False, "teacher's <|zh|> embedding = mean of <|zh|> and <|en|> (as in labelling)")
-    max_duration: float = option(300.0, "seconds of audio per batch (duration-bucketing sampler)")
-    num_buckets: int = option(10, "duration buckets")
-    valid_percent: float = option(2.0, "share of training chunks held out for validation (without --valid-cuts)")
-    valid_max_cuts: int = option(100, "most validation cuts decoded")
+    max_duration: float = option(300.0, "seconds of audio per batch (duration-bucketing sampler)", positive=True)
+    num_buckets: int = option(10, "duration buckets", minimum=1)
+    valid_percent: float = option(
+        2.0, "share of training chunks held out for validation (without --valid-cuts)", minimum=0, maximum=100)
+    valid_max_cuts: int = option(100, "most validation cuts decoded", minimum=0)
     dtype: str = option("float32", "weights dtype (autocast on GPU is amp_dtype)")
     cache_teacher: bool = option(
         True, "train from the teacher outputs k2d.cache_teacher stored (run.sh makes them first; exact for a "
         "frozen encoder)")
     cache_topk: int = option(
-        0, "also cache the teacher's top-k log-probabilities: training then never loads the teacher (0: encoder only)")
-    cache_batch_size: int = option(8, "chunks per encoder batch when caching")
-    cache_block_size: int = option(256, "chunks per cache file")
+        0, "also cache the teacher's top-k log-probabilities: training then never loads the teacher (0: encoder only)",
+        minimum=0)
+    cache_batch_size: int = option(8, "chunks per encoder batch when caching", minimum=1)
+    cache_block_size: int = option(256, "chunks per cache file", minimum=1)
 
 
 def held_out(cut_id: str, percent: float) -> bool:

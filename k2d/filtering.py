@@ -38,7 +38,7 @@ log = logging.getLogger("k2d.filtering")
 @dataclass
 class FilterConfig:
     metrics: list[str] = option(["composite"], "metrics to write kept cuts for: none, ngram, mer, per, composite")
-    alpha: float = option(0.4, "keep a chunk when its distance is at most alpha")
+    alpha: float = option(0.4, "keep a chunk when its distance is at most alpha", minimum=0)
 
     def __post_init__(self):
         unknown = [m for m in self.metrics if m not in METRICS]

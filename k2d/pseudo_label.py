@@ -37,8 +37,8 @@ log = logging.getLogger("k2d.pseudo_label")
 
 @dataclass
 class PseudoLabelConfig(GenerationSettings):
-    batch_size: int = option(8, "recordings decoded side by side")
-    silence_rms: float = option(1e-4, "windows quieter than this RMS are not decoded")
+    batch_size: int = option(8, "recordings decoded side by side", minimum=1)
+    silence_rms: float = option(1e-4, "windows quieter than this RMS are not decoded", minimum=0)
     dtype: str = option("float32", "model dtype: float32, float16 or bfloat16")
 
 

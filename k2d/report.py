@@ -37,9 +37,9 @@ log = logging.getLogger("k2d.report")
 
 @dataclass
 class ReportConfig:
-    bench_seconds: float = option(120.0, "seconds of test audio each model decodes per timed run")
-    bench_runs: int = option(5, "timed runs (after one warm-up) averaged for the real-time factor")
-    bench_batch_size: int = option(8, "recordings decoded side by side in the benchmark")
+    bench_seconds: float = option(120.0, "seconds of test audio each model decodes per timed run", positive=True)
+    bench_runs: int = option(5, "timed runs (after one warm-up) averaged for the real-time factor", minimum=1)
+    bench_batch_size: int = option(8, "recordings decoded side by side in the benchmark", minimum=1)
     ctranslate2_quantization: str = option(
         "int8", "also convert the exported student for faster-whisper (export_ct2/) with this quantization; none: skip")
 

@@ -41,12 +41,13 @@ log = logging.getLogger("k2d.validate")
 
 @dataclass
 class ValidateConfig(GenerationSettings):
-    max_new_tokens: int = option(448, "most tokens generated per chunk (the authors: max_length 448)")
-    no_speech_threshold: float | None = option(None, "skip chunks the no-speech rule flags (null: never)")
-    batch_size: int = option(16, "chunks per batch")
+    max_new_tokens: int = option(448, "most tokens generated per chunk (the authors: max_length 448)", minimum=1)
+    no_speech_threshold: float | None = option(
+        None, "skip chunks the no-speech rule flags (null: never)", minimum=0, maximum=1)
+    batch_size: int = option(16, "chunks per batch", minimum=1)
     dtype: str = option("float32", "model dtype: float32, float16 or bfloat16")
-    ngram_n: int = option(6, "n of the character n-gram looping detector")
-    ngram_max_count: int = option(5, "an n-gram occurring more than this many times is a loop")
+    ngram_n: int = option(6, "n of the character n-gram looping detector", minimum=1)
+    ngram_max_count: int = option(5, "an n-gram occurring more than this many times is a loop", minimum=1)
     mandarin_phonemes: str = option("zhuyin", "PER units of Mandarin: zhuyin (the authors') or pinyin (initial+final)")
 
     def __post_init__(self):

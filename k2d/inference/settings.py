@@ -15,19 +15,21 @@ class GenerationSettings:
     language: str = option("zh", "forced language token (code-switching: zh)")
     task: str = option("transcribe", "transcribe or translate")
     timestamps: bool = option(True, "predict timestamp tokens")
-    num_beams: int = option(1, "beam size (1 = greedy)")
+    num_beams: int = option(1, "beam size (1 = greedy)", minimum=1)
     temperature_fallback: bool = option(
         False, "re-decode a window at temperatures 0.2 ... 1.0 while its output looks degenerate (openai's rule)")
     compression_ratio_threshold: float = option(
-        2.4, "fallback when the gzip compression ratio of a window's text exceeds this (openai's text-based scale)")
-    logprob_threshold: float = option(-1.0, "fallback when the mean token log-probability is below this")
+        2.4, "fallback when the gzip compression ratio of a window's text exceeds this (openai's text-based scale)",
+        minimum=0)
+    logprob_threshold: float = option(
+        -1.0, "fallback when the mean token log-probability is below this", unbounded=True)
     no_speech_threshold: float | None = option(
         0.6, "skip a window whose no-speech probability exceeds this and whose mean log-probability is below "
-        "logprob_threshold (openai's rule; null: never skip)")
+        "logprob_threshold (openai's rule; null: never skip)", minimum=0, maximum=1)
     condition_on_previous_text: bool = option(
         False, "long-form: prompt each window with the text decoded so far (<|startofprev|>)")
     mix_lang_emb: bool = option(False, "replace the <|zh|> embedding by the mean of <|zh|> and <|en|> (applied once)")
-    max_new_tokens: int = option(224, "most tokens generated per window, within the 448-token context")
+    max_new_tokens: int = option(224, "most tokens generated per window, within the 448-token context", minimum=1)
     backend: str = option("transformers", "inference backend: transformers or ctranslate2")
 
     def __post_init__(self):
@@ -35,10 +37,6 @@ class GenerationSettings:
             raise ConfigError(f"task must be transcribe or translate, got {self.task!r}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.num_beams < 1 or self.max_new_tokens < 1:
-            raise ConfigError("num_beams and max_new_tokens must be at least 1")
-        if self.no_speech_threshold is not None and not 0.0 <= self.no_speech_threshold <= 1.0:
-            raise ConfigError(f"no_speech_threshold must be in [0, 1] or null, got {self.no_speech_threshold}")
 
     @property
     def temperatures(self) -> tuple[float, ...]:

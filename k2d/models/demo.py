@@ -25,14 +25,14 @@ from k2d.models.whisper import complete_generation_config
 class DemoModelSpec:
     """Shape of a small Whisper model."""
 
-    d_model: int = option(256, "hidden size")
-    encoder_layers: int = option(6, "encoder layers")
-    decoder_layers: int = option(6, "decoder layers")
-    attention_heads: int = option(4, "attention heads (encoder and decoder)")
-    ffn_dim: int = option(1024, "feed-forward size")
-    window_seconds: int = option(10, "input window in seconds (Whisper: 30)")
-    num_mel_bins: int = option(80, "log-mel bins")
-    dropout: float = option(0.1, "dropout")
+    d_model: int = option(256, "hidden size", minimum=1)
+    encoder_layers: int = option(6, "encoder layers", minimum=1)
+    decoder_layers: int = option(6, "decoder layers", minimum=1)
+    attention_heads: int = option(4, "attention heads (encoder and decoder)", minimum=1)
+    ffn_dim: int = option(1024, "feed-forward size", minimum=1)
+    window_seconds: int = option(10, "input window in seconds (Whisper: 30)", minimum=1)
+    num_mel_bins: int = option(80, "log-mel bins", minimum=1)
+    dropout: float = option(0.1, "dropout", minimum=0, maximum=1)
 
 
 def build_corpus_tokenizer(sentence_source, num_sentences: int, vocab_size: int, seed: int = 0):

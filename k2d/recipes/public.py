@@ -70,7 +70,8 @@ class PublicCorpusConfig:
     corpus_dir: str = option("", "local copy of the corpus (parquet files, save_to_disk directory, or archive)")
     splits: list[str] = option(["test"], "splits to prepare")
     longform_splits: list[str] = option(["test"], "splits that also get the long-form condition SPLIT_long")
-    longform_seconds: float = option(30.0, "longest concatenation of utterances in the long-form condition")
+    longform_seconds: float = option(
+        30.0, "longest concatenation of utterances in the long-form condition", positive=True)
 
 
 def _optional_str(value) -> str | None:

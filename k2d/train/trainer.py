@@ -36,19 +36,19 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    learning_rate: float = option(1e-4, "peak AdamW learning rate")
-    weight_decay: float = option(0.0, "AdamW weight decay")
-    warmup_steps: int = option(50, "linear warm-up steps")
+    learning_rate: float = option(1e-4, "peak AdamW learning rate", positive=True)
+    weight_decay: float = option(0.0, "AdamW weight decay", minimum=0)
+    warmup_steps: int = option(50, "linear warm-up steps", minimum=0)
     schedule: str = option("constant", "after warm-up: constant or linear (decay to 0 at max_steps)")
-    max_steps: int = option(1000, "optimiser steps")
-    grad_accum: int = option(1, "micro-batches per optimiser step")
-    clip_grad_norm: float = option(1.0, "gradient clipping (0 = off)")
+    max_steps: int = option(1000, "optimiser steps", minimum=1)
+    grad_accum: int = option(1, "micro-batches per optimiser step", minimum=1)
+    clip_grad_norm: float = option(1.0, "gradient clipping (0 = off)", minimum=0)
     amp_dtype: str = option("bfloat16", "autocast dtype on GPU: bfloat16, float16 or none (CPU is always fp32)")
-    valid_every: int = option(200, "validate every N steps (and at the end)")
-    checkpoint_every: int = option(100, "write checkpoints/latest.pt every N steps")
-    log_every: int = option(10, "TensorBoard scalars every N steps")
-    num_workers: int = option(1, "data loader worker processes")
-    seed: int = option(0, "random seed")
+    valid_every: int = option(200, "validate every N steps (and at the end)", minimum=1)
+    checkpoint_every: int = option(100, "write checkpoints/latest.pt every N steps", minimum=1)
+    log_every: int = option(10, "TensorBoard scalars every N steps", minimum=1)
+    num_workers: int = option(1, "data loader worker processes", minimum=0)
+    seed: int = option(0, "random seed", unbounded=True)
 
     def __post_init__(self):
         if self.schedule not in ("constant", "linear"):

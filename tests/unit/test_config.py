@@ -1,6 +1,7 @@
 """Typed configs: defaults < YAML < command line, with clear errors."""
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -59,3 +60,63 @@ def test_missing_config_file(tmp_path):
 def test_bad_command_line_value():
     with pytest.raises(ConfigError, match="command line"):
         parse(["--steps", "many"])
+
+
+def stage_config_classes():
+    from k2d.chunking import ChunkConfig
+    from k2d.decode import DecodeConfig
+    from k2d.distill import DistillConfig
+    from k2d.filtering import FilterConfig
+    from k2d.layout import RecipeConfig
+    from k2d.pseudo_label import PseudoLabelConfig
+    from k2d.recipes import known_preparers, load_preparer
+    from k2d.recipes.mini_cs.bootstrap import BootstrapConfig
+    from k2d.report import ReportConfig
+    from k2d.validate import ValidateConfig
+
+    preparers = [load_preparer(name).config_class for name in known_preparers()]
+    return [DistillConfig, ChunkConfig, DecodeConfig, FilterConfig, RecipeConfig, PseudoLabelConfig, BootstrapConfig,
+            ReportConfig, ValidateConfig, *preparers]
+
+
+@pytest.mark.parametrize("config_class", stage_config_classes(), ids=lambda c: c.__name__)
+def test_every_number_option_declares_its_range(config_class):
+    import typing
+
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        hint = hints[field.name]
+        if typing.get_origin(hint) is not list:  # int, float, or one of them | None
+            hint = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        if hint in (int, float):
+            meta = field.metadata
+            declared = meta.get("unbounded") or meta.get("positive") or meta.get("minimum") is not None
+            assert declared, f"{config_class.__name__}.{field.name} has no range (option(..., minimum=...))"
+
+
+@pytest.mark.parametrize("option, value", [("batch_size", "0"), ("batch_size", "-3"), ("max_new_tokens", "0"),
+                                           ("no_speech_threshold", "1.5"), ("silence_rms", "-1")])
+def test_out_of_range_numbers_are_refused_with_the_option_named(option, value, capsys):
+    from k2d import pseudo_label
+
+    with pytest.raises(SystemExit) as exit_info:
+        pseudo_label.main(["--recordings", "r.jsonl.gz", "--model", "m", "--output", "o.jsonl.gz",
+                           f"--{option.replace('_', '-')}", value])
+    assert exit_info.value.code == 2
+    assert f"option {option}: {value}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module, argv, option", [
+    ("k2d.filtering", ["--cuts", "c", "--output-pattern", "k_{metric}", "--report-dir", "r", "--alpha", "-0.5"],
+     "alpha"),
+    ("k2d.distill", ["--teacher", "t", "--train-cuts", "c", "--out-dir", "o", "--max-steps", "-5"], "max_steps"),
+    ("k2d.validate", ["--cuts", "c", "--model", "m", "--output", "o", "--batch-size", "0"], "batch_size"),
+])
+def test_stages_refuse_bad_numbers_before_doing_anything(module, argv, option, capsys, tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(module).main(argv)
+    assert exit_info.value.code == 2 and f"option {option}" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written

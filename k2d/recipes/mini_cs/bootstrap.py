@@ -53,16 +53,18 @@ log = logging.getLogger("k2d.bootstrap")
 
 @dataclass
 class BootstrapConfig(DemoModelSpec, TrainConfig):
-    vocab_size: int = option(1000, "byte-level BPE text tokens of the corpus tokenizer")
-    ctc_weight: float = option(0.3, "weight of the auxiliary CTC loss on the encoder")
+    vocab_size: int = option(1000, "byte-level BPE text tokens of the corpus tokenizer", minimum=1)
+    ctc_weight: float = option(0.3, "weight of the auxiliary CTC loss on the encoder", minimum=0, maximum=1)
     ctc_units: str = option("phones", "CTC targets: phones (Mandarin initials/finals, English ARPAbet) or tokens")
-    batch_size: int = option(16, "windows per batch")
-    windows_per_epoch: int = option(4000, "composed windows per epoch")
-    timestamp_prob: float = option(0.7, "share of windows labelled with timestamps")
-    partial_prob: float = option(0.5, "share of windows whose last utterance is cut by the window end")
-    noise_prob: float = option(0.3, "share of windows with added noise at 10-30 dB SNR")
-    short_prob: float = option(0.3, "share of windows cut shortly after their last sentence (then padded)")
-    valid_utterances: int = option(60, "dev utterances decoded at each validation")
+    batch_size: int = option(16, "windows per batch", minimum=1)
+    windows_per_epoch: int = option(4000, "composed windows per epoch", minimum=1)
+    timestamp_prob: float = option(0.7, "share of windows labelled with timestamps", minimum=0, maximum=1)
+    partial_prob: float = option(
+        0.5, "share of windows whose last utterance is cut by the window end", minimum=0, maximum=1)
+    noise_prob: float = option(0.3, "share of windows with added noise at 10-30 dB SNR", minimum=0, maximum=1)
+    short_prob: float = option(
+        0.3, "share of windows cut shortly after their last sentence (then padded)", minimum=0, maximum=1)
+    valid_utterances: int = option(60, "dev utterances decoded at each validation", minimum=0)
     init_model: str = option(
         "", "adapt this Whisper model (Hub id, directory, or installed name such as whisper-base) instead of "
         "training the demo shape from scratch; its encoder keeps the first window_seconds of positions")

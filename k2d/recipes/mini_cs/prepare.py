@@ -46,19 +46,21 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class MiniCsConfig:
-    seed: int = option(20241122, "random seed; the shipped demo models were trained on the corpus of this seed")
-    train_labelled_utterances: int = option(5000, "short labelled utterances for the demo teacher/validator")
-    dev_utterances: int = option(120, "short labelled utterances for model selection")
-    train_unlabelled_recordings: int = option(16, "long-form recordings with no transcript used downstream")
-    train_unlabelled_minutes: float = option(3.0, "length of each unlabelled recording in minutes")
-    test_recordings: int = option(4, "long-form recordings in each of test_in and test_ood")
-    test_minutes: float = option(2.0, "length of each test recording in minutes")
+    seed: int = option(
+        20241122, "random seed; the shipped demo models were trained on the corpus of this seed", unbounded=True)
+    train_labelled_utterances: int = option(5000, "short labelled utterances for the demo teacher/validator", minimum=0)
+    dev_utterances: int = option(120, "short labelled utterances for model selection", minimum=0)
+    train_unlabelled_recordings: int = option(16, "long-form recordings with no transcript used downstream", minimum=0)
+    train_unlabelled_minutes: float = option(3.0, "length of each unlabelled recording in minutes", positive=True)
+    test_recordings: int = option(4, "long-form recordings in each of test_in and test_ood", minimum=0)
+    test_minutes: float = option(2.0, "length of each test recording in minutes", positive=True)
     ood_snr_db: list[float] = option([8.0, 18.0], "range of the background-noise SNR added to test_ood")
     train_unlabelled_ood_recordings: int = option(
         0, "long-form unlabelled recordings in test_ood's conditions (held-out voices, speeds, noise): the target "
-        "domain of a teacher adapted on train_labelled (0: no such split)")
-    train_unlabelled_ood_minutes: float = option(3.0, "length of each of those recordings in minutes")
-    dev_ood_recordings: int = option(0, "labelled long-form recordings in test_ood's conditions, for choosing settings")
+        "domain of a teacher adapted on train_labelled (0: no such split)", minimum=0)
+    train_unlabelled_ood_minutes: float = option(3.0, "length of each of those recordings in minutes", positive=True)
+    dev_ood_recordings: int = option(
+        0, "labelled long-form recordings in test_ood's conditions, for choosing settings", minimum=0)
 
 
 @dataclass(frozen=True)
