@@ -91,6 +91,8 @@ launch() {
   fi
 }
 
+# Every stage's config is checked now, not when the stage comes (hours later).
+python -m k2d.check_config --recipe "$recipe" --conf-dir "$conf" || die "fix the configs in $conf (see above)"
 # Every path and recipe value, from the one owner of the on-disk layout (k2d/layout.py): L[key] = value.
 layout=$(python -m k2d.layout --recipe "$recipe" --work-dir "$work_dir" --conf-dir "$conf" \
   --teacher "$teacher" --validator "$validator" --metrics "$metrics") || die "cannot read $conf/recipe.yaml (see above)"

@@ -41,6 +41,7 @@ from tqdm import tqdm
 from k2d.audio import labelled_cut, load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, build_config, load_yaml, parse_stage_args
 from k2d.cuts import ChunkFields
+from k2d.manifests import read_manifest
 from k2d.metrics.distances import METRICS, keep
 from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
@@ -185,7 +186,7 @@ def cache_chunks(teacher_name: str, device: str, config, cuts: list, storage: Pa
 
 
 def selected_cuts(cuts_path: Path, metrics: list[str], alpha: float):
-    return (c for c in CutSet.from_jsonl_lazy(cuts_path) if kept_by_any(c, metrics, alpha))
+    return (c for c in read_manifest(cuts_path, "cuts") if kept_by_any(c, metrics, alpha))
 
 
 def merge(records: list[dict], cuts, output: Path, info: dict) -> None:

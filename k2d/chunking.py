@@ -20,10 +20,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse import CutSet, MonoCut, SupervisionSegment, SupervisionSet
 
 from k2d.config import add_config_arguments, option, parse_stage_args, save_config
 from k2d.cuts import ChunkFields
+from k2d.manifests import ManifestError, read_manifest
 from k2d.text.script import join_texts
 from k2d.utils import atomic_path, setup_logging
 
@@ -139,10 +140,10 @@ def segments_by_recording(supervisions: SupervisionSet):
 def write_chunks(recordings_path: Path, segments_path: Path, output: Path, config: ChunkConfig) -> ChunkStats:
     """Stream segments recording by recording and write chunk cuts; the output appears only when complete."""
     # Recording records are small (their audio is never read here), so an id -> recording map is cheap.
-    recordings = {r.id: r for r in RecordingSet.from_jsonl_lazy(recordings_path)}
+    recordings = {r.id: r for r in read_manifest(recordings_path, "recordings")}
     stats = ChunkStats()
     with atomic_path(output) as tmp, CutSet.open_writer(tmp) as writer:
-        for recording_id, segments in segments_by_recording(SupervisionSet.from_jsonl_lazy(segments_path)):
+        for recording_id, segments in segments_by_recording(read_manifest(segments_path, "supervisions")):
             if recording_id not in recordings:
                 raise RuntimeError(f"{segments_path} names recording {recording_id}, which is not in {recordings_path}")
             for n, chunk in enumerate(chunk_segments(segments, config.max_chunk, config.continued_min, stats)):
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     try:
         stats = write_chunks(args.recordings, args.segments, args.output, config)
-    except RuntimeError as error:
+    except (RuntimeError, ManifestError) as error:
         log.error("%s", error)
         return 1
     save_config(config, args.output.parent / "chunk_config.yaml")

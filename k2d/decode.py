@@ -58,6 +58,12 @@ def references_by_recording(supervisions: SupervisionSet) -> dict[str, str]:
     return {key: join_texts(texts) for key, texts in grouped.items()}
 
 
+def unknown_recordings(supervisions, recordings) -> list[str]:
+    """Recording ids the supervisions name that the recordings manifest lacks, sorted."""
+    known = set(recordings.ids)
+    return sorted({s.recording_id for s in supervisions} - known)
+
+
 def decode_long(recognizer, recordings: list, config: DecodeConfig, out_dir: Path) -> dict[str, str]:
     hypotheses = {}
     with atomic_path(out_dir / "hyp_segments.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as segments_file:
@@ -106,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     recordings = RecordingSet.from_file(args.recordings)
     supervisions = SupervisionSet.from_file(args.supervisions)
+    unknown = unknown_recordings(supervisions, recordings)
+    if unknown:
+        log.error("%s: %d supervision(s) name recordings that are not in %s (e.g. %s): the manifests do not belong "
+                  "together", args.supervisions, len(unknown), args.recordings, ", ".join(unknown[:3]))
+        return 1
     try:
         recognizer = load_recognizer(args.model, device=args.device, dtype=config.dtype, backend=config.backend,
                                      mix_lang_emb=config.mix_lang_emb)
@@ -134,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
             "rtf": round(elapsed / max(audio_seconds, 1e-9), 4), "device": args.device}
     with atomic_path(args.out_dir / "decode_info.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(info, sort_keys=False), encoding="utf-8")
-    total = score_files(args.out_dir / "ref.txt", args.out_dir / "hyp.txt", args.out_dir)
+    try:
+        total = score_files(args.out_dir / "ref.txt", args.out_dir / "hyp.txt", args.out_dir)
+    except ValueError as error:
+        log.error("%s", error)
+        return 1
     log.info("stage 6 %s on %s (%s-form, RTF %.3f): %s", args.model, args.set_name, config.mode, info["rtf"],
              total.summary_line())
     return 0

@@ -197,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = processor.tokenizer
     dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id), options)
     valid = validation_items(args, config) if rank() == 0 else []
+    if rank() == 0 and not valid:
+        log.warning("no validation chunks (valid_percent %.1f%% of %s held out none, or --valid-cuts is empty): "
+                    "best/ will be the model of the last step, not one chosen by validation", config.valid_percent,
+                    args.train_cuts)
     model = WhisperKDModel(student.to(device), kd_teacher, beta=config.beta, gamma=config.gamma,
                            temperature=config.temperature)
     del teacher
@@ -206,18 +210,21 @@ def main(argv: list[str] | None = None) -> int:
              "top-k cached (not loaded)" if cached_topk else "decoder run per batch")
     trainer = Trainer(
         model, sampler, dataset, args.out_dir, config, device,
-        validate=lambda s: decode_mer(s, processor, valid, config.language) if valid else {"mer": 0.0},
+        validate=(lambda s: decode_mer(s, processor, valid, config.language)) if valid else None,
         save_best=lambda s, out: save_model_dir(s, processor, out),
     )
     state = trainer.fit()
     if rank() == 0:
-        summary = {**sizes, "steps": state.step, "best_step": state.best_step, "best_valid_mer": state.best_mer,
+        summary = {**sizes, "steps": state.step, "best_step": state.best_step,
+                   "best_valid_mer": state.best_mer if valid else None,
                    "dropped_too_long_labels": len(too_long),
-                   "validation": str(args.valid_cuts) if args.valid_cuts else f"{len(valid)} held-out chunks"}
+                   "validation": (str(args.valid_cuts) if args.valid_cuts else f"{len(valid)} held-out chunks")
+                   if valid else "none: best/ is the last step"}
         with atomic_path(summary_path) as tmp:
             tmp.write_text(yaml.safe_dump(summary, sort_keys=False), encoding="utf-8")
-        log.info("stage 5: student in %s (best validation MER %.4f at step %d)", args.out_dir / "best",
-                 state.best_mer, state.best_step)
+        log.info("stage 5: student in %s (%s)", args.out_dir / "best",
+                 f"best validation MER {state.best_mer:.4f} at step {state.best_step}" if valid
+                 else f"the last step, {state.step}: no validation data")
     return 0
 
 

@@ -34,6 +34,11 @@ def export_ctranslate2(model_dir: Path, out_dir: Path, quantization: str = "int8
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a save_pretrained model directory (no config.json)")
+    for name in ("config.json", "generation_config.json"):
+        try:
+            json.loads((model_dir / name).read_text(encoding="utf-8")) if (model_dir / name).is_file() else None
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{model_dir / name} is not valid JSON: {error}") from None
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     TransformersConverter(str(model_dir), copy_files=["tokenizer.json"]).convert(str(tmp), quantization=quantization)
@@ -69,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     try:
         export_ctranslate2(args.model, args.out, args.quantization)
-    except (FileNotFoundError, ValueError) as error:
-        log.error("%s", error)
+    except (FileNotFoundError, ValueError, OSError) as error:  # json.JSONDecodeError is a ValueError
+        log.error("cannot export %s: %s", args.model, error)
         return 1
     log.info("CTranslate2 model (%s) in %s", args.quantization, args.out)
     return 0

@@ -26,6 +26,7 @@ from lhotse import CutSet, SupervisionSet
 from k2d.audio import labelled_cut
 from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
 from k2d.cuts import ChunkFields, teacher_text
+from k2d.manifests import ManifestError, read_manifest
 from k2d.metrics.distances import METRICS, keep
 from k2d.metrics.edit import ErrorCounts, error_counts
 from k2d.text.script import join_texts
@@ -189,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cuts.is_file():
         log.error("validated cuts %s do not exist (run stage 3 first)", args.cuts)
         return 1
-    summaries, values = filter_cuts(CutSet.from_jsonl_lazy(args.cuts), config, outputs, load_truth(args.truth))
+    try:
+        summaries, values = filter_cuts(read_manifest(args.cuts, "cuts"), config, outputs, load_truth(args.truth))
+    except ManifestError as error:
+        log.error("%s", error)
+        return 1
     plot_histograms(values, config.alpha, args.report_dir / "distance_histograms.png")
     with atomic_path(args.report_dir / "report.md") as tmp:
         tmp.write_text(markdown_table(summaries, config.alpha), encoding="utf-8")

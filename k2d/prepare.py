@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("preparing %s into %s with %d job(s)", preparer.corpus, args.data_dir, args.nj)
     try:
         preparer.prepare(args.data_dir, config, nj=args.nj)
-    except (ConfigError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, FileNotFoundError, RuntimeError) as error:  # ConfigError is a ValueError
         log.error("%s", error)
         return 1
     save_config(config, args.data_dir / "prepare_config.yaml")

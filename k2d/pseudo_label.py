@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from lhotse import RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse import SupervisionSegment, SupervisionSet
 from tqdm import tqdm
 
 from k2d.config import add_config_arguments, option, parse_stage_args, save_config
 from k2d.inference.recognizer import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import transcribe_longform
+from k2d.manifests import read_manifest
 from k2d.models.tokenizer import TIME_PRECISION
 from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
@@ -46,10 +47,8 @@ def report_path(output: Path) -> Path:
     return output.parent / (output.name.split(".")[0] + "_report.yaml")
 
 
-def lazy_recordings(path: Path) -> RecordingSet:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"recordings manifest {path} does not exist (run stage 0 first)")
-    return RecordingSet.from_jsonl_lazy(path)
+def lazy_recordings(path: Path):
+    return read_manifest(path, "recordings")
 
 
 def label(recognizer_factory, recordings: list, config: PseudoLabelConfig) -> Iterator[dict]:

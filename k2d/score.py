@@ -33,16 +33,41 @@ log = logging.getLogger("k2d.score")
 
 
 def read_text_file(path: Path) -> dict[str, str]:
-    """A Kaldi text file as {id: transcript}; a line with an id only is an empty transcript."""
+    """A Kaldi text file as {id: transcript}; a line with an id only is an empty transcript. The file must
+    be UTF-8: another encoding (e.g. GBK) is an error naming the file and line."""
     entries: dict[str, str] = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        key, _, text = line.strip().partition(" ")
-        if key in entries:
-            raise ValueError(f"{path}:{number}: id {key} appears twice")
-        entries[key] = text.strip()
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}:{number} is not UTF-8: Kaldi text files must be UTF-8 (convert, e.g. "
+                                 f"iconv -f GBK -t UTF-8 {path})") from None
+            if not line.strip():
+                continue
+            key, _, text = line.strip().partition(" ")
+            if key in entries:
+                raise ValueError(f"{path}:{number}: id {key} appears twice")
+            entries[key] = text.strip()
     return entries
+
+
+class ScoringError(ValueError):
+    """References and hypotheses that cannot be scored together; the message says why."""
+
+
+def check_ids(references: dict[str, str], hypotheses: dict[str, str], ref_name: str, hyp_name: str) -> None:
+    """An empty reference, or hypotheses for none of its ids, is an error; missing hypotheses are a warning
+    (they are scored as empty: all deletions)."""
+    if not references:
+        raise ScoringError(f"the reference {ref_name} holds no utterance: nothing to score")
+    missing = [key for key in references if key not in hypotheses]
+    if len(missing) == len(references) and hypotheses:
+        raise ScoringError(f"no id of the hypotheses {hyp_name} is in the reference {ref_name} (e.g. hypothesis "
+                           f"{next(iter(hypotheses))}, reference {next(iter(references))}): wrong pair of files?")
+    if missing:
+        log.warning("%d of %d reference id(s) have no hypothesis in %s and are scored as deletions (e.g. %s)",
+                    len(missing), len(references), hyp_name, missing[0])
 
 
 def write_text_file(path: Path, entries: dict[str, str]) -> None:
@@ -144,7 +169,9 @@ def format_errs(per_utterance: list[UtteranceScore]) -> str:
 
 
 def score_files(ref: Path, hyp: Path, out_dir: Path, name: str = "") -> CorpusScore:
-    total, per_utterance = score_texts(read_text_file(ref), read_text_file(hyp))
+    references, hypotheses = read_text_file(ref), read_text_file(hyp)
+    check_ids(references, hypotheses, str(ref), str(hyp))
+    total, per_utterance = score_texts(references, hypotheses)
     with atomic_path(out_dir / "errs.txt") as tmp:
         tmp.write_text(format_errs(per_utterance), encoding="utf-8")
     with atomic_path(out_dir / "scores.yaml") as tmp:

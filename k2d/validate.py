@@ -30,6 +30,7 @@ from k2d.cuts import ChunkFields, teacher_text
 from k2d.inference.recognizer import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import decode_windows
+from k2d.manifests import read_manifest
 from k2d.metrics.distances import distances
 from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
@@ -56,10 +57,8 @@ class ValidateConfig(GenerationSettings):
             raise ConfigError(f"mandarin_phonemes must be one of {', '.join(MANDARIN_SCHEMES)}")
 
 
-def lazy_cuts(path: Path) -> CutSet:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"cuts manifest {path} does not exist (run stage 2 first)")
-    return CutSet.from_jsonl_lazy(path)
+def lazy_cuts(path: Path):
+    return read_manifest(path, "cuts")
 
 
 def batches(items: list, size: int):

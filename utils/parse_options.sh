@@ -6,6 +6,9 @@
 #   . utils/parse_options.sh
 #
 # Accepts --name value and --name=value; dashes in names map to underscores (--stop-stage -> stop_stage).
+# Only the script's own options are accepted: lower-case variables set before sourcing this file, not
+# exported to the environment (so --PATH or --home cannot change the shell's own variables) and not
+# help_message.
 # A variable whose default is true or false is a flag: --force alone sets it to true, and any given value
 # must be true or false. --help prints $help_message and exits 0; an unknown option or a missing value
 # prints an error and the usage, and exits 1. Positional arguments are left in "$@".
@@ -35,7 +38,8 @@ while [ $# -gt 0 ]; do
         _k2d_has_value=true
       fi
       _k2d_name="${_k2d_opt//-/_}"
-      if ! [[ "$_k2d_name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || [ -z "${!_k2d_name+set}" ]; then
+      if ! [[ "$_k2d_name" =~ ^[a-z][a-z0-9_]*$ ]] || [ -z "${!_k2d_name+set}" ] \
+          || [ "$_k2d_name" = help_message ] || [[ "$(declare -p "$_k2d_name" 2>/dev/null)" == "declare -"*x* ]]; then
         _k2d_usage_error "unknown option --$_k2d_opt"
       fi
       _k2d_current="${!_k2d_name}"

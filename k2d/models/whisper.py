@@ -63,12 +63,42 @@ def load_whisper(
     except OSError as error:
         hint = "" if is_local else " (offline: download it first, or give a local directory written by save_pretrained)"
         raise RuntimeError(f"cannot load Whisper model {source}{hint}: {error}") from None
+    except (RuntimeError, ValueError) as error:
+        mismatch = shape_mismatch(Path(source)) if is_local else None
+        raise RuntimeError(f"cannot load Whisper model {source}: "
+                           f"{mismatch or str(error).splitlines()[-1]}") from None
     check_whisper_tokenizer(processor.tokenizer, f"model {source}")
     complete_generation_config(model.generation_config, processor.tokenizer, model.config)
     if mix_lang_emb:
         apply_mix_lang_emb(model, processor.tokenizer)
     model.to(resolve_device(device)).eval()
     return model, processor
+
+
+def shape_mismatch(model_dir: Path) -> str | None:
+    """The first weight whose shape in model.safetensors differs from what config.json describes, said in
+    words (a config.json edited by hand, or taken from another model)."""
+    import json
+
+    from safetensors import safe_open
+    from transformers import WhisperConfig
+
+    weights = model_dir / "model.safetensors"
+    try:
+        config = WhisperConfig.from_pretrained(model_dir)
+    except (OSError, ValueError, json.JSONDecodeError) as error:
+        return f"{model_dir / 'config.json'} cannot be read: {error}"
+    if not weights.is_file():
+        return None
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in WhisperForConditionalGeneration(config).state_dict().items()}
+    with safe_open(str(weights), framework="pt") as stored:
+        for name in stored.keys():
+            shape = tuple(stored.get_slice(name).get_shape())
+            if name in expected and expected[name] != shape:
+                return (f"{weights} holds {name} of shape {list(shape)}, but {model_dir / 'config.json'} describes "
+                        f"{list(expected[name])}: the config does not belong to these weights")
+    return None
 
 
 def complete_generation_config(generation_config: GenerationConfig, tokenizer, model_config) -> GenerationConfig:

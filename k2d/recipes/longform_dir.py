@@ -13,8 +13,9 @@ or a directory of audio files with a `text` file of `<file name without extensio
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import re
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,20 +50,59 @@ class LongformDirConfig:
 
 
 def recording_ids(paths: list[Path], root: Path) -> dict[Path, str]:
-    """Stable, unique ids: the relative path without extension, '/' -> '__'; files that would share an id
-    (a.wav and a.mp3) keep their extension."""
-    def base(path: Path) -> str:
-        return re.sub(r"[^0-9A-Za-z_.-]", "_", "__".join(path.relative_to(root).with_suffix("").parts))
+    """Stable, unique ids from the path relative to ROOT, without extension, '/' -> '__'. Letters and digits
+    of any script are kept (第一课.wav -> 第一课); other characters become '_', and then, or when two files
+    would share an id (a.wav and a.mp3, `a b/x.wav` and `a_b/x.wav`), a short hash of the relative path is
+    added. A collision that still happens is an error naming both files."""
+    def readable(path: Path) -> tuple[str, bool]:
+        joined = "__".join(path.relative_to(root).with_suffix("").parts)
+        safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in joined)
+        return safe, safe != joined
 
+    bases = {p: readable(p) for p in paths}
     counts: dict[str, int] = {}
-    for path in paths:
-        counts[base(path)] = counts.get(base(path), 0) + 1
-    return {p: base(p) + (f"_{p.suffix.lstrip('.')}" if counts[base(p)] > 1 else "") for p in paths}
+    for safe, _ in bases.values():
+        counts[safe] = counts.get(safe, 0) + 1
+    ids: dict[Path, str] = {}
+    owner: dict[str, Path] = {}
+    for path, (safe, replaced) in bases.items():
+        rel = path.relative_to(root).as_posix()
+        recording_id = f"{safe}_{hashlib.sha1(rel.encode()).hexdigest()[:8]}" if replaced or counts[safe] > 1 else safe
+        if recording_id in owner:
+            raise CorpusMissing(f"{owner[recording_id]} and {path} would both be recording {recording_id}: "
+                                "rename one of them")
+        owner[recording_id], ids[path] = path, recording_id
+    return ids
 
 
-def scan_audio(root: Path, extensions: list[str]) -> list[Path]:
+def not_audio_file(path: Path) -> str | None:
+    """Why a path with an audio extension cannot be read as a file, or None for a regular file."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except FileNotFoundError:
+            return "dangling symbolic link"
+        except (RuntimeError, OSError):
+            return "symbolic link loop"
+    if path.is_dir():
+        return "a directory, not an audio file"
+    if not path.is_file():
+        mode = path.stat().st_mode
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return f"not a regular file ({kind})"
+    return None
+
+
+def scan_audio(root: Path, extensions: list[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(audio files, [(path, why it was left out)]) under ROOT with one of the extensions."""
     wanted = {e.lower() for e in extensions}
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+    files, skipped = [], []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in wanted:
+            continue
+        reason = not_audio_file(path)
+        (skipped.append((path, reason)) if reason else files.append(path))
+    return files, skipped
 
 
 def probe(path: Path, recording_id: str, transcode_dir: Path):
@@ -77,6 +117,9 @@ def probe(path: Path, recording_id: str, transcode_dir: Path):
 
 
 def test_set_manifests(name: str, path: Path) -> tuple[RecordingSet, SupervisionSet]:
+    from k2d.score import read_text_file
+
+    transcripts = read_text_file(path / "text") if (path / "text").is_file() else {}  # UTF-8, checked
     if (path / "wav.scp").is_file():
         recordings, supervisions, _ = load_kaldi_data_dir(path, sampling_rate=16000)
         if supervisions is None:
@@ -86,12 +129,7 @@ def test_set_manifests(name: str, path: Path) -> tuple[RecordingSet, Supervision
     if not text_file.is_file():
         raise CorpusMissing(f"test set {name}: {path} is neither a Kaldi data directory (wav.scp) nor a "
                             "directory of audio with a `text` file")
-    transcripts = {}
-    for line in text_file.read_text(encoding="utf-8").splitlines():
-        key, _, text = line.strip().partition(" ")
-        if key:
-            transcripts[key] = text
-    audio = {p.stem: p for p in scan_audio(path, AUDIO_EXTENSIONS)}
+    audio = {p.stem: p for p in scan_audio(path, AUDIO_EXTENSIONS)[0]}
     missing = sorted(set(transcripts) - set(audio))
     if missing:
         raise CorpusMissing(f"test set {name}: no audio file for {len(missing)} transcript(s), e.g. {missing[0]}")
@@ -120,7 +158,7 @@ def prepare_longform_dir(data_dir: Path, config: LongformDirConfig, nj: int = 1)
             "of your recordings with --corpus-dir DIR (or corpus_dir in egs/longform_dir/conf/prepare.yaml)"
         )
     data_dir = Path(data_dir)
-    paths = scan_audio(root, config.extensions)
+    paths, not_files = scan_audio(root, config.extensions)
     if not paths:
         raise CorpusMissing(f"longform_dir: no audio files ({', '.join(config.extensions)}) under {root}")
     ids = recording_ids(paths, root)
@@ -128,7 +166,7 @@ def prepare_longform_dir(data_dir: Path, config: LongformDirConfig, nj: int = 1)
     with ThreadPoolExecutor(max(1, nj)) as pool:  # probing waits on files and ffmpeg, not on Python
         results = list(pool.map(lambda p: probe(p, ids[p], transcode_dir), paths))
     recordings = [rec for rec, _ in results if rec is not None]
-    skipped = [(path, reason) for path, (rec, reason) in zip(paths, results, strict=True) if rec is None]
+    skipped = not_files + [(path, reason) for path, (rec, reason) in zip(paths, results, strict=True) if rec is None]
     for path, reason in skipped:
         log.warning("skipped %s: %s", path, reason)
     if not recordings:

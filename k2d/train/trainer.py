@@ -287,11 +287,13 @@ class Trainer:
             for callback in self.callbacks:
                 callback(self.state)
         progress.close()
+        if self.validate is None and self.save_best is not None and rank() == 0:
+            # nothing to choose by: the last step is the model (the caller says so)
+            self.save_best(self.model.student, self.out_dir / "best")
+            self.state.best_step = self.state.step
         if self.writer is not None:
             self.writer.close()
-        log.info(
-            "trained to step %d in %.1f s; best validation MER %.4f at step %d",
-            self.state.step, time.time() - started, self.state.best_mer, self.state.best_step,
-        )
+        log.info("trained to step %d in %.1f s; best/ is step %d%s", self.state.step, time.time() - started,
+                 self.state.best_step, f" (validation MER {self.state.best_mer:.4f})" if self.validate else "")
         return self.state
 

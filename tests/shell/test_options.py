@@ -49,3 +49,12 @@ def test_run_sh_rejects_bad_input(repo_root):
                           (["--device", "tpu"], "--device"), (["extra"], "unexpected argument")):
         out = run_sh(repo_root, *args)
         assert out.returncode != 0 and message in out.stderr, (args, out.stderr)
+
+
+def test_only_declared_options_are_accepted(repo_root):
+    # PATH and HOME exist in every shell, help_message is not an option, and _private is not lower-case API
+    for option in ("--PATH", "--home", "--help-message", "--HOME"):
+        out = bash(PARSE, option, "/nonexistent", cwd=repo_root)
+        assert out.returncode == 1 and f"unknown option {option}" in out.stderr, option
+    out = subprocess.run(["./run.sh", "--PATH", "/nonexistent"], cwd=repo_root, capture_output=True, text=True)
+    assert out.returncode == 1 and "unknown option --PATH" in out.stderr and "command not found" not in out.stderr

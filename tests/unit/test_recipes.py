@@ -163,8 +163,22 @@ def test_missing_corpus_says_how_to_get_it(tmp_path):
 
 
 def test_recording_ids_are_stable_and_unique(tmp_path):
-    paths = [tmp_path / "a.wav", tmp_path / "a.mp3", tmp_path / "day 1" / "talk.flac"]
-    assert recording_ids(paths, tmp_path) == {paths[0]: "a_wav", paths[1]: "a_mp3", paths[2]: "day_1__talk"}
+    import hashlib
+
+    def h(relative: str) -> str:  # the first 8 hex digits of the SHA-1 of the relative path
+        return hashlib.sha1(relative.encode()).hexdigest()[:8]
+
+    names = ["a.wav", "a.mp3", "day 1/talk.flac", "第一课.wav", "第二课.wav", "a b/x.wav", "a_b/x.wav",
+             "day2/meeting.flac"]
+    paths = [tmp_path / n for n in names]
+    assert recording_ids(paths, tmp_path) == {
+        paths[0]: f"a_{h('a.wav')}", paths[1]: f"a_{h('a.mp3')}",  # same name: both get their hash
+        paths[2]: f"day_1__talk_{h('day 1/talk.flac')}",  # a space replaced
+        paths[3]: "第一课", paths[4]: "第二课",  # letters of any script are kept
+        paths[5]: f"a_b__x_{h('a b/x.wav')}", paths[6]: f"a_b__x_{h('a_b/x.wav')}",
+        paths[7]: "day2__meeting",
+    }
+    assert len(set(recording_ids(paths, tmp_path).values())) == len(paths)
 
 
 def test_longform_dir_with_a_kaldi_test_set(tmp_path):

@@ -1,0 +1,47 @@
+"""Reading lhotse manifests lazily, with errors that name the file.
+
+A manifest cut short (a killed copy, a full disk) fails deep inside gzip or json with no file name; a
+stage reading it through `read_manifest` says which file is broken and what to do.
+
+    for recording in read_manifest("data/x/manifests/x_recordings_train.jsonl.gz", "recordings"): ...
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class ManifestError(RuntimeError):
+    """A manifest that cannot be read; the message names it and says why."""
+
+
+KINDS = ("recordings", "supervisions", "cuts")
+
+
+class ManifestReader:
+    """Iterable over a manifest's items, read lazily (each iteration reads the file again)."""
+
+    def __init__(self, path: Path, kind: str):
+        if kind not in KINDS:
+            raise ValueError(f"manifest kind {kind!r} is not one of {', '.join(KINDS)}")
+        self.path, self.kind = Path(path), kind
+
+    def __iter__(self) -> Iterator:
+        from lhotse import CutSet, RecordingSet, SupervisionSet
+
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.kind} manifest {self.path} does not exist (run the stage that writes it)")
+        lazy = {"recordings": RecordingSet, "supervisions": SupervisionSet, "cuts": CutSet}[self.kind]
+        try:
+            yield from lazy.from_jsonl_lazy(self.path)
+        except (EOFError, OSError, zlib.error, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ManifestError(
+                f"{self.kind} manifest {self.path} is truncated or corrupt ({type(error).__name__}: {error}); "
+                "make it again with the stage that wrote it (--force)") from None
+
+
+def read_manifest(path: Path, kind: str) -> ManifestReader:
+    return ManifestReader(path, kind)
