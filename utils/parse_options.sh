@@ -38,8 +38,11 @@ while [ $# -gt 0 ]; do
         _k2d_has_value=true
       fi
       _k2d_name="${_k2d_opt//-/_}"
+      _k2d_flags=$(declare -p "$_k2d_name" 2>/dev/null)  # "declare -x NAME=..." for an exported one
+      _k2d_flags=${_k2d_flags#declare -}
+      _k2d_flags=${_k2d_flags%% *}
       if ! [[ "$_k2d_name" =~ ^[a-z][a-z0-9_]*$ ]] || [ -z "${!_k2d_name+set}" ] \
-          || [ "$_k2d_name" = help_message ] || [[ "$(declare -p "$_k2d_name" 2>/dev/null)" == "declare -"*x* ]]; then
+          || [ "$_k2d_name" = help_message ] || [[ "$_k2d_flags" == *x* ]]; then
         _k2d_usage_error "unknown option --$_k2d_opt"
       fi
       _k2d_current="${!_k2d_name}"
@@ -69,4 +72,4 @@ while [ $# -gt 0 ]; do
       ;;
   esac
 done
-unset _k2d_opt _k2d_has_value _k2d_value _k2d_name _k2d_current
+unset _k2d_opt _k2d_has_value _k2d_value _k2d_name _k2d_current _k2d_flags
