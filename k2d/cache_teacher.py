@@ -40,9 +40,10 @@ from tqdm import tqdm
 
 from k2d.audio import labelled_cut, load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, build_config, load_yaml, parse_stage_args
-from k2d.cuts import ChunkFields
+from k2d.cuts import ChunkFields, chunk_key
 from k2d.manifests import read_manifest
 from k2d.metrics.distances import METRICS, keep
+from k2d.models.packaged import resolve_model
 from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
 from k2d.train.data import LabelOptions, cut_segments
@@ -150,7 +151,7 @@ def cache_block(job: CacheJob, cuts: list, path: Path, batch_size: int) -> list[
             states16 = states.to(torch.float16)
             for i, cut in enumerate(batch):
                 writer.write(f"{cut.id}/encoder", states16[i].cpu().numpy())
-                record = {"key": cut.id, "encoder": list(states16[i].shape), "topk": {}}
+                record = {"key": chunk_key(cut), "encoder": list(states16[i].shape), "topk": {}}
                 if job.topk:
                     variants = label_variants(cut, job.processor.tokenizer, job.options)
                     if variants:
@@ -269,8 +270,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         from transformers import WhisperConfig
 
-        from k2d.models.packaged import resolve_model
-
         model_config = WhisperConfig.from_pretrained(resolve_model(args.teacher))
         plan = planned_bytes(selected(), config, model_config.d_model, model_config.max_source_positions)
         print(yaml.safe_dump(plan, sort_keys=False), end="")
@@ -279,10 +278,15 @@ def main(argv: list[str] | None = None) -> int:
     info = {"model": str(args.teacher), "topk": config.cache_topk, "temperature": config.temperature,
             "dtype": "float16"}
     storage = args.output.parent / ".teacher_cache" / args.output.name.split(".")[0]
+    what = {name: getattr(config, name) for name in ("cache_topk", "temperature", "language", "mix_lang_emb",
+                                                      "dtype", "freeze_encoder")}
     return run_sharded(
-        ShardJob.from_args(args.output, args), items=selected, key=lambda c: c.id,
+        ShardJob.from_args(args.output, args), items=selected, key=chunk_key,
         work=lambda todo: cache_chunks(args.teacher, args.device, config, todo, storage),
         merge=lambda records, _: merge(records, selected(), args.output, info), stage="teacher cache",
+        inputs={"chunks": args.cuts, "teacher": resolve_model(args.teacher), "config": what,
+                "selection": {"metrics": args.metrics, "alpha": args.alpha}},
+        growing=("chunks", "selection"),
     )
 
 

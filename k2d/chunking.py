@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lhotse import CutSet, MonoCut, SupervisionSegment, SupervisionSet
 
+from k2d import provenance
 from k2d.config import add_config_arguments, option, parse_stage_args, save_config
 from k2d.cuts import ChunkFields
 from k2d.manifests import ManifestError, read_manifest
@@ -166,8 +167,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args, config = parse_stage_args(get_parser(), ChunkConfig, argv)
-    if args.output.exists() and not args.force:
-        log.info("%s exists: skipping stage 2 (use --force to redo)", args.output)
+    inputs = {"recordings": args.recordings, "segments": args.segments, "config": config}
+    if provenance.up_to_date(args.output, inputs, "stage 2", args.force):
         return 0
     for path in (args.recordings, args.segments):
         if not path.is_file():
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", error)
         return 1
     save_config(config, args.output.parent / "chunk_config.yaml")
+    provenance.write_record(args.output, inputs)
     log.info(
         "stage 2: %d chunks (%.3f h, %d continued); dropped %d empty and %d over-long segment(s) (%.1f s) -> %s",
         stats.chunks, stats.hours, stats.continued,

@@ -43,6 +43,14 @@ class ChunkFields:
         return self.complete_end if self.continued else cut_duration
 
 
+def chunk_key(cut) -> str:
+    """A chunk's progress key in stages 3 and 5: its id and the span its label covers, so a chunk that
+    stage 2 made again differently under the same id is processed again."""
+    fields = ChunkFields.from_cut(cut)
+    span = fields.labelled_duration(cut.duration) if fields is not None else cut.duration
+    return f"{cut.id}@{cut.start:.3f}+{span:.3f}"
+
+
 def teacher_text(cut) -> str:
     """The pseudo-label text of a chunk cut, or the joined supervision texts of any other cut."""
     from k2d.text.script import join_texts

@@ -26,11 +26,13 @@ import yaml
 from lhotse import CutSet, RecordingSet, SupervisionSet
 from tqdm import tqdm
 
+from k2d import provenance
 from k2d.audio import load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
 from k2d.inference.recognizer import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import joined_text, transcribe_audios, transcribe_longform
+from k2d.models.packaged import resolve_model
 from k2d.models.whisper import add_device_argument
 from k2d.score import score_files, write_text_file
 from k2d.text.script import join_texts
@@ -103,8 +105,10 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args, config = parse_stage_args(get_parser(), DecodeConfig, argv)
-    if (args.out_dir / "scores.yaml").exists() and not args.force:
-        log.info("%s is decoded and scored: skipping (use --force to redo)", args.out_dir)
+    scores = args.out_dir / "scores.yaml"
+    inputs = {"model": resolve_model(args.model), "recordings": args.recordings, "supervisions": args.supervisions,
+              "config": config}
+    if provenance.up_to_date(scores, inputs, f"decoding {args.set_name} (decoded and scored)", args.force):
         return 0
     for path in (args.recordings, args.supervisions):
         if not path.is_file():
@@ -150,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         log.error("%s", error)
         return 1
+    provenance.write_record(scores, inputs)
     log.info("stage 6 %s on %s (%s-form, RTF %.3f): %s", args.model, args.set_name, config.mode, info["rtf"],
              total.summary_line())
     return 0

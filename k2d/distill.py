@@ -28,9 +28,11 @@ import torch
 import yaml
 from lhotse import CutSet
 
+from k2d import provenance
 from k2d.audio import labelled_cut, load_cut_audio
 from k2d.config import add_config_arguments, option, parse_stage_args, save_config
 from k2d.cuts import teacher_text
+from k2d.models.packaged import resolve_model
 from k2d.models.student import create_student
 from k2d.models.tokenizer import window_seconds
 from k2d.models.whisper import add_device_argument, count_parameters, load_whisper, resolve_device, save_model_dir
@@ -135,7 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args, config = parse_stage_args(get_parser(), DistillConfig, argv)
     summary_path = args.out_dir / "summary.yaml"
+    inputs = {"training chunks": args.train_cuts, "teacher": resolve_model(args.teacher), "config": config}
     if summary_path.exists() and not args.force:
+        changed = provenance.changes(summary_path, inputs)
+        if changed:
+            log.error("stage 5: %s changed since the student in %s was trained; train it again with --force",
+                      " and ".join(changed), args.out_dir)
+            return 1
         log.info("%s exists: student already trained (use --force to redo)", summary_path)
         return 0
     if args.force and rank() == 0:
@@ -222,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                    if valid else "none: best/ is the last step"}
         with atomic_path(summary_path) as tmp:
             tmp.write_text(yaml.safe_dump(summary, sort_keys=False), encoding="utf-8")
+        provenance.write_record(summary_path, inputs)
         log.info("stage 5: student in %s (%s)", args.out_dir / "best",
                  f"best validation MER {state.best_mer:.4f} at step {state.best_step}" if valid
                  else f"the last step, {state.step}: no validation data")

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 from lhotse import CutSet, SupervisionSet
 
+from k2d import provenance
 from k2d.audio import labelled_cut
 from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
 from k2d.cuts import ChunkFields, teacher_text
@@ -184,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--output-pattern must contain {metric}")
     outputs = {m: Path(args.output_pattern.format(metric=m)) for m in config.metrics}
     report = args.report_dir / "report.yaml"
-    if outputs_exist(*outputs.values(), report) and not args.force:
-        log.info("stage 4 outputs exist: skipping (use --force to redo)")
+    inputs = {"validated": args.cuts, "config": config, "truth": args.truth or "none"}
+    if outputs_exist(*outputs.values()) and provenance.up_to_date(report, inputs, "stage 4", args.force):
         return 0
     if not args.cuts.is_file():
         log.error("validated cuts %s do not exist (run stage 3 first)", args.cuts)
@@ -201,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(report) as tmp:
         tmp.write_text(yaml.safe_dump({"alpha": config.alpha, "metrics": summaries}, sort_keys=False), encoding="utf-8")
     save_config(config, args.report_dir / "filter_config.yaml")
+    provenance.write_record(report, inputs)
     for metric, s in summaries.items():
         extra = (f", pseudo-label MER kept {_percent(s['pseudo_label_mer_kept'])} vs dropped "
                  f"{_percent(s['pseudo_label_mer_dropped'])}") if "pseudo_label_mer_kept" in s else ""

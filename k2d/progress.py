@@ -86,9 +86,9 @@ def merge_shards(progress_dir: Path, num_shards: int, keys_in_order: Iterable[st
             f"{len(missing)} item(s) not done yet in {progress_dir} (first: {missing[0]}); "
             "run the unfinished shards again"
         )
-    if merged:
-        raise RuntimeError(f"{progress_dir} holds items not in the manifest (e.g. {next(iter(merged))}): "
-                           "stale progress from another manifest; rerun with --force")
+    if merged:  # items that left the manifest since they were done: no longer part of the output
+        log.info("%d item(s) done before are no longer in the manifest and are left out (e.g. %s)", len(merged),
+                 next(iter(merged)))
     return ordered
 
 
@@ -129,22 +129,48 @@ class ShardJob:
         return cls(Path(output), args.shard, args.num_shards, args.force, args.merge_only)
 
 
+def _done_records(directory: Path, num_shards: int) -> dict[str, dict]:
+    return {key: record for shard in range(num_shards)
+            for key, record in shard_progress(directory, shard, num_shards).load().items()}
+
+
 def run_sharded(job: ShardJob, items: Callable[[], Iterable], key: Callable[[object], str],
-                work: Callable[[list], Iterable[dict]], merge: Callable[[list[dict], int], None], stage: str) -> int:
+                work: Callable[[list], Iterable[dict]], merge: Callable[[list[dict], int], None], stage: str,
+                inputs: dict | None = None, growing: tuple[str, ...] = (),
+                retry: Callable[[dict], bool] = lambda record: False) -> int:
     """The common driver of a resumable, sharded stage; returns the process exit status.
 
     items() -> the manifest's items in order; key(item) -> its id; work(todo) yields one record
     {"key": ..., ...} per item of this shard not done before (each is recorded as soon as it comes);
-    merge(records, num_shards) writes the output from every shard's records, in manifest order."""
+    merge(records, num_shards) writes the output from every shard's records, in manifest order.
+
+    `inputs` ({name: path, model or config}) are what the output is made from (k2d.provenance). When the
+    output exists and an input named in `growing` (the items' manifest) changed, only the new items are
+    done and the output is made again; any other changed input stops the stage with a message. Records
+    for which `retry(record)` holds (an item that failed) are done again on every rerun."""
+    from k2d import provenance
+
+    inputs = inputs or {}
     try:
         shard, num_shards = resolve_shard(job.shard, job.num_shards)
     except ValueError as error:
         log.error("%s", error)
         return 2
-    if job.output.exists() and not job.force:
-        log.info("%s exists: skipping %s (use --force to redo)", job.output, stage)
-        return 0
     directory = progress_dir(job.output)
+    if job.output.exists() and not job.force:
+        changed = provenance.changes(job.output, inputs)
+        fixed = [name for name in changed if name not in growing]
+        if fixed:
+            log.error("%s: %s changed since %s was made; run the stage again with --force (or restore it)", stage,
+                      " and ".join(fixed), job.output)
+            return 1
+        failed = [k for k, r in _done_records(directory, num_shards).items() if retry(r)]
+        if not changed and not failed:
+            log.info("%s exists: skipping %s (use --force to redo)", job.output, stage)
+            return 0
+        log.info("%s: %s; doing what is new or failed, then %s again", stage, " and ".join(
+            [f"{name} changed" for name in changed] + ([f"{len(failed)} item(s) failed before"] if failed else [])),
+            job.output)
     if job.force and shard == 0:
         import shutil
 
@@ -152,7 +178,7 @@ def run_sharded(job: ShardJob, items: Callable[[], Iterable], key: Callable[[obj
     try:
         if not job.merge_only:
             progress = shard_progress(directory, shard, num_shards)
-            done = progress.load()
+            done = {k: r for k, r in progress.load().items() if not retry(r)}
             todo = [item for i, item in enumerate(items()) if in_shard(i, shard, num_shards) and key(item) not in done]
             log.info("%s shard %d/%d: %d item(s) done before, %d to do", stage, shard, num_shards, len(done),
                      len(todo))
@@ -164,6 +190,7 @@ def run_sharded(job: ShardJob, items: Callable[[], Iterable], key: Callable[[obj
             log.info("shard %d/%d finished; other shards are not done yet (merge with --merge-only)", shard, num_shards)
             return 1 if job.merge_only else 0
         merge(merge_shards(directory, num_shards, keys), num_shards)
+        provenance.write_record(job.output, inputs)
     except (FileNotFoundError, RuntimeError) as error:
         log.error("%s", error)
         return 1

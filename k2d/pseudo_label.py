@@ -28,6 +28,7 @@ from k2d.inference.recognizer import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import transcribe_longform
 from k2d.manifests import read_manifest
+from k2d.models.packaged import resolve_model
 from k2d.models.tokenizer import TIME_PRECISION
 from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
@@ -54,11 +55,13 @@ def lazy_recordings(path: Path):
 def label(recognizer_factory, recordings: list, config: PseudoLabelConfig) -> Iterator[dict]:
     """Stage 1's work: one record per recording (its segments, or why it was skipped)."""
     recognizer = recognizer_factory()
+    keys = {r.id: recording_key(r) for r in recordings}
     results = transcribe_longform(recognizer, recordings, config, config.batch_size, config.silence_rms)
     for result in tqdm(results, total=len(recordings), desc="pseudo-label", unit="rec"):
         if result.error:
             log.warning("skipped %s: %s", result.recording_id, result.error)
-        yield {"key": result.recording_id, "error": result.error, "decoded_seconds": result.decoded_seconds,
+        yield {"key": keys[result.recording_id], "id": result.recording_id, "error": result.error,
+               "decoded_seconds": result.decoded_seconds,
                "skipped_seconds": result.skipped_seconds, "windows": result.windows, "fallbacks": result.fallbacks,
                "segments": [[round(s.start, 3), round(s.end, 3), s.text] for s in result.segments]}
 
@@ -73,7 +76,7 @@ def segment_order_problems(segments: list[list]) -> tuple[int, int]:
 
 
 def labelling_report(records: list[dict], audio_seconds: float, segments: int) -> dict:
-    skipped = [{"recording": r["key"], "reason": r["error"]} for r in records if r["error"]]
+    skipped = [{"recording": r["id"], "reason": r["error"]} for r in records if r["error"]]
     problems = [segment_order_problems(r["segments"]) for r in records]
     return {
         "recordings": len(records),
@@ -94,7 +97,7 @@ def merge(records: list[dict], recordings_path: Path, output: Path) -> None:
     """Stage 1's output from every recording's record: the supervisions manifest and its report."""
     started = time.time()
     supervisions = [
-        SupervisionSegment(id=f"{record['key']}-pl{n:05d}", recording_id=record["key"], start=start,
+        SupervisionSegment(id=f"{record['id']}-pl{n:05d}", recording_id=record["id"], start=start,
                            duration=round(max(end - start, 0.0), 3), channel=0, text=text)
         for record in records for n, (start, end, text) in enumerate(record["segments"])
     ]
@@ -136,10 +139,22 @@ def main(argv: list[str] | None = None) -> int:
                                mix_lang_emb=config.mix_lang_emb)
 
     return run_sharded(
-        ShardJob.from_args(args.output, args), items=lambda: lazy_recordings(args.recordings), key=lambda r: r.id,
+        ShardJob.from_args(args.output, args), items=lambda: lazy_recordings(args.recordings), key=recording_key,
         work=lambda todo: label(recognizer, todo, config),
         merge=lambda records, _: merge(records, args.recordings, args.output), stage="stage 1",
+        inputs={"recordings": args.recordings, "teacher": resolve_model(args.model), "config": config},
+        growing=("recordings",), retry=unreadable,
     )
+
+
+def recording_key(recording) -> str:
+    """A recording's progress key: its id, and what it is, so a changed file under the same id is redone."""
+    return f"{recording.id}@{recording.num_samples}:{'|'.join(str(s.source) for s in recording.sources)}"
+
+
+def unreadable(record: dict) -> bool:
+    """A recording whose file could not be read is tried again on a rerun (it may have been restored)."""
+    return bool(record.get("error")) and record["error"].startswith("unreadable")
 
 if __name__ == "__main__":
     sys.exit(main())

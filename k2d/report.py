@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 from lhotse import RecordingSet
 
+from k2d import provenance
 from k2d.config import add_config_arguments, option, parse_stage_args
 from k2d.export import QUANTIZATIONS, export_ctranslate2
 from k2d.models.whisper import add_device_argument, load_whisper, save_model_dir
@@ -149,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
                      f"{', '.join(QUANTIZATIONS)}")
     models = dict(item.split("=", 1) for item in args.models)
     results_md = args.exp_dir / "RESULTS.md"
-    if results_md.exists() and not args.force:
-        log.info("%s exists: skipping stage 7 (use --force to redo)", results_md)
+    inputs = {"config": config, "filter_report": args.filter_report or "none",
+              **{f"scores {m} {s}": args.exp_dir / m / f"decode_{s}" / "scores.yaml" for m in models
+                 for s in args.test_sets}}
+    if provenance.up_to_date(results_md, inputs, "stage 7", args.force):
         return 0
     missing = [f"{m}/decode_{s}" for m in models for s in args.test_sets if load_scores(args.exp_dir, m, s) is None]
     if missing:
@@ -196,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                                       sort_keys=False), encoding="utf-8")
     with atomic_path(results_md) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    provenance.write_record(results_md, inputs)
     print(text)
     log.info("stage 7 done in %.1f s: %s", time.time() - started, results_md)
     return 0

@@ -26,12 +26,13 @@ from tqdm import tqdm
 
 from k2d.audio import labelled_cut, load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
-from k2d.cuts import ChunkFields, teacher_text
+from k2d.cuts import ChunkFields, chunk_key, teacher_text
 from k2d.inference.recognizer import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import decode_windows
 from k2d.manifests import read_manifest
 from k2d.metrics.distances import distances
+from k2d.models.packaged import resolve_model
 from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
 from k2d.text.phonemes import MANDARIN_SCHEMES
@@ -78,9 +79,9 @@ def validate_chunks(recognizer_factory, cuts: list, config: ValidateConfig) -> I
                     readable.append(cut)
                 except Exception as error:  # a chunk whose audio cannot be read is reported, not fatal
                     log.warning("chunk %s: unreadable audio (%s): recorded as not validated", cut.id, error)
-                    yield {"key": cut.id, "validator_text": None, "error": str(error)}
+                    yield {"key": chunk_key(cut), "validator_text": None, "error": str(error)}
             for cut, result in zip(readable, decode_windows(recognizer, audios, config), strict=True):
-                yield {"key": cut.id, "validator_text": result.text, "error": None}
+                yield {"key": chunk_key(cut), "validator_text": result.text, "error": None}
             bar.update(len(batch))
 
 
@@ -133,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                                mix_lang_emb=config.mix_lang_emb)
 
     return run_sharded(
-        ShardJob.from_args(args.output, args), items=lambda: lazy_cuts(args.cuts), key=lambda c: c.id,
+        ShardJob.from_args(args.output, args), items=lambda: lazy_cuts(args.cuts), key=chunk_key,
         work=lambda todo: validate_chunks(recognizer, todo, config),
         merge=lambda records, _: merge(records, args.cuts, args.output, config), stage="stage 3",
+        inputs={"chunks": args.cuts, "validator": resolve_model(args.model), "config": config},
+        growing=("chunks",), retry=lambda record: record["validator_text"] is None,
     )
 
 
