@@ -55,5 +55,14 @@ def read_window(recording, offset: float, duration: float) -> np.ndarray:
     return audio
 
 
+def read_whole(recording, piece_seconds: float = 30.0) -> np.ndarray:
+    """All of a recording, read window by window (a recording truncated in its manifest stays truncated)."""
+    pieces, offset = [], 0.0
+    while offset < recording.duration - 1e-6:
+        pieces.append(read_window(recording, offset, piece_seconds))
+        offset += piece_seconds
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+
 def rms(audio: np.ndarray) -> float:
     return float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) if audio.size else 0.0

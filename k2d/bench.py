@@ -38,7 +38,6 @@ from k2d.inference.recognizer import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.models.whisper import add_device_argument, count_parameters, load_whisper, resolve_device
 from k2d.speed import (
-    decode_all,
     decode_chunks,
     hardware,
     measure_rtf,
@@ -242,38 +241,109 @@ def bench_train(teacher: str, cuts: str, steps: int, max_duration: float, device
 
 
 # ---- stage 1 / 3 throughput ----
+def truth_by_recording(supervisions_path: str | None, recordings: list) -> dict[str, str]:
+    """The true text of each (possibly truncated) recording: the utterances that end inside it."""
+    if not supervisions_path:
+        return {}
+    from lhotse import SupervisionSet
+
+    from k2d.text.script import join_texts
+
+    ends = {r.id: r.duration for r in recordings}
+    kept = sorted((s for s in SupervisionSet.from_file(supervisions_path) if s.recording_id in ends
+                   and s.end <= ends[s.recording_id] + 1e-3), key=lambda s: (s.recording_id, s.start))
+    grouped: dict[str, list[str]] = {}
+    for sup in kept:
+        grouped.setdefault(sup.recording_id, []).append(sup.text or "")
+    return {key: join_texts(texts) for key, texts in grouped.items()}
+
+
+def labels_mer(references: dict[str, str], hypotheses: dict[str, str]) -> float | None:
+    from k2d.score import score_texts
+
+    return score_texts(references, hypotheses)[0].mer.rate if references else None
+
+
 def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_path: str, seconds: float, batch: int,
-                     device: str, settings: GenerationSettings | None = None) -> str:
+                     device: str, settings: GenerationSettings | None = None, supervisions_path: str | None = None,
+                     compute_type: str = "auto", external: bool = True) -> str:
+    """Stage 1 (long-form labelling) and stage 3 (chunks) throughput, batch 1 vs batched, for both of k2d's
+    backends, beside faster-whisper (sequential and batched) and transformers' chunked pipeline on the same
+    model and audio; with the true text (--supervisions), the MER of each labeller's output."""
     from lhotse import CutSet, RecordingSet
 
+    from k2d import labellers
     from k2d.audio import load_cut_audio
 
     recordings = spread_audio(RecordingSet.from_file(recordings_path), seconds, batch)
     audio_seconds = sum(r.duration for r in recordings)
     settings = settings or GenerationSettings()
+    references = truth_by_recording(supervisions_path, recordings)
+    dev = str(resolve_device(device))
     rows = []
-    t_recognizer = load_recognizer(teacher, device=device)
-    for b in (1, batch):
-        # one recording at a time is batch 1; `batch` recordings side by side is the batched case
-        elapsed = statistics.mean(timed(functools.partial(decode_all, t_recognizer, recordings, settings, b), 1))
-        rows.append(("stage 1, teacher long-form", b, audio_seconds / elapsed, elapsed))
+
+    def row(name, b, fn, base_seconds, optional=False):
+        texts = {}
+
+        def run():
+            texts.update(fn())
+
+        try:
+            elapsed = statistics.mean(timed(run, 1))
+        except Exception as error:  # an outside labeller that cannot run this model: said in the table
+            if not optional:
+                raise
+            rows.append((name, b, None, f"cannot run: {str(error).splitlines()[0][:100]}"))
+            log.warning("%s cannot run this model: %s", name, error)
+            return
+        rows.append((name, b, base_seconds / elapsed, labels_mer(references, texts) if texts else None))
+        log.info("%s, batch %d: %.1f audio s/s", name, b, rows[-1][2])
+
+    recognizers = {backend: load_recognizer(teacher, device=dev, backend=backend, compute_type=compute_type)
+                   for backend in ("transformers", "ctranslate2")}
+    for backend, recognizer in recognizers.items():
+        for b in (1, batch):  # one recording at a time, then `batch` recordings side by side
+            row(f"stage 1, k2d ({backend})", b,
+                functools.partial(labellers.k2d_labels, recognizer, recordings, settings, b), audio_seconds)
+    if external:
+        ct2_dir, ct2_type = str(recognizers["ctranslate2"].model_dir), recognizers["ctranslate2"].model.compute_type
+        row("faster-whisper transcribe (sequential)", 1, functools.partial(
+            labellers.faster_whisper_labels, ct2_dir, recordings, settings, dev.split(":")[0], ct2_type), audio_seconds,
+            optional=True)
+        row("faster-whisper BatchedInferencePipeline (VAD chunks)", batch, functools.partial(
+            labellers.faster_whisper_labels, ct2_dir, recordings, settings, dev.split(":")[0], ct2_type, batch),
+            audio_seconds, optional=True)
+        row("transformers pipeline (chunked)", batch, functools.partial(
+            labellers.pipeline_labels, teacher, recordings, settings, recognizers["transformers"].window, dev, batch),
+            audio_seconds, optional=True)
     cuts = CutSet.from_file(cuts_path).subset(first=32)
     audios = [load_cut_audio(c) for c in cuts]
     cut_seconds = sum(a.size for a in audios) / SAMPLE_RATE
-    v_recognizer = load_recognizer(validator, device=device)
-    for b in (1, batch):
-        elapsed = statistics.mean(timed(functools.partial(decode_chunks, v_recognizer, audios, settings, b), 1))
-        rows.append(("stage 3, validator on chunks", b, cut_seconds / elapsed, elapsed))
-    teacher_rate = rows[1][2]
-    lines = [f"{hardware()}; stage 1 on {audio_seconds:.0f} s of long-form audio from {len(recordings)} recordings, "
-             f"stage 3 on {len(audios)} chunks ({cut_seconds:.0f} s); one timed run after a warm-up", "",
-             "| work | batch | audio seconds per second | speed-up from batching |", "|---|---|---|---|"]
-    for i, (name, b, rate, _) in enumerate(rows):
-        lines.append(f"| {name} | {b} | {rate:.1f} | {rate / rows[i - i % 2][2]:.2f}x |")
-    lines.append("")
-    lines.append(f"Validator time as a share of teacher time for the same audio (batched): "
-                 f"{100 * teacher_rate / rows[3][2]:.1f}%")
+    for backend in ("transformers", "ctranslate2"):
+        v_recognizer = load_recognizer(validator, device=dev, backend=backend, compute_type=compute_type)
+        for b in (1, batch):
+            row(f"stage 3, validator on chunks ({backend})", b,
+                functools.partial(_decode_chunks_silently, v_recognizer, audios, settings, b), cut_seconds)
+    lines = [f"{hardware()}; {teacher}; stage 1 on {audio_seconds:.0f} s of long-form audio from {len(recordings)} "
+             f"recordings, stage 3 on {len(audios)} chunks ({cut_seconds:.0f} s) of {validator}; greedy, "
+             f"timestamps {'on' if settings.timestamps else 'off'}, language {settings.language}; ctranslate2 "
+             f"compute type {recognizers['ctranslate2'].model.compute_type}; one timed run after a warm-up", "",
+             "| work | batch | audio seconds per second | vs k2d transformers, batch 1 | label MER |",
+             "|---|---|---|---|---|"]
+    stage1_base, stage3_base = rows[0][2], next(r[2] for r in rows if r[0].startswith("stage 3"))
+    for name, b, rate, mer in rows:
+        if rate is None:
+            lines.append(f"| {name} | {b} | - | - | {mer} |")
+            continue
+        base = stage3_base if name.startswith("stage 3") else stage1_base
+        lines.append(f"| {name} | {b} | {rate:.1f} | {rate / base:.2f}x | "
+                     f"{'-' if mer is None else f'{100 * mer:.2f}%'} |")
     return "\n".join(lines)
+
+
+def _decode_chunks_silently(recognizer, audios, settings, batch_size) -> dict:
+    decode_chunks(recognizer, audios, settings, batch_size)
+    return {}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -310,6 +380,9 @@ def get_parser() -> argparse.ArgumentParser:
     through.add_argument("--cuts", required=True)
     through.add_argument("--seconds", type=float, default=480.0, help="long-form audio, spread over --batch recordings")
     through.add_argument("--batch", type=int, default=8)
+    through.add_argument("--supervisions", help="true supervisions of --recordings: score each labeller's output")
+    through.add_argument("--compute-type", default="auto", help="CTranslate2 compute type (float32, int8, ...)")
+    through.add_argument("--language", default="zh")
     for p in (rtf, shapes, train, one, through):
         add_device_argument(p)
         p.add_argument("--output", type=Path, help="also write the table to this file")
@@ -337,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     else:
         table = bench_throughput(args.teacher, args.validator, args.recordings, args.cuts, args.seconds, args.batch,
-                                 args.device)
+                                 args.device, GenerationSettings(language=args.language), args.supervisions,
+                                 args.compute_type)
     print(table)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

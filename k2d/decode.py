@@ -29,7 +29,7 @@ from tqdm import tqdm
 from k2d import provenance
 from k2d.audio import load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
-from k2d.inference.recognizer import load_recognizer
+from k2d.inference.recognizer import recognizer_for
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import joined_text, transcribe_audios, transcribe_longform
 from k2d.models.packaged import resolve_model
@@ -122,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                   "together", args.supervisions, len(unknown), args.recordings, ", ".join(unknown[:3]))
         return 1
     try:
-        recognizer = load_recognizer(args.model, device=args.device, dtype=config.dtype, backend=config.backend,
-                                     mix_lang_emb=config.mix_lang_emb)
+        recognizer = recognizer_for(config, args.model, args.device)
     except (RuntimeError, FileNotFoundError) as error:
         log.error("%s", error)
         return 1

@@ -31,7 +31,9 @@ def export_ctranslate2(model_dir: Path, out_dir: Path, quantization: str = "int8
 
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    from k2d.models.packaged import resolve_model
+
+    model_dir, out_dir = Path(resolve_model(str(model_dir))), Path(out_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a save_pretrained model directory (no config.json)")
     for name in ("config.json", "generation_config.json"):

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from k2d.audio import labelled_cut, load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
 from k2d.cuts import ChunkFields, chunk_key, teacher_text
-from k2d.inference.recognizer import load_recognizer
+from k2d.inference.recognizer import recognizer_for
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import decode_windows
 from k2d.manifests import read_manifest
@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     save_config(config, args.output.parent / "validate_config.yaml")
 
     def recognizer():
-        return load_recognizer(args.model, device=args.device, dtype=config.dtype, backend=config.backend,
-                               mix_lang_emb=config.mix_lang_emb)
+        return recognizer_for(config, args.model, args.device)
 
     return run_sharded(
         ShardJob.from_args(args.output, args), items=lambda: lazy_cuts(args.cuts), key=chunk_key,

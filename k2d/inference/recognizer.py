@@ -215,13 +215,20 @@ class TransformersRecognizer(Recognizer):
 
 
 def load_recognizer(name_or_path, device: str = "cpu", dtype: str = "float32", backend: str = "transformers",
-                    mix_lang_emb: bool = False) -> Recognizer:
-    """A model (Hub id or directory) behind the chosen backend, ready to decode."""
+                    mix_lang_emb: bool = False, compute_type: str = "auto") -> Recognizer:
+    """A model (Hub id, directory or installed name) behind the chosen backend, ready to decode."""
     from k2d.models.whisper import load_whisper
 
     if backend == "ctranslate2":
         from k2d.inference.ctranslate2_backend import load_ctranslate2_recognizer
 
-        return load_ctranslate2_recognizer(name_or_path, device=device, dtype=dtype, mix_lang_emb=mix_lang_emb)
+        return load_ctranslate2_recognizer(name_or_path, device=device, dtype=dtype, mix_lang_emb=mix_lang_emb,
+                                           compute_type=compute_type)
     model, processor = load_whisper(name_or_path, device=device, dtype=dtype, mix_lang_emb=mix_lang_emb)
     return TransformersRecognizer(model, processor, str(name_or_path))
+
+
+def recognizer_for(settings, model: str, device: str) -> Recognizer:
+    """The recognizer a stage's settings ask for (backend, dtype, compute type, mixed embedding)."""
+    return load_recognizer(model, device=device, dtype=settings.dtype, backend=settings.backend,
+                           mix_lang_emb=settings.mix_lang_emb, compute_type=settings.compute_type)

@@ -30,7 +30,10 @@ class GenerationSettings:
         False, "long-form: prompt each window with the text decoded so far (<|startofprev|>)")
     mix_lang_emb: bool = option(False, "replace the <|zh|> embedding by the mean of <|zh|> and <|en|> (applied once)")
     max_new_tokens: int = option(224, "most tokens generated per window, within the 448-token context", minimum=1)
-    backend: str = option("transformers", "inference backend: transformers or ctranslate2")
+    backend: str = option("transformers", "inference backend: transformers or ctranslate2 (faster-whisper's engine)")
+    compute_type: str = option(
+        "auto", "ctranslate2 backend: float32, float16, int8, int8_float16, ... (auto: float16 on a GPU with a "
+        "half-precision dtype, else float32)")
 
     def __post_init__(self):
         if self.task not in ("transcribe", "translate"):

@@ -1,0 +1,59 @@
+"""The long-form labellers stage 1 is measured against, on the same model and audio: k2d itself (each
+backend), faster-whisper's sequential `transcribe` and its batched pipeline, and transformers' chunked ASR
+pipeline. Each returns {recording id: text}; `python -m k2d.bench throughput` times them side by side and
+scores their labels (a fast labeller that writes worse labels does not win).
+"""
+
+from __future__ import annotations
+
+from k2d.audio import SAMPLE_RATE, read_whole
+from k2d.inference.settings import GenerationSettings
+from k2d.inference.transcribe import joined_text, transcribe_longform
+
+
+def k2d_labels(recognizer, recordings: list, settings: GenerationSettings, batch_size: int) -> dict[str, str]:
+    return {r.recording_id: joined_text(r.segments)
+            for r in transcribe_longform(recognizer, recordings, settings, batch_size)}
+
+
+def _temperatures(settings: GenerationSettings):
+    return list(settings.temperatures) if settings.temperature_fallback else 0.0
+
+
+def faster_whisper_labels(ct2_dir: str, recordings: list, settings: GenerationSettings, device: str,
+                          compute_type: str, batch_size: int = 0) -> dict[str, str]:
+    """faster-whisper with k2d's decoding options; batch_size > 0: its BatchedInferencePipeline (which
+    cuts the audio at voice-activity boundaries and decodes the pieces in batches, without previous text)."""
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    model = WhisperModel(ct2_dir, device=device, compute_type=compute_type)
+    options = dict(language=settings.language, task=settings.task, beam_size=settings.num_beams, best_of=1,
+                   temperature=_temperatures(settings),
+                   compression_ratio_threshold=settings.compression_ratio_threshold,
+                   log_prob_threshold=settings.logprob_threshold, no_speech_threshold=settings.no_speech_threshold,
+                   without_timestamps=not settings.timestamps, word_timestamps=False)
+    texts = {}
+    for recording in recordings:
+        audio = read_whole(recording)
+        if batch_size > 0:
+            segments, _ = BatchedInferencePipeline(model).transcribe(audio, batch_size=batch_size, **options)
+        else:
+            segments, _ = model.transcribe(audio, condition_on_previous_text=settings.condition_on_previous_text,
+                                           vad_filter=False, **options)
+        texts[recording.id] = " ".join(s.text.strip() for s in segments)
+    return texts
+
+
+def pipeline_labels(model_dir: str, recordings: list, settings: GenerationSettings, window: float, device: str,
+                    batch_size: int) -> dict[str, str]:
+    """transformers' chunked long-form algorithm: windows with a 1/6 stride on each side, merged."""
+    from transformers import pipeline
+
+    from k2d.models.packaged import resolve_model
+
+    asr = pipeline("automatic-speech-recognition", model=resolve_model(model_dir), device=device,
+                   chunk_length_s=window, batch_size=batch_size)
+    outputs = asr([{"raw": read_whole(r), "sampling_rate": SAMPLE_RATE} for r in recordings],
+                  generate_kwargs={"language": settings.language, "task": settings.task,
+                                   "num_beams": settings.num_beams}, return_timestamps=settings.timestamps)
+    return {r.id: out["text"].strip() for r, out in zip(recordings, outputs, strict=True)}
