@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import subprocess
 import logging
 import sys
 import zlib
@@ -30,7 +31,7 @@ from lhotse import CutSet
 
 from k2d import provenance
 from k2d.audio import labelled_cut, load_cut_audio
-from k2d.config import add_config_arguments, option, parse_stage_args, save_config
+from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
 from k2d.cuts import teacher_text
 from k2d.models.packaged import resolve_model
 from k2d.models.student import create_student
@@ -73,6 +74,12 @@ class DistillConfig(TrainConfig):
         minimum=0)
     cache_batch_size: int = option(8, "chunks per encoder batch when caching", minimum=1)
     cache_block_size: int = option(256, "chunks per cache file", minimum=1)
+    trainer: str = option("k2d", "k2d (this toolkit's trainer) or espnet (ESPnet's own trainer, k2d.espnet.asr_kd)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.trainer not in ("k2d", "espnet"):
+            raise ConfigError(f"trainer must be k2d or espnet, got {self.trainer!r}")
 
 
 def held_out(cut_id: str, percent: float) -> bool:
@@ -119,6 +126,29 @@ def attach_cache(kept_path: Path, cache_path: Path, output: Path) -> int:
     return count
 
 
+def train_by_espnet(args, config: DistillConfig, summary_path: Path, inputs: dict) -> int:
+    """Stage 5 through ESPnet's own trainer (k2d.espnet.train), the same held-out split."""
+    from k2d.espnet.train import train_with_espnet
+
+    save_config(config, args.out_dir / "train_config.yaml")
+    cuts = list(CutSet.from_jsonl_lazy(args.train_cuts))
+    valid = (list(CutSet.from_file(args.valid_cuts)) if args.valid_cuts
+             else [c for c in cuts if held_out(c.id, config.valid_percent)])
+    train = [c for c in cuts if args.valid_cuts or not held_out(c.id, config.valid_percent)]
+    try:
+        summary = train_with_espnet(config, resolve_model(args.teacher), train, valid, args.out_dir,
+                                    str(resolve_device(args.device)))
+    except (RuntimeError, ConfigError, OSError, subprocess.CalledProcessError) as error:
+        log.error("%s", error)
+        return 1
+    with atomic_path(summary_path) as tmp:
+        tmp.write_text(yaml.safe_dump({**summary, "validation": f"{len(valid)} chunks"}, sort_keys=False),
+                       encoding="utf-8")
+    provenance.write_record(summary_path, inputs)
+    log.info("stage 5 (ESPnet's trainer): student in %s", args.out_dir / "best")
+    return 0
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="teacher: Hugging Face id or local directory")
@@ -153,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.train_cuts.is_file():
         log.error("training cuts %s do not exist (run stage 4 first)", args.train_cuts)
         return 1
+    if config.trainer == "espnet":
+        return train_by_espnet(args, config, summary_path, inputs)
     device = init_distributed(resolve_device(args.device))
     torch.manual_seed(config.seed)
     if not config.cache_teacher:
