@@ -37,6 +37,8 @@ class TeacherSegment:
     start: float
     end: float
     text: str
+    avg_logprob: float | None = None  # the teacher's confidence in the window the segment came from
+    no_speech_prob: float | None = None
 
 
 @dataclass
@@ -55,6 +57,19 @@ class Chunk:
     @property
     def text(self) -> str:
         return join_texts([s.text for s in self.segments])
+
+    @property
+    def teacher_logprob(self) -> float | None:
+        """The teacher's mean token log-probability over the chunk's segments, weighted by their length."""
+        scored = [(s.avg_logprob, s.end - s.start) for s in self.segments if s.avg_logprob is not None]
+        total = sum(w for _, w in scored)
+        return round(sum(v * w for v, w in scored) / total, 4) if scored and total > 0 else None
+
+    @property
+    def teacher_no_speech(self) -> float | None:
+        """The largest no-speech probability of the windows the chunk's segments came from."""
+        values = [s.no_speech_prob for s in self.segments if s.no_speech_prob is not None]
+        return max(values) if values else None
 
 
 @dataclass
@@ -121,7 +136,9 @@ def chunk_cut(recording, chunk: Chunk, index: int) -> MonoCut:
     return MonoCut(
         id=cut_id, start=round(chunk.start, 3), duration=duration, channel=0, recording=recording,
         supervisions=supervisions,
-        custom=ChunkFields(chunk.text, chunk.continued, round(chunk.complete_end, 3), chunk.prev_text).to_custom(),
+        custom=ChunkFields(chunk.text, chunk.continued, round(chunk.complete_end, 3), chunk.prev_text,
+                           teacher_logprob=chunk.teacher_logprob,
+                           teacher_no_speech=chunk.teacher_no_speech).to_custom(),
     )
 
 
@@ -135,7 +152,8 @@ class ChunkConfig:
 def segments_by_recording(supervisions: SupervisionSet):
     """Group a (recording-ordered) supervision stream by recording id, lazily."""
     for recording_id, group in itertools.groupby(supervisions, key=lambda s: s.recording_id):
-        yield recording_id, [TeacherSegment(s.start, s.end, s.text or "") for s in group]
+        yield recording_id, [TeacherSegment(s.start, s.end, s.text or "", (s.custom or {}).get("avg_logprob"),
+                                            (s.custom or {}).get("no_speech_prob")) for s in group]
 
 
 def write_chunks(recordings_path: Path, segments_path: Path, output: Path, config: ChunkConfig) -> ChunkStats:

@@ -20,9 +20,12 @@ class ChunkFields:
     continued: bool  # a segment crossed the chunk's end: the audio runs on past the label
     complete_end: float  # end of the last complete segment, seconds from the cut's start
     prev_text: str | None = None  # the previous chunk's text (the <|startofprev|> prompt)
+    teacher_logprob: float | None = None  # stage 1: the teacher's mean token log-probability on the chunk
+    teacher_no_speech: float | None = None  # stage 1: its largest no-speech probability there
     validator_text: str | None = None  # stage 3: the validator's transcript (None: not validated)
     validator_error: str | None = None  # stage 3: why the chunk could not be validated
-    distances: dict | None = None  # stage 3: k2d.metrics.distances.Distances.as_dict()
+    distances: dict | None = None  # stage 3: k2d.metrics.distances.Distances.as_dict() and the signals
+    second_validator_text: str | None = None  # stage 3 with a second validator
 
     @classmethod
     def from_cut(cls, cut) -> ChunkFields | None:

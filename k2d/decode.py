@@ -47,6 +47,7 @@ class DecodeConfig(GenerationSettings):
     batch_size: int = option(8, "recordings (long) or utterances (short) per batch", minimum=1)
     dtype: str = option("float32", "model dtype: float32, float16 or bfloat16")
     silence_rms: float = option(1e-4, "long-form windows quieter than this are not decoded", minimum=0)
+    vad: bool = option(False, "voice activity detection (Silero): long-form windows without speech are not decoded")
 
     def __post_init__(self):
         if self.mode not in ("long", "short"):
@@ -69,7 +70,8 @@ def unknown_recordings(supervisions, recordings) -> list[str]:
 def decode_long(recognizer, recordings: list, config: DecodeConfig, out_dir: Path) -> dict[str, str]:
     hypotheses = {}
     with atomic_path(out_dir / "hyp_segments.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as segments_file:
-        results = transcribe_longform(recognizer, recordings, config, config.batch_size, config.silence_rms)
+        results = transcribe_longform(recognizer, recordings, config, config.batch_size, config.silence_rms,
+                                  config.vad)
         for result in tqdm(results, total=len(recordings), desc="decode", unit="rec"):
             if result.error:
                 log.warning("recording %s: %s (scored as an empty hypothesis)", result.recording_id, result.error)

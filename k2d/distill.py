@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import subprocess
 import logging
+import subprocess
 import sys
 import zlib
 from dataclasses import dataclass

@@ -101,13 +101,27 @@ class MetricSummary:
         return out
 
 
+SIGNALS = ("teacher_logprob", "teacher_no_speech", "compression_ratio", "composite_second")
+
+
+def signal_means(kept: dict[str, list[float]], dropped: dict[str, list[float]]) -> dict:
+    """Mean of each label-free signal over the chunks the composite keeps and those it drops."""
+    def mean(values):
+        return round(sum(values) / len(values), 4) if values else None
+
+    return {name: {"kept": mean(kept[name]), "dropped": mean(dropped[name])} for name in SIGNALS
+            if kept[name] or dropped[name]}
+
+
 def filter_cuts(cuts, config: FilterConfig, outputs: dict[str, Path], truth: dict) -> tuple[dict, dict]:
-    """Write kept cuts for each metric in `outputs`; summarise every metric. Returns (summaries, values)."""
+    """Write kept cuts for each metric in `outputs`; summarise every metric. Returns (summaries, values),
+    values holding each distance's values, and `signals` the label-free signals on kept vs dropped chunks."""
     summaries = {m: MetricSummary() for m in METRICS}
     if truth:
         for s in summaries.values():
             s.label_errors_kept, s.label_errors_dropped = ErrorCounts(), ErrorCounts()
     values = {"mer": [], "per": [], "composite": []}
+    by_decision = {True: {name: [] for name in SIGNALS}, False: {name: [] for name in SIGNALS}}
     with contextlib.ExitStack() as stack:  # writers close before their atomic renames; all vanish on error
         writers = {
             metric: stack.enter_context(CutSet.open_writer(stack.enter_context(atomic_path(path))))
@@ -118,13 +132,19 @@ def filter_cuts(cuts, config: FilterConfig, outputs: dict[str, Path], truth: dic
             if stored is not None:
                 for key in values:
                     values[key].append(stored[key])
+                decision = by_decision[keep(stored, "composite", config.alpha)]
+                for name in SIGNALS:
+                    if stored.get(name) is not None:
+                        decision[name].append(float(stored[name]))
             errors = error_counts(text_units(true_text(truth, cut)), text_units(teacher_text(cut))) if truth else None
             for metric, summary in summaries.items():
                 kept = stored is not None and keep(stored, metric, config.alpha)
                 summary.add(cut.duration, kept, errors)
                 if kept and metric in writers:
                     writers[metric].write(cut)
-    return {m: s.as_dict() for m, s in summaries.items()}, values
+    return {m: s.as_dict() for m, s in summaries.items()}, {**values,
+                                                              "signals": signal_means(by_decision[True],
+                                                                                      by_decision[False])}
 
 
 def plot_histograms(values: dict[str, list[float]], alpha: float, path: Path) -> None:
@@ -166,6 +186,15 @@ def markdown_table(summaries: dict[str, dict], alpha: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def signals_table(signals: dict) -> str:
+    if not signals:
+        return ""
+    lines = ["", "Label-free signals, mean over the chunks the composite keeps and those it drops:", "",
+             "| signal | kept | dropped |", "|---|---|---|"]
+    lines += [f"| {name} | {v['kept']} | {v['dropped']} |" for name, v in signals.items()]
+    return "\n".join(lines) + "\n"
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cuts", type=Path, required=True, help="validated cuts (stage 3 output)")
@@ -193,14 +222,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         summaries, values = filter_cuts(read_manifest(args.cuts, "cuts"), config, outputs, load_truth(args.truth))
+        signals = values.pop("signals")
     except ManifestError as error:
         log.error("%s", error)
         return 1
     plot_histograms(values, config.alpha, args.report_dir / "distance_histograms.png")
     with atomic_path(args.report_dir / "report.md") as tmp:
-        tmp.write_text(markdown_table(summaries, config.alpha), encoding="utf-8")
+        tmp.write_text(markdown_table(summaries, config.alpha) + signals_table(signals), encoding="utf-8")
     with atomic_path(report) as tmp:
-        tmp.write_text(yaml.safe_dump({"alpha": config.alpha, "metrics": summaries}, sort_keys=False), encoding="utf-8")
+        tmp.write_text(yaml.safe_dump({"alpha": config.alpha, "metrics": summaries, "signals": signals},
+                                      sort_keys=False), encoding="utf-8")
     save_config(config, args.report_dir / "filter_config.yaml")
     provenance.write_record(report, inputs)
     for metric, s in summaries.items():

@@ -4,7 +4,8 @@
         --model egs/mini_cs/models/teacher --config egs/mini_cs/conf/pseudo_label.yaml \\
         --output data/mini_cs/pseudo/mini_cs_supervisions_train_unlabelled-pl.jsonl.gz
 
-Writes one lhotse supervision per segment, and OUTPUT's report (`..._report.yaml`: counts, skipped files
+Writes one lhotse supervision per segment (with the teacher's mean token log-probability and no-speech
+probability of the window it came from in `custom`), and OUTPUT's report (`..._report.yaml`: counts, skipped files
 with reasons, hours). Resumable (progress per recording under OUTPUT's `.progress/` directory) and sharded:
 `--shard i --num-shards N` (or one shard per torchrun rank); the last shard to finish merges.
 """
@@ -41,6 +42,7 @@ log = logging.getLogger("k2d.pseudo_label")
 class PseudoLabelConfig(GenerationSettings):
     batch_size: int = option(8, "recordings decoded side by side", minimum=1)
     silence_rms: float = option(1e-4, "windows quieter than this RMS are not decoded", minimum=0)
+    vad: bool = option(False, "voice activity detection (Silero): windows without speech are not decoded")
     dtype: str = option("float32", "model dtype: float32, float16 or bfloat16")
 
 
@@ -56,21 +58,23 @@ def label(recognizer_factory, recordings: list, config: PseudoLabelConfig) -> It
     """Stage 1's work: one record per recording (its segments, or why it was skipped)."""
     recognizer = recognizer_factory()
     keys = {r.id: recording_key(r) for r in recordings}
-    results = transcribe_longform(recognizer, recordings, config, config.batch_size, config.silence_rms)
+    results = transcribe_longform(recognizer, recordings, config, config.batch_size, config.silence_rms,
+                                  config.vad)
     for result in tqdm(results, total=len(recordings), desc="pseudo-label", unit="rec"):
         if result.error:
             log.warning("skipped %s: %s", result.recording_id, result.error)
         yield {"key": keys[result.recording_id], "id": result.recording_id, "error": result.error,
                "decoded_seconds": result.decoded_seconds,
                "skipped_seconds": result.skipped_seconds, "windows": result.windows, "fallbacks": result.fallbacks,
-               "segments": [[round(s.start, 3), round(s.end, 3), s.text] for s in result.segments]}
+               "segments": [[round(s.start, 3), round(s.end, 3), s.text, round(s.avg_logprob, 4),
+                             round(s.no_speech_prob, 4)] for s in result.segments]}
 
 
 def segment_order_problems(segments: list[list]) -> tuple[int, int]:
     """(zero-length segments, segments that start before the previous one ended) of one recording's
     [start, end, text] list in decoding order; both must be 0 (one timestamp step of slack for rounding)."""
-    zero_length = sum(1 for start, end, _ in segments if end - start <= 0)
-    ends, starts = [end for _, end, _ in segments[:-1]], [start for start, _, _ in segments[1:]]
+    zero_length = sum(1 for start, end, *_ in segments if end - start <= 0)
+    ends, starts = [end for _, end, *_ in segments[:-1]], [start for start, *_ in segments[1:]]
     out_of_order = sum(1 for end, start in zip(ends, starts, strict=True) if start < end - TIME_PRECISION)
     return zero_length, out_of_order
 
@@ -98,8 +102,9 @@ def merge(records: list[dict], recordings_path: Path, output: Path) -> None:
     started = time.time()
     supervisions = [
         SupervisionSegment(id=f"{record['id']}-pl{n:05d}", recording_id=record["id"], start=start,
-                           duration=round(max(end - start, 0.0), 3), channel=0, text=text)
-        for record in records for n, (start, end, text) in enumerate(record["segments"])
+                           duration=round(max(end - start, 0.0), 3), channel=0, text=text,
+                           custom=dict(zip(("avg_logprob", "no_speech_prob"), confidence, strict=True)) or None)
+        for record in records for n, (start, end, text, *confidence) in enumerate(record["segments"])
     ]
     with atomic_path(output) as tmp:
         SupervisionSet.from_segments(supervisions).to_file(tmp)

@@ -14,6 +14,7 @@ every generated text token; a continued chunk is heard only up to the end of its
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -28,6 +29,7 @@ from k2d.audio import labelled_cut, load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
 from k2d.cuts import ChunkFields, chunk_key, teacher_text
 from k2d.inference.recognizer import recognizer_for
+from k2d.inference.rules import compression_ratio
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import decode_windows
 from k2d.manifests import read_manifest
@@ -51,6 +53,9 @@ class ValidateConfig(GenerationSettings):
     ngram_n: int = option(6, "n of the character n-gram looping detector", minimum=1)
     ngram_max_count: int = option(5, "an n-gram occurring more than this many times is a loop", minimum=1)
     mandarin_phonemes: str = option("zhuyin", "PER units of Mandarin: zhuyin (the authors') or pinyin (initial+final)")
+    second_validator: str = option(
+        "", "a second validator (Hub id, directory or installed name): its distances are stored too, for the "
+        "two_validators filter metric (empty: one validator)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -68,8 +73,10 @@ def batches(items: list, size: int):
 
 
 def validate_chunks(recognizer_factory, cuts: list, config: ValidateConfig) -> Iterator[dict]:
-    """Stage 3's work: the validator's transcript of each chunk (or why its audio could not be read)."""
-    recognizer = recognizer_factory()
+    """Stage 3's work: the validator's transcript of each chunk (or why its audio could not be read), and
+    the second validator's when there is one."""
+    recognizer = recognizer_factory(None)
+    second = recognizer_factory(config.second_validator) if config.second_validator else None
     with tqdm(total=len(cuts), desc="validate", unit="chunk") as bar:
         for batch in batches(cuts, config.batch_size):
             audios, readable = [], []
@@ -80,9 +87,23 @@ def validate_chunks(recognizer_factory, cuts: list, config: ValidateConfig) -> I
                 except Exception as error:  # a chunk whose audio cannot be read is reported, not fatal
                     log.warning("chunk %s: unreadable audio (%s): recorded as not validated", cut.id, error)
                     yield {"key": chunk_key(cut), "validator_text": None, "error": str(error)}
-            for cut, result in zip(readable, decode_windows(recognizer, audios, config), strict=True):
-                yield {"key": chunk_key(cut), "validator_text": result.text, "error": None}
+            results = decode_windows(recognizer, audios, config)
+            seconds = decode_windows(second, audios, config) if second else [None] * len(readable)
+            for cut, result, other in zip(readable, results, seconds, strict=True):
+                yield {"key": chunk_key(cut), "validator_text": result.text, "error": None,
+                       "second_validator_text": other.text if other else None}
             bar.update(len(batch))
+
+
+def signals(fields: ChunkFields, teacher: str, second_text: str | None, config: ValidateConfig) -> dict:
+    """The label-free signals stored beside the distances: the teacher's confidence (stage 1), the
+    compression ratio of its text (loops compress well), and the second validator's distances."""
+    found = {"compression_ratio": round(compression_ratio(teacher), 4), "teacher_logprob": fields.teacher_logprob,
+             "teacher_no_speech": fields.teacher_no_speech}
+    if second_text is not None:
+        other = distances(teacher, second_text, config.ngram_n, config.ngram_max_count, config.mandarin_phonemes)
+        found.update(mer_second=other.mer, composite_second=other.composite)
+    return found
 
 
 def merge(records: list[dict], cuts_path: Path, output: Path, config: ValidateConfig) -> None:
@@ -103,7 +124,9 @@ def merge(records: list[dict], cuts_path: Path, output: Path, config: ValidateCo
                                   config.mandarin_phonemes)
                 counts["empty_validator"] += not record["validator_text"].strip()
                 counts["teacher_loops"] += found.teacher_loops
-                fields = fields.with_validation(record["validator_text"], found.as_dict())
+                fields = fields.with_validation(record["validator_text"], {**found.as_dict(), **signals(
+                    fields, teacher_text(cut), record.get("second_validator_text"), config)})
+                fields = dataclasses.replace(fields, second_validator_text=record.get("second_validator_text"))
             cut.custom = fields.to_custom()
             writer.write(cut)
     log.info(
@@ -129,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args, config = parse_stage_args(get_parser(), ValidateConfig, argv)
     save_config(config, args.output.parent / "validate_config.yaml")
 
-    def recognizer():
-        return recognizer_for(config, args.model, args.device)
+    def recognizer(model: str | None):
+        return recognizer_for(config, model or args.model, args.device)
 
     return run_sharded(
         ShardJob.from_args(args.output, args), items=lambda: lazy_cuts(args.cuts), key=chunk_key,

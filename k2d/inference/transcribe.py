@@ -117,11 +117,13 @@ class _Job:
 
 
 def transcribe_longform(recognizer, recordings, settings: GenerationSettings, batch_size: int = 8,
-                        silence_rms: float = 1e-4) -> Iterator[LongFormResult]:
+                        silence_rms: float = 1e-4, vad: bool = False) -> Iterator[LongFormResult]:
     """Yield a LongFormResult per recording, decoding up to `batch_size` recordings side by side.
 
-    Windows quieter than `silence_rms` are not decoded (no speech there); a recording that is empty,
-    all silence, unreadable or holds NaNs comes back with `error` set. Results come in completion order.
+    Windows quieter than `silence_rms` are not decoded (no speech there); with `vad`, neither are windows in
+    which voice activity detection finds no speech, and a window whose speech starts late begins there. A
+    recording that is empty, all silence, unreadable or holds NaNs comes back with `error` set. Results
+    come in completion order.
     """
     window = recognizer.window
     pending = iter(recordings)
@@ -151,6 +153,9 @@ def transcribe_longform(recognizer, recordings, settings: GenerationSettings, ba
             elif rms(audio) < silence_rms:
                 job.offset += audio.size / SAMPLE_RATE
                 job.result.skipped_seconds += audio.size / SAMPLE_RATE
+            elif vad and (lead := leading_non_speech(audio)) > 0:
+                job.offset += lead  # the next round reads the window from the speech on
+                job.result.skipped_seconds += lead
             else:
                 to_decode.append(job)
                 audios.append(audio)
@@ -168,6 +173,21 @@ def transcribe_longform(recognizer, recordings, settings: GenerationSettings, ba
         active = [job for job in active if job not in finished]
 
 
+# A window whose speech starts later than this is moved to start at the speech (less padding).
+VAD_LATE_START = 1.0
+
+
+def leading_non_speech(audio: np.ndarray) -> float:
+    """Seconds at the start of a window with no speech: all of it when the detector finds none, the time to
+    the first speech when that comes later than VAD_LATE_START, else 0 (decode the window as it is)."""
+    from k2d.inference.vad import speech_spans
+
+    spans = speech_spans(audio)
+    if not spans:
+        return audio.size / SAMPLE_RATE
+    return spans[0][0] if spans[0][0] > VAD_LATE_START else 0.0
+
+
 def advance(job: _Job, window: WindowResult, audio_seconds: float) -> None:
     """Add a decoded window's segments to its recording and move the recording's offset on."""
     result = job.result
@@ -177,7 +197,9 @@ def advance(job: _Job, window: WindowResult, audio_seconds: float) -> None:
         result.skipped_seconds += audio_seconds
         job.offset += audio_seconds
         return
-    result.segments += [Segment(job.offset + s.start, job.offset + s.end, s.text, s.tokens) for s in window.segments]
+    hypothesis = window.hypothesis
+    result.segments += [Segment(job.offset + s.start, job.offset + s.end, s.text, s.tokens, hypothesis.avg_logprob,
+                                hypothesis.no_speech_prob) for s in window.segments]
     used = window.seek if window.seek is not None and window.seek > 0 else audio_seconds
     result.decoded_seconds += used
     if window.temperature > 0.5:  # openai: a hot fallback makes the text so far a poor prompt

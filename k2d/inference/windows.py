@@ -23,6 +23,8 @@ class Segment:
     end: float
     text: str
     tokens: list[int] = field(default_factory=list, repr=False)  # timestamps and text, as decoded
+    avg_logprob: float | None = None  # of the window that produced it (the teacher's confidence)
+    no_speech_prob: float | None = None
 
 
 def split_segments(

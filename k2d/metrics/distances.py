@@ -7,6 +7,10 @@ MER = PER = 0 (kept), as in the K²D authors' code; the composite still drops a 
 
 h is the n-gram looping detector: 1 when any character n-gram occurs more than `max_count` times.
 Teacher loops -> 1 (drop); validator loops -> 0 (keep); otherwise PER decides.
+
+Beyond the paper (stored by stage 3 beside the distances): `confidence` = the composite, or 1 when the
+teacher's mean token log-probability on the chunk is below -1.0 or its text's compression ratio above 2.4
+(openai's thresholds for a doubtful window); `two_validators` = the larger composite of two validators.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from k2d.text.normalize import normalize_text
 from k2d.text.phonemes import phonemes_of_units
 from k2d.text.units import mer_units
 
-METRICS = ("none", "ngram", "mer", "per", "composite")
+METRICS = ("none", "ngram", "mer", "per", "composite", "confidence", "two_validators")
+# openai's own thresholds for a doubtful window (its temperature-fallback triggers), used as gates
+LOGPROB_GATE, COMPRESSION_GATE = -1.0, 2.4
 
 
 def has_ngram_loop(text: str, n: int = 6, max_count: int = 5) -> bool:
@@ -89,6 +95,12 @@ def metric_value(stored: dict, metric: str) -> float:
         return float(stored["teacher_loops"])
     if metric in ("mer", "per", "composite"):
         return float(stored[metric])
+    if metric == "confidence":  # the composite, and drop what the teacher itself was unsure of or looped on
+        unsure = stored.get("teacher_logprob") is not None and stored["teacher_logprob"] < LOGPROB_GATE
+        return max(float(stored["composite"]), float(unsure),
+                   float(stored.get("compression_ratio", 0.0) > COMPRESSION_GATE))
+    if metric == "two_validators":  # both validators must agree with the label
+        return max(float(stored["composite"]), float(stored.get("composite_second", stored["composite"])))
     raise ValueError(f"unknown filter metric {metric!r}; choose from {', '.join(METRICS)}")
 
 
