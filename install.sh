@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything k2d needs, idempotently:
 #   1. system packages: espeak-ng and sox (speech synthesis for the built-in corpus), ffmpeg (reading
-#      mp3/m4a/mp4/webm audio of your own recordings), shellcheck (the shell scripts' lint test); installed
-#      with apt-get when missing;
+#      mp3/m4a/mp4/webm audio of your own recordings), shellcheck (the shell scripts' lint test), slurm-wlm
+#      (the single-node Slurm cluster the --cmd slurm test starts); installed with apt-get when missing;
 #   2. a Python virtual environment with the pinned dependencies of requirements/lock.txt, at $K2D_VENV
 #      (default ~/.cache/k2d/venv, outside the clone, so every clone and CI run on this machine reuses it).
 #      It is rebuilt only when the lock file changes. The k2d package itself is used from the clone
@@ -27,8 +27,8 @@ lock=requirements/lock.txt
 
 # ---- system packages ----
 missing=()
-for tool in espeak-ng sox ffmpeg shellcheck; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+for tool in espeak-ng sox ffmpeg shellcheck slurmctld:slurm-wlm; do  # COMMAND[:PACKAGE]
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing system packages: ${missing[*]}"

@@ -7,7 +7,8 @@ recipe=mini_cs        # a directory under egs/
 stage=0               # first stage to run
 stop_stage=7          # last stage to run
 force=false           # redo stages whose outputs already exist
-nj=2                  # parallel jobs on this machine
+nj=2                  # shards of stages 1 and 3 and the teacher cache; jobs at once on this machine
+cmd=local             # how jobs start: local (this machine) or slurm (egs/NAME/conf/cmd.yaml's resources)
 device=auto           # cpu, cuda, cuda:N, or auto (cuda when available)
 corpus_dir=""         # where a real corpus (or your own audio) lives; overrides egs/NAME/conf/prepare.yaml
 ngpu=0                # >1: stages 1, 3 and 5 run one process per GPU under torchrun
@@ -25,10 +26,13 @@ Options:
   --stage N           first stage to run (default: $stage)
   --stop-stage M      last stage to run (default: $stop_stage)
   --force             redo stages whose outputs exist (default: $force)
-  --nj N              parallel jobs (default: $nj)
+  --nj N              shards of stages 1, 3 and the teacher cache (array tasks with --cmd slurm); with
+                      --cmd local also the jobs running at once (default: $nj)
+  --cmd local|slurm   run the jobs on this machine or as Slurm jobs, resources from
+                      egs/NAME/conf/cmd.yaml (default: $cmd)
   --device DEV        cpu | cuda | cuda:N | auto (default: $device)
   --corpus-dir DIR    the corpus or audio directory of a real recipe (default: from egs/NAME/conf/prepare.yaml)
-  --ngpu N            GPUs for stages 1, 3, 5 (torchrun, one process each) (default: $ngpu)
+  --ngpu N            --cmd local: GPUs for stages 1, 3, 5 (torchrun, one process each) (default: $ngpu)
   --teacher MODEL     teacher, Hub id or directory (default: egs/NAME/conf/recipe.yaml)
   --validator MODEL   validator (default: egs/NAME/conf/recipe.yaml)
   --metrics \"M ...\"   filter metrics, one student each: none ngram mer per composite (default: recipe.yaml)
@@ -60,6 +64,7 @@ require_int stop-stage "$stop_stage"
 require_int nj "$nj"
 require_int ngpu "$ngpu"
 [ "$nj" -ge 1 ] || die "--nj must be at least 1"
+[[ "$cmd" =~ ^(local|slurm)$ ]] || die "--cmd must be local or slurm, got '$cmd'"
 [ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop-stage $stop_stage"
 [ "$stop_stage" -le 7 ] || die "--stop-stage must be 0-7, got $stop_stage"
 [[ "$device" =~ ^(auto|cpu|cuda(:[0-9]+)?)$ ]] || die "--device must be auto, cpu, cuda or cuda:N, got '$device'"
@@ -82,9 +87,32 @@ log "$0 $*: recipe $recipe, stages $stage-$stop_stage, device $device"
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 begin_stage() { stage_started=$(date +%s); log "Stage $1: $2"; }
 end_stage() { log "Stage $1 done in $(( $(date +%s) - stage_started )) s"; }
-# python -m MODULE ..., or one process per GPU under torchrun when --ngpu > 1
-launch() {
-  if [ "$ngpu" -gt 1 ]; then
+jobs=(python -m k2d.launch --backend "$cmd" --nj "$nj")
+if [ "$cmd" = slurm ]; then
+  [ -f "$conf/cmd.yaml" ] || die "--cmd slurm needs $conf/cmd.yaml (the jobs' resources; see egs/mini_cs/conf/cmd.yaml)"
+  command -v sbatch >/dev/null || die "--cmd slurm: sbatch is not on PATH (is this a Slurm login node?)"
+  jobs+=(--cmd-config "$conf/cmd.yaml")
+fi
+# A resumable stage (1, 3, teacher cache): NAME MODULE ARGS... runs --nj shards as jobs (local or a Slurm
+# array; logs in exp/NAME/log/NAME/), then merges them. --cmd local --ngpu N: one shard per GPU (torchrun).
+sharded() {
+  local name=$1
+  shift
+  if [ "$cmd" = local ] && [ "$ngpu" -gt 1 ]; then
+    torchrun --standalone --nproc-per-node "$ngpu" -m "$@"
+    return
+  fi
+  "${jobs[@]}" --kind label --tasks "$nj" --log-dir "${L[logs]}/$name" -- \
+    python -m "$@" --shard '{task}' --num-shards '{tasks}' --no-merge || die "$name: some shards failed (see above)"
+  python -m "$@" --shard 0 --num-shards "$nj" --merge-only
+}
+# Training (stage 5): NAME MODULE ARGS...; DDP under torchrun with --ngpu N, or one torchrun per node under Slurm.
+train() {
+  local name=$1
+  shift
+  if [ "$cmd" = slurm ]; then
+    "${jobs[@]}" --kind train --torchrun --log-dir "${L[logs]}/$name" -- -m "$@" || die "$name failed (see above)"
+  elif [ "$ngpu" -gt 1 ]; then
     torchrun --standalone --nproc-per-node "$ngpu" -m "$@"
   else
     python -m "$@"
@@ -119,7 +147,7 @@ fi
 
 if run_stage 1; then
   begin_stage 1 "pseudo-label: ${L[unlabelled_recordings]}, teacher ${L[teacher]} -> ${L[pseudo]}"
-  launch k2d.pseudo_label --recordings "${L[unlabelled_recordings]}" \
+  sharded pseudo_label k2d.pseudo_label --recordings "${L[unlabelled_recordings]}" \
     --model "${L[teacher]}" --config "$conf/pseudo_label.yaml" --output "${L[pseudo]}" --device "$device" \
     "${force_opt[@]}"
   end_stage 1
@@ -134,7 +162,7 @@ fi
 
 if run_stage 3; then
   begin_stage 3 "validate: ${L[chunks]}, validator ${L[validator]} -> ${L[validated]}"
-  launch k2d.validate --cuts "${L[chunks]}" --model "${L[validator]}" --config "$conf/validate.yaml" \
+  sharded validate k2d.validate --cuts "${L[chunks]}" --model "${L[validator]}" --config "$conf/validate.yaml" \
     --output "${L[validated]}" --device "$device" "${force_opt[@]}"
   end_stage 3
 fi
@@ -153,13 +181,13 @@ if run_stage 5; then
   begin_stage 5 "distill: one student per filter metric (${L[metrics]}) -> ${L[exp]}/student_*/"
   # the teacher's outputs, once per chunk (a no-op when distill.yaml says cache_teacher: false)
   log "teacher cache: ${L[validated]}, teacher ${L[teacher]} -> ${L[teacher_cache]}"
-  launch k2d.cache_teacher --teacher "${L[teacher]}" --cuts "${L[validated]}" --metrics "${L[metrics]// /,}" \
+  sharded cache_teacher k2d.cache_teacher --teacher "${L[teacher]}" --cuts "${L[validated]}" --metrics "${L[metrics]// /,}" \
     --filter-config "$conf/filter.yaml" --config "$conf/distill.yaml" --output "${L[teacher_cache]}" \
     --device "$device" "${force_opt[@]}"
   for metric in "${metric_list[@]}"; do
     kept="${kept_pattern/\{metric\}/$metric}"
     log "distill ($metric): $kept, teacher ${L[teacher]} -> ${L[exp]}/student_$metric/"
-    launch k2d.distill --teacher "${L[teacher]}" --train-cuts "$kept" --out-dir "${L[exp]}/student_$metric" \
+    train "distill_$metric" k2d.distill --teacher "${L[teacher]}" --train-cuts "$kept" --out-dir "${L[exp]}/student_$metric" \
       --config "$conf/distill.yaml" --device "$device" --teacher-cache "${L[teacher_cache]}" "${force_opt[@]}"
   done
   end_stage 5
@@ -167,17 +195,24 @@ fi
 
 if run_stage 6; then
   begin_stage 6 "decode + score: every model on $test_sets (${L[decode_modes]}-form) -> ${L[exp]}/MODEL/decode_SET/"
+  # one job per model, test set and mode: a line each in the list the launcher runs
+  mkdir -p "${L[logs]}/decode"
+  decodes="${L[logs]}/decode/commands.txt"
+  : > "$decodes"
   for model in "${models[@]}"; do
     for set in $test_sets; do
       for mode in ${L[decode_modes]}; do
         out=${L[decode_dir:${model%%=*}:$set:$mode]}
         log "decode ($mode-form): $set with ${model#*=} -> $out"
-        python -m k2d.decode --model "${model#*=}" --set-name "$set" --mode "$mode" \
-          --recordings "${L[recordings:$set]}" --supervisions "${L[supervisions:$set]}" \
-          --out-dir "$out" --config "$conf/decode.yaml" --device "$device" "${force_opt[@]}"
+        decode=(python -m k2d.decode --model "${model#*=}" --set-name "$set" --mode "$mode"
+          --recordings "${L[recordings:$set]}" --supervisions "${L[supervisions:$set]}"
+          --out-dir "$out" --config "$conf/decode.yaml" --device "$device" "${force_opt[@]}")
+        printf '%q ' "${decode[@]}" >> "$decodes"
+        echo >> "$decodes"
       done
     done
   done
+  "${jobs[@]}" --kind decode --commands "$decodes" --log-dir "${L[logs]}/decode" || die "some decodes failed (see above)"
   end_stage 6
 fi
 

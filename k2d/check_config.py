@@ -52,6 +52,15 @@ def check_conf_dir(conf_dir: Path, recipe: str) -> list[str]:
             build_config(preparer.config_class, values, f"config {prepare}")
         except (ConfigError, ValueError) as error:
             problems.append(str(error))
+    cmd = conf_dir / "cmd.yaml"
+    if cmd.is_file():
+        from k2d.launch import KINDS, read_cmd_config
+
+        try:
+            for kind in KINDS:
+                read_cmd_config(cmd, kind)
+        except ValueError as error:
+            problems.append(str(error))
     return problems
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import types
 import typing
 from pathlib import Path
@@ -170,7 +171,11 @@ def save_config(config: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = dataclasses.asdict(config)
     data = {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # a rerun (or another shard) leaves it be
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
 
 
 def parse_stage_args(parser: argparse.ArgumentParser, config_class: type[T], argv: list[str] | None,

@@ -8,6 +8,7 @@
                                                egs/CORPUS/conf/prepare.yaml)
     exp/RECIPE/{teacher,validator,student_METRIC}/decode_SET[_short]/      stages 5-6
     exp/RECIPE/RESULTS.md                                                  stage 7
+    exp/RECIPE/log/JOB/task-I.{log,status}     the jobs k2d.launch ran (--cmd local|slurm)
 
 A recipe (egs/RECIPE/conf/recipe.yaml, `RecipeConfig`) names its unlabelled split, models, filter metrics
 and test sets; a test set is a split of the recipe's own corpus (`test_in`) or CORPUS:SPLIT of another one
@@ -119,6 +120,10 @@ class Layout:
     def filter_report(self) -> Path:
         return self.data / "filter_report"
 
+    @property
+    def logs(self) -> Path:
+        return self.exp / "log"
+
     def student(self, metric: str) -> Path:
         return self.exp / f"student_{metric}"
 
@@ -152,7 +157,8 @@ class Layout:
                                                                                         c.unlabelled_split)),
             ("pseudo", self.pseudo_labels), ("chunks", self.chunks), ("validated", self.validated),
             ("teacher_cache", self.teacher_cache), ("kept_pattern", self.kept()),
-            ("filter_report", self.filter_report), ("truth", self.data / c.truth if c.truth else ""),
+            ("filter_report", self.filter_report), ("logs", self.logs),
+            ("truth", self.data / c.truth if c.truth else ""),
             ("teacher", c.teacher), ("validator", c.validator), ("metrics", " ".join(c.filter_metrics)),
             ("decode_modes", " ".join(c.decode_modes)), ("test_sets", " ".join(t.name for t in self.test_sets)),
             ("other_corpora", " ".join(sorted({t.corpus for t in self.test_sets if not t.own}))),

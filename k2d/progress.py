@@ -109,9 +109,10 @@ def add_shard_arguments(parser) -> None:
     parser.add_argument("--shard", type=int, help="this job's shard (default: torchrun RANK, else 0)")
     parser.add_argument("--num-shards", type=int, help="number of shards (default: torchrun WORLD_SIZE, else 1)")
     parser.add_argument("--merge-only", action="store_true", help="only merge finished shards into OUTPUT")
-    parser.add_argument(
-        "--force", action="store_true", help="start again from scratch (with shards: run shard 0 first)"
-    )
+    parser.add_argument("--no-merge", action="store_true",
+                        help="do this shard only; leave the merge to a later --merge-only call (k2d.launch arrays)")
+    parser.add_argument("--force", action="store_true",
+                        help="start again from scratch (each shard forgets its own progress; the merge redoes OUTPUT)")
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,11 @@ class ShardJob:
     num_shards: int | None = None
     force: bool = False
     merge_only: bool = False
+    no_merge: bool = False
 
     @classmethod
     def from_args(cls, output: Path, args) -> ShardJob:
-        return cls(Path(output), args.shard, args.num_shards, args.force, args.merge_only)
+        return cls(Path(output), args.shard, args.num_shards, args.force, args.merge_only, args.no_merge)
 
 
 def _done_records(directory: Path, num_shards: int) -> dict[str, dict]:
@@ -171,13 +173,11 @@ def run_sharded(job: ShardJob, items: Callable[[], Iterable], key: Callable[[obj
         log.info("%s: %s; doing what is new or failed, then %s again", stage, " and ".join(
             [f"{name} changed" for name in changed] + ([f"{len(failed)} item(s) failed before"] if failed else [])),
             job.output)
-    if job.force and shard == 0:
-        import shutil
-
-        shutil.rmtree(directory, ignore_errors=True)
     try:
         if not job.merge_only:
             progress = shard_progress(directory, shard, num_shards)
+            if job.force:  # only this shard's own file: shards of one array start at the same time
+                progress.path.unlink(missing_ok=True)
             done = {k: r for k, r in progress.load().items() if not retry(r)}
             todo = [item for i, item in enumerate(items()) if in_shard(i, shard, num_shards) and key(item) not in done]
             log.info("%s shard %d/%d: %d item(s) done before, %d to do", stage, shard, num_shards, len(done),
@@ -185,6 +185,8 @@ def run_sharded(job: ShardJob, items: Callable[[], Iterable], key: Callable[[obj
             if todo:
                 for record in work(todo):
                     progress.append(record)
+            if job.no_merge:
+                return 0
         keys = [key(item) for item in items()]
         if not all_done(directory, num_shards, keys):
             log.info("shard %d/%d finished; other shards are not done yet (merge with --merge-only)", shard, num_shards)

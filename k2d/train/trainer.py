@@ -122,6 +122,12 @@ class Trainer:
         self.config, self.device, self.out_dir = config, device, Path(out_dir)
         self.sampler, self.dataset = sampler, dataset
         self.validate, self.save_best = validate, save_best
+        # Only rank 0 holds the validation data, but every rank must meet it after validating: rank 0 says
+        # whether there is any (a rank that skipped the barrier would hang the next all-reduce).
+        validating = [validate is not None]
+        if is_distributed():
+            dist.broadcast_object_list(validating, src=0)
+        self.validating = validating[0]
         self.callbacks = callbacks or []
         self.model = model.to(device)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
@@ -223,7 +229,7 @@ class Trainer:
         return float(norm)
 
     def _validate(self) -> None:
-        if self.validate is None:
+        if not self.validating:
             return
         if rank() == 0:
             self.model.eval()
@@ -287,13 +293,14 @@ class Trainer:
             for callback in self.callbacks:
                 callback(self.state)
         progress.close()
-        if self.validate is None and self.save_best is not None and rank() == 0:
+        if not self.validating and self.save_best is not None and rank() == 0:
             # nothing to choose by: the last step is the model (the caller says so)
             self.save_best(self.model.student, self.out_dir / "best")
             self.state.best_step = self.state.step
         if self.writer is not None:
             self.writer.close()
-        log.info("trained to step %d in %.1f s; best/ is step %d%s", self.state.step, time.time() - started,
-                 self.state.best_step, f" (validation MER {self.state.best_mer:.4f})" if self.validate else "")
+        if rank() == 0:
+            log.info("trained to step %d in %.1f s; best/ is step %d%s", self.state.step, time.time() - started,
+                     self.state.best_step, f" (validation MER {self.state.best_mer:.4f})" if self.validating else "")
         return self.state
 

@@ -51,7 +51,7 @@ def test_student_freezes_decoder_positions_and_gets_its_own_alignment_heads(tiny
     assert unfrozen.model.decoder.embed_positions.weight.requires_grad
 
 
-def make_trainer(tiny_whisper, cuts_path, out_dir, max_steps, callbacks=None, gamma=1.0):
+def make_trainer(tiny_whisper, cuts_path, out_dir, max_steps, callbacks=None, gamma=1.0, validate=None):
     teacher, processor = tiny_whisper
     torch.manual_seed(0)
     student = create_student(teacher, [0, -1])
@@ -62,7 +62,8 @@ def make_trainer(tiny_whisper, cuts_path, out_dir, max_steps, callbacks=None, ga
     dataset = CutDataset(tokenizer, collator, LabelOptions(window=10.0))
     config = TrainConfig(learning_rate=1e-3, warmup_steps=2, max_steps=max_steps, checkpoint_every=3, valid_every=1000,
                          num_workers=0)
-    return Trainer(model, sampler, dataset, out_dir, config, torch.device("cpu"), callbacks=callbacks)
+    return Trainer(model, sampler, dataset, out_dir, config, torch.device("cpu"), callbacks=callbacks,
+                   validate=validate)
 
 
 def test_frozen_encoder_is_unchanged_and_shared(tiny_whisper, tiny_cuts, tmp_path):
