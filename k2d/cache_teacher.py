@@ -48,7 +48,7 @@ from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
 from k2d.train.data import LabelOptions, cut_segments
 from k2d.train.labels import IGNORE_INDEX, LABEL_VARIANTS, LabelTooLong, build_decoder_labels
-from k2d.utils import atomic_path, setup_logging
+from k2d.utils import array_block, atomic_path, setup_logging
 
 log = logging.getLogger("k2d.cache_teacher")
 
@@ -137,11 +137,8 @@ class CacheJob:
 
 def cache_block(job: CacheJob, cuts: list, path: Path, batch_size: int) -> list[dict]:
     """Compute and store one block of chunks in one HDF5 file; return a progress record per chunk."""
-    from lhotse.features.io import NumpyHdf5Writer
-
     records = []
-    tmp = path.with_name(path.name + ".tmp")
-    with NumpyHdf5Writer(tmp, mode="w") as writer:
+    with array_block(path) as writer:
         for first in range(0, len(cuts), batch_size):
             batch = cuts[first : first + batch_size]
             audios = [load_cut_audio(labelled_cut(c)) for c in batch]
@@ -161,8 +158,6 @@ def cache_block(job: CacheJob, cuts: list, path: Path, batch_size: int) -> list[
                             writer.write(f"{cut.id}/{name}", stored)
                             record["topk"][name] = list(stored.shape)
                 records.append(record)
-    # h5py names the file TMP.h5; the block becomes visible whole, under its final name
-    Path(str(tmp) + ".h5").rename(path)
     for record in records:
         record["file"] = str(path)
     return records

@@ -32,6 +32,7 @@ from k2d.config import ConfigError, add_config_arguments, option, parse_stage_ar
 from k2d.inference.recognizer import recognizer_for
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import joined_text, transcribe_audios, transcribe_longform
+from k2d.manifests import utterance_cuts
 from k2d.models.packaged import resolve_model
 from k2d.models.whisper import add_device_argument
 from k2d.score import score_files, write_text_file
@@ -137,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         hypotheses = decode_long(recognizer, scored, config, args.out_dir)
         audio_seconds = sum(r.duration for r in scored)
     else:
-        cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions).trim_to_supervisions(
-            keep_overlapping=False).to_eager()
+        cuts = utterance_cuts(args.recordings, args.supervisions)
         references = {c.supervisions[0].id: c.supervisions[0].text or "" for c in cuts}
         hypotheses = decode_short(recognizer, cuts, config)
         audio_seconds = sum(c.duration for c in cuts)

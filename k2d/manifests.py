@@ -45,3 +45,14 @@ class ManifestReader:
 
 def read_manifest(path: Path, kind: str) -> ManifestReader:
     return ManifestReader(path, kind)
+
+
+def utterance_cuts(recordings: Path, supervisions: Path):
+    """One cut per supervision (each reference utterance on its own: short-form decoding, labelled
+    training data), in memory."""
+    from lhotse import CutSet, RecordingSet, SupervisionSet
+
+    return CutSet.from_manifests(
+        recordings=RecordingSet.from_recordings(read_manifest(recordings, "recordings")),
+        supervisions=SupervisionSet.from_segments(read_manifest(supervisions, "supervisions")),
+    ).trim_to_supervisions(keep_overlapping=False).to_eager()

@@ -54,3 +54,15 @@ def outputs_exist(*paths: Path) -> bool:
 
 def format_hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
+
+
+@contextlib.contextmanager
+def array_block(path: Path):
+    """A lhotse NumpyHdf5Writer whose file appears under `path` only when the block is written whole (the
+    teacher cache's and the embeddings' block files)."""
+    from lhotse.features.io import NumpyHdf5Writer
+
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    with NumpyHdf5Writer(tmp, mode="w") as writer:
+        yield writer
+    Path(str(tmp) + ".h5").rename(path)  # h5py names the file TMP.h5

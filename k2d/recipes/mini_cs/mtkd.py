@@ -1,0 +1,163 @@
+"""The helpers of egs/mini_cs_mtkd (seed 002 on the mini_cs corpus): its cut manifests, its ESPnet configs
+and its results table. egs/mini_cs_mtkd/run.sh calls them; every model step is k2d.embed, ESPnet's trainer
+(k2d.espnet.encoder_kd, espnet2.bin.asr_train) or k2d.espnet.decode_asr.
+
+    python -m k2d.recipes.mini_cs.mtkd cuts --manifests DIR --config conf/data.yaml --out-dir DIR
+    python -m k2d.recipes.mini_cs.mtkd config --student conf/student.yaml --stage conf/pretrain.yaml \\
+        [--targets DIR/targets.yaml --teachers a,b] --output exp/.../pretrain.yaml
+    python -m k2d.recipes.mini_cs.mtkd results --exp-dir exp/mini_cs_mtkd --systems none,one,... --output RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from lhotse import CutSet, RecordingSet
+
+from k2d.config import add_config_arguments, load_yaml, option
+from k2d.layout import manifest_path
+from k2d.manifests import read_manifest, utterance_cuts
+from k2d.utils import atomic_path, setup_logging
+
+log = logging.getLogger("k2d.recipes.mini_cs.mtkd")
+
+STUDENT_FRAME_RATE = 25.0  # 10 ms features, 4x subsampling (ESPnet's conv2d input layer)
+CUTS = ("finetune", "valid", "pretrain", "extra")  # the manifests `cuts` writes
+
+
+@dataclass
+class DataConfig:
+    labelled_utterances: int = option(1000, "train_labelled utterances: the fine-tuning data, and the "
+                                            "pre-training audio", minimum=1)
+    valid_utterances: int = option(60, "dev utterances for ESPnet's validation", minimum=1)
+    extra_window: float = option(10.0, "seconds: train_unlabelled recordings cut into windows this long are the "
+                                       "extra unlabelled audio", minimum=1.0)
+    extra_recordings: int = option(16, "train_unlabelled recordings used as extra audio", minimum=0)
+
+
+def cuts_path(out_dir: Path, name: str) -> Path:
+    return Path(out_dir) / f"mini_cs_mtkd_cuts_{name}.jsonl.gz"
+
+
+def make_cuts(manifests: Path, config: DataConfig, out_dir: Path) -> dict[str, int]:
+    """The recipe's cut manifests: the labelled utterances (fine-tuning; their audio is also the
+    pre-training audio), dev utterances (validation), and extra unlabelled audio in windows."""
+    def utterances(split: str, count: int) -> CutSet:
+        return utterance_cuts(manifest_path(manifests, "mini_cs", "recordings", split),
+                              manifest_path(manifests, "mini_cs", "supervisions", split)).subset(first=count)
+
+    finetune = utterances("train_labelled", config.labelled_utterances).to_eager()
+    sets = {"finetune": finetune, "valid": utterances("dev", config.valid_utterances),
+            "pretrain": finetune.drop_supervisions()}
+    recordings = RecordingSet.from_recordings(read_manifest(
+        manifest_path(manifests, "mini_cs", "recordings", "train_unlabelled"), "recordings"))
+    extra = CutSet.from_manifests(recordings=recordings).subset(first=config.extra_recordings) \
+        if config.extra_recordings else CutSet()
+    sets["extra"] = extra.cut_into_windows(config.extra_window).filter(lambda c: c.duration >= 1.0) \
+        if config.extra_recordings else extra
+    counts = {}
+    for name, cuts in sets.items():
+        cuts = cuts.to_eager()
+        with atomic_path(cuts_path(out_dir, name)) as tmp:
+            cuts.to_file(tmp)
+        counts[name] = len(cuts)
+        log.info("%s: %d cuts, %.2f h -> %s", name, len(cuts), sum(c.duration for c in cuts) / 3600,
+                 cuts_path(out_dir, name))
+    return counts
+
+
+def compose_config(student: Path, stage: Path, targets: Path | None = None, teachers: list[str] | None = None,
+                   weights: dict[str, float] | None = None) -> dict:
+    """An ESPnet config: the stage's options over the student's parts (front end, normalisation, encoder,
+    shared by pre-training and fine-tuning: one owner). With targets.yaml (k2d.espnet.embed_data_dir),
+    model_conf.targets gets each target of `teachers` with its dim, frame stacking and weight."""
+    config = {**load_yaml(student), **load_yaml(stage)}
+    if targets is not None:
+        available = load_yaml(targets)
+        chosen = {name: info for name, info in available.items()
+                  if teachers is None or any(name.startswith(f"{t}_l") for t in teachers)}
+        if not chosen:
+            raise ValueError(f"{targets} has no target of teachers {teachers} (has: {', '.join(available)})")
+        model_conf = dict(config.get("model_conf") or {})
+        model_conf["targets"] = {
+            name: {"dim": info["dim"], "stack": max(1, round(info["frame_rate"] / STUDENT_FRAME_RATE)),
+                   "weight": (weights or {}).get(name.rsplit("_l", 1)[0], 1.0)} for name, info in chosen.items()}
+        config["model_conf"] = model_conf
+    return config
+
+
+def results_table(exp_dir: Path, systems: list[str], test_sets: list[str], baseline: str) -> str:
+    """MER per system and test set, with the relative reduction against `baseline` (no pre-training)."""
+    def mer(system: str, test_set: str) -> float | None:
+        path = exp_dir / f"asr_{system}" / f"decode_{test_set}" / "scores.yaml"
+        return yaml.safe_load(path.read_text())["mer"]["rate"] * 100 if path.is_file() else None
+
+    header = "| system | " + " | ".join(f"{t} MER % | rel. vs {baseline}" for t in test_sets) + " |"
+    lines = [header, "|" + "---|" * (1 + 2 * len(test_sets))]
+    for system in systems:
+        cells = []
+        for test_set in test_sets:
+            value, base = mer(system, test_set), mer(baseline, test_set)
+            cells.append("-" if value is None else f"{value:.2f}")
+            cells.append("-" if value is None or not base or system == baseline else f"{(base - value) / base:+.1%}")
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    cuts = commands.add_parser("cuts", help="the recipe's cut manifests")
+    cuts.add_argument("--manifests", type=Path, required=True, help="data/mini_cs/manifests")
+    cuts.add_argument("--out-dir", type=Path, required=True)
+    add_config_arguments(cuts, DataConfig)
+    config = commands.add_parser("config", help="an ESPnet config from the student's and a stage's YAML")
+    config.add_argument("--student", type=Path, required=True)
+    config.add_argument("--stage", type=Path, required=True)
+    config.add_argument("--targets", type=Path, help="targets.yaml of the pre-training data")
+    config.add_argument("--teachers", help="comma-separated teacher names to learn (default: all)")
+    config.add_argument("--weight", action="append", default=[], metavar="TEACHER=W", help="a teacher's loss weight")
+    config.add_argument("--output", type=Path, required=True)
+    results = commands.add_parser("results", help="the MER table of every system")
+    results.add_argument("--exp-dir", type=Path, required=True)
+    results.add_argument("--systems", required=True, help="comma-separated, the baseline first")
+    results.add_argument("--test-sets", default="test_in_short,test_ood_short")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from k2d.config import ConfigError, parse_stage_args
+
+    setup_logging()
+    parser = get_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    command = argv[0] if argv else None
+    try:
+        if command == "cuts":
+            args, data = parse_stage_args(parser, DataConfig, argv)
+            make_cuts(args.manifests, data, args.out_dir)
+        elif command == "config":
+            args = parser.parse_args(argv)
+            weights = {k: float(v) for k, _, v in (w.partition("=") for w in args.weight)}
+            teachers = args.teachers.split(",") if args.teachers else None
+            config = compose_config(args.student, args.stage, args.targets, teachers, weights)
+            with atomic_path(args.output) as tmp:
+                tmp.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        else:
+            args = parser.parse_args(argv)
+            systems = args.systems.split(",")
+            print(results_table(args.exp_dir, systems, args.test_sets.split(","), systems[0]), end="")
+    except (ConfigError, ValueError, FileNotFoundError) as error:
+        log.error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""egs/mini_cs_mtkd (seed 002) at a tiny size: teacher embeddings -> 2 pre-training steps (ESPnet's trainer,
+k2d's encoder KD task) -> 2 fine-tuning steps of ESPnet's ASR task from the pre-trained encoder -> decoding
+and scoring, for a baseline, one teacher and two teachers with extra audio."""
+
+import shutil
+import subprocess
+
+import pytest
+import torch
+import yaml
+
+from tests.integration.test_recipe_end_to_end import write_tiny_conf
+
+pytestmark = pytest.mark.slow
+
+TINY_STUDENT = {"encoder_conf": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 1}}
+FEW_STEPS = {"max_epoch": 1, "num_iters_per_epoch": 2, "batch_bins": 200000, "scheduler_conf": {"warmup_steps": 2}}
+
+
+def test_mini_cs_mtkd_tiny(repo_root, tmp_path):
+    work, conf = tmp_path / "work", tmp_path / "conf"
+    write_tiny_conf(repo_root, tmp_path / "mini_cs_conf")
+    stage0 = subprocess.run(["./run.sh", "--conf-dir", str(tmp_path / "mini_cs_conf"), "--work-dir", str(work),
+                             "--stop-stage", "0"], cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert stage0.returncode == 0, stage0.stderr[-3000:]
+    shutil.copytree(repo_root / "egs" / "mini_cs_mtkd" / "conf", conf)
+    (conf / "data.yaml").write_text(yaml.safe_dump({"labelled_utterances": 4, "valid_utterances": 2,
+                                                    "extra_recordings": 1, "extra_window": 10.0}))
+    (conf / "teachers.txt").write_text("teacher=egs/mini_cs/models/teacher:2\n"
+                                       "validator=egs/mini_cs/models/validator:3\n")
+    (conf / "systems.txt").write_text("none=none:-\none=teacher:labelled\n"
+                                      "two_extra=teacher,validator:labelled+extra\n")
+    student = yaml.safe_load((conf / "student.yaml").read_text())
+    student["encoder_conf"].update(TINY_STUDENT["encoder_conf"])
+    (conf / "student.yaml").write_text(yaml.safe_dump(student))
+    for name in ("pretrain.yaml", "finetune.yaml"):
+        stage = {**yaml.safe_load((conf / name).read_text()), **FEW_STEPS}
+        (conf / name).write_text(yaml.safe_dump(stage))
+    run = subprocess.run(["egs/mini_cs_mtkd/run.sh", "--conf-dir", str(conf), "--work-dir", str(work), "--stage", "1",
+                          "--device", "cpu"], cwd=repo_root, capture_output=True, text=True, timeout=3000)
+    assert run.returncode == 0, run.stderr[-5000:]
+    exp, data = work / "exp" / "mini_cs_mtkd", work / "data" / "mini_cs_mtkd"
+
+    targets = yaml.safe_load((data / "espnet" / "emb_labelled" / "targets.yaml").read_text())
+    assert targets == {"teacher_l2": {"dim": 192, "frame_rate": 50.0, "layer": 2,
+                                      "teacher": "egs/mini_cs/models/teacher"},
+                       "validator_l3": {"dim": 64, "frame_rate": 50.0, "layer": 3,
+                                        "teacher": "egs/mini_cs/models/validator"}}
+    labelled = (data / "espnet" / "emb_labelled" / "wav.scp").read_text().splitlines()
+    more = (data / "espnet" / "emb_labelled+extra" / "wav.scp").read_text().splitlines()
+    assert len(labelled) == 4 and len(more) > 4  # plus windows of the extra audio
+    # pre-training: the one-teacher run learns one target, the other two, on more audio
+    one = yaml.safe_load((exp / "pretrain_one" / "config.yaml").read_text())
+    two = yaml.safe_load((exp / "pretrain_two_extra" / "config.yaml").read_text())
+    assert set(one["model_conf"]["targets"]) == {"teacher_l2"}
+    assert set(two["model_conf"]["targets"]) == {"teacher_l2", "validator_l3"}
+    assert any("emb_labelled+extra" in entry[0] for entry in two["train_data_path_and_name_and_type"])
+    assert not (exp / "pretrain_none").exists()
+    # fine-tuning started from the pre-trained encoder (and the baseline did not)
+    pretrained = torch.load(exp / "pretrain_one" / "valid.loss.best.pth", weights_only=True)
+    assert f"Loading pretrained params from {exp / 'pretrain_one' / 'valid.loss.best.pth'}:encoder:encoder" in (
+        exp / "asr_one" / "train.log").read_text()
+    assert "Loading pretrained params" not in (exp / "asr_none" / "train.log").read_text()
+    assert any(key.startswith("encoder.") for key in pretrained)
+    for system in ("none", "one", "two_extra"):
+        for test_set in ("test_in_short", "test_ood_short"):
+            scores = yaml.safe_load((exp / f"asr_{system}" / f"decode_{test_set}" / "scores.yaml").read_text())
+            assert scores["utterances"] > 0 and scores["mer"]["reference_length"] > 0
+    results = (exp / "RESULTS.md").read_text()
+    assert all(f"| {system} |" in results for system in ("none", "one", "two_extra"))
