@@ -11,9 +11,10 @@ from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import joined_text, transcribe_longform
 
 
-def k2d_labels(recognizer, recordings: list, settings: GenerationSettings, batch_size: int) -> dict[str, str]:
+def k2d_labels(recognizer, recordings: list, settings: GenerationSettings, batch_size: int,
+               vad: bool = False) -> dict[str, str]:
     return {r.recording_id: joined_text(r.segments)
-            for r in transcribe_longform(recognizer, recordings, settings, batch_size)}
+            for r in transcribe_longform(recognizer, recordings, settings, batch_size, vad=vad)}
 
 
 def _temperatures(settings: GenerationSettings):
