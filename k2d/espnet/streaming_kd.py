@@ -1,0 +1,255 @@
+"""Streaming KD (seed 003) as an ESPnet task, trained by ESPnet's own trainer on an ASR data dir (wav.scp,
+text, tokens from k2d.espnet.data_dir and k2d.espnet.tokens):
+
+    python -m k2d.espnet.streaming_kd --config conf/student.yaml --token_list tokens.txt --bpemodel bpe.model \\
+        --train_data_path_and_name_and_type dump/train/wav.scp,speech,sound \\
+        --train_data_path_and_name_and_type dump/train/text,text,text --train_shape_file ... --output_dir exp/x
+
+The model: ESPnet's front end (log-mel, `center: false` so a frame never changes when more audio arrives),
+ESPnet's conv2d subsampling (4x) and Transformer encoder layers under chunk-wise attention masks
+(`chunk_size` frames, `left_chunks`; 0 = full context, the non-streaming teacher), CTC. With `kd` set, a frozen
+full-context teacher of the same family (`teacher_config`, `teacher_model`: a model trained by this task with
+chunk_size 0) is run on the same audio and the student learns, besides CTC:
+- `token`: the teacher's per-frame token distribution (KL);
+- `layer`: each `kd_layers` teacher layer, through a linear head on the streaming layer;
+- `branch`: each such layer through an auxiliary non-streaming branch (linear, positional encoding, one
+  full-attention Transformer layer, a one-layer unidirectional LSTM) that sees the same context as the teacher;
+with `apc_shift` N > 0 a head on the streaming layer also predicts the teacher layer N frames ahead (APC).
+Layer losses are L1 - log sigmoid(cosine), summed over frames like ESPnet's CTC loss. The teacher, heads and
+branches exist in training only:
+`python -m k2d.espnet.streaming_kd export` writes the streaming model alone (k2d.stream decodes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
+from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
+from espnet.nets.pytorch_backend.transformer.encoder_layer import EncoderLayer
+from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import PositionwiseFeedForward
+from espnet.nets.pytorch_backend.transformer.subsampling import Conv2dSubsampling
+from espnet2.asr.ctc import CTC
+from espnet2.asr.frontend.default import DefaultFrontend
+from espnet2.tasks.asr import ASRTask, frontend_choices, preprocessor_choices
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+from espnet2.train.class_choices import ClassChoices
+from espnet2.utils.nested_dict_action import NestedDictAction
+
+from k2d.encoder_kd import frame_mask, l1_cosine_loss
+from k2d.streaming import chunk_mask, frame_kl, future_pairs
+
+log = logging.getLogger("k2d.espnet.streaming_kd")
+KD_KINDS = ("none", "token", "layer", "branch")
+TRAINING_ONLY = ("teacher.", "layer_heads.", "branches.", "apc_heads.")  # parameters the export drops
+
+
+def transformer_layer(size: int, heads: int, units: int, dropout: float) -> EncoderLayer:
+    return EncoderLayer(size, MultiHeadedAttention(heads, size, dropout),
+                        PositionwiseFeedForward(size, units, dropout), dropout, normalize_before=True)
+
+
+class ChunkedEncoder(torch.nn.Module):
+    """Per-frame input LayerNorm (streaming-safe, unlike utterance mean/variance normalisation), ESPnet's conv2d
+    subsampling and Transformer layers under a chunk mask. forward returns every layer's output too."""
+
+    def __init__(self, input_size: int, output_size: int = 144, attention_heads: int = 4, linear_units: int = 576,
+                 num_blocks: int = 4, dropout_rate: float = 0.1, chunk_size: int = 8, left_chunks: int = -1):
+        super().__init__()
+        self.chunk_size, self.left_chunks, self.size = chunk_size, left_chunks, output_size
+        self.input_norm = torch.nn.LayerNorm(input_size)
+        self.embed = Conv2dSubsampling(input_size, output_size, dropout_rate)
+        self.layers = torch.nn.ModuleList(transformer_layer(output_size, attention_heads, linear_units, dropout_rate)
+                                          for _ in range(num_blocks))
+        self.after_norm = torch.nn.LayerNorm(output_size)
+
+    def output_size(self) -> int:
+        return self.size
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int | None = None):
+        x, masks = self.embed(self.input_norm(feats), ~make_pad_mask(lengths, maxlen=feats.shape[1])[:, None, :].to(
+            feats.device))
+        out_lengths = masks.squeeze(1).sum(1)
+        chunk = self.chunk_size if chunk_size is None else chunk_size
+        attend = masks & chunk_mask(x.shape[1], chunk, self.left_chunks, x.device)[None]
+        hidden = []
+        for layer in self.layers:
+            x, attend = layer(x, attend)
+            hidden.append(x)
+        return self.after_norm(x), out_lengths, hidden
+
+
+class AuxiliaryBranch(torch.nn.Module):
+    """A non-streaming view of a streaming layer (training only): linear, positional encoding, one Transformer
+    layer with full attention, a one-layer unidirectional LSTM."""
+
+    def __init__(self, size: int, heads: int, units: int, dropout: float):
+        super().__init__()
+        self.linear = torch.nn.Linear(size, size)
+        self.position = PositionalEncoding(size, dropout)
+        self.attention = transformer_layer(size, heads, units, dropout)
+        self.lstm = torch.nn.LSTM(size, size, num_layers=1, batch_first=True)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x, _ = self.attention(self.position(self.linear(x)), mask[:, None, :])
+        return self.lstm(x)[0]
+
+
+class StreamingKDModel(AbsESPnetModel):
+    def __init__(self, vocab_size: int, frontend: DefaultFrontend, encoder: ChunkedEncoder,
+                 teacher: StreamingKDModel | None = None, kd: str = "none", kd_layers: list[int] | tuple = (),
+                 kd_weight: float = 1.0, kd_temperature: float = 1.0, apc_shift: int = 0, apc_weight: float = 1.0):
+        super().__init__()
+        if kd not in KD_KINDS:
+            raise ValueError(f"model_conf kd must be one of {', '.join(KD_KINDS)}, got {kd!r}")
+        if (kd != "none" or apc_shift) and teacher is None:
+            raise ValueError(f"model_conf kd {kd} / apc_shift {apc_shift} need teacher_config and teacher_model")
+        if kd in ("layer", "branch") or apc_shift:
+            bad = [i for i in kd_layers if not 1 <= i <= len(encoder.layers)]
+            if not kd_layers or bad:
+                raise ValueError(f"model_conf kd_layers must name student layers 1..{len(encoder.layers)}, "
+                                 f"got {list(kd_layers)}")
+        self.frontend, self.encoder = frontend, encoder
+        self.ctc = CTC(vocab_size, encoder.output_size())
+        self.kd, self.kd_layers, self.kd_weight, self.kd_temperature = kd, [int(i) for i in kd_layers], kd_weight, \
+            kd_temperature
+        self.apc_shift, self.apc_weight = apc_shift, apc_weight
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.requires_grad_(False)
+        size, layer = encoder.output_size(), encoder.layers[0]
+        names = [str(i) for i in self.kd_layers]
+        if kd == "layer":
+            self.layer_heads = torch.nn.ModuleDict({n: torch.nn.Linear(size, size) for n in names})
+        if kd == "branch":
+            heads, units = layer.self_attn.h, layer.feed_forward.w_1.out_features
+            self.branches = torch.nn.ModuleDict({n: AuxiliaryBranch(size, heads, units, layer.dropout.p)
+                                                 for n in names})
+        if apc_shift:
+            self.apc_heads = torch.nn.ModuleDict({n: torch.nn.Linear(size, size) for n in names})
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # frozen: no dropout
+        return self
+
+    def encode(self, speech: torch.Tensor, speech_lengths: torch.Tensor, chunk_size: int | None = None):
+        feats, lengths = self.frontend(speech, speech_lengths)
+        return self.encoder(feats, lengths, chunk_size)
+
+    def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
+                text_lengths: torch.Tensor, **kwargs):
+        encoded, lengths, hidden = self.encode(speech, speech_lengths)
+        loss = self.ctc(encoded, lengths, text, text_lengths)
+        stats = {"loss_ctc": loss.detach()}
+        if self.teacher is not None:
+            with torch.no_grad():
+                t_encoded, t_lengths, t_hidden = self.teacher.encode(speech, speech_lengths)
+            if t_encoded.shape[1] != encoded.shape[1]:
+                raise RuntimeError(f"teacher frames {t_encoded.shape[1]} != student frames {encoded.shape[1]}: "
+                                   "the teacher must use the same front end and subsampling")
+            mask = frame_mask(lengths, encoded.shape[1])
+            # ESPnet's CTC loss is a sum over each utterance: the KD terms (means over frames) are brought to
+            # the same scale, frames per utterance, so that weight 1 means "as much as CTC"
+            scale = mask.sum() / speech.shape[0]
+            if self.kd == "token":
+                kl = frame_kl(self.teacher.ctc.ctc_lo(t_encoded), self.ctc.ctc_lo(encoded), mask, self.kd_temperature)
+                loss = loss + self.kd_weight * scale * kl
+                stats["loss_kd"] = kl.detach()
+            for i in self.kd_layers:
+                student, teacher = hidden[i - 1], t_hidden[i - 1]
+                if self.kd in ("layer", "branch"):
+                    predicted = (self.layer_heads[str(i)](student) if self.kd == "layer"
+                                 else self.branches[str(i)](student, mask))
+                    part, parts = l1_cosine_loss(predicted, teacher, mask, cosine="logsigmoid")
+                    loss = loss + self.kd_weight * scale * part
+                    stats[f"loss_kd_l{i}"], stats[f"cos_l{i}"] = part.detach(), parts["cos"]
+                if self.apc_shift:
+                    predicted, wanted, apc_mask = future_pairs(self.apc_heads[str(i)](student), lengths, teacher,
+                                                               t_lengths, self.apc_shift)
+                    part, _ = l1_cosine_loss(predicted, wanted, apc_mask, cosine="logsigmoid")
+                    loss = loss + self.apc_weight * scale * part
+                    stats[f"loss_apc_l{i}"] = part.detach()
+        stats["loss"] = loss.detach()
+        return loss, stats, torch.tensor(speech.shape[0], device=speech.device)
+
+    def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs):
+        feats, lengths = self.frontend(speech, speech_lengths)
+        return {"feats": feats, "feats_lengths": lengths}
+
+
+model_choices = ClassChoices("model", classes=dict(streaming_kd=StreamingKDModel), type_check=AbsESPnetModel,
+                             default="streaming_kd")
+
+
+class StreamingKDTask(ASRTask):
+    """ESPnet's ASR task (data, tokens, preprocessing, trainer) with k2d's streaming model."""
+
+    class_choices_list = [frontend_choices, model_choices, preprocessor_choices]
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        super().add_task_arguments(parser)
+        group = parser.add_argument_group(description="k2d streaming encoder")
+        group.add_argument("--streaming_encoder_conf", action=NestedDictAction, default={},
+                           help="ChunkedEncoder options: output_size, attention_heads, linear_units, num_blocks, "
+                                "dropout_rate, chunk_size, left_chunks")
+        group.add_argument("--teacher_config", type=str, default=None, help="the KD teacher's config.yaml")
+        group.add_argument("--teacher_model", type=str, default=None, help="the KD teacher's checkpoint (.pth)")
+        return parser
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> StreamingKDModel:
+        if isinstance(args.token_list, str):
+            args.token_list = Path(args.token_list).read_text(encoding="utf-8").split("\n")[:-1]
+        frontend_conf = dict(args.frontend_conf or {})
+        frontend_conf.setdefault("center", False)
+        if frontend_conf["center"]:
+            raise ValueError("frontend_conf center must be false: a centred STFT frame changes when more audio "
+                             "arrives, which a streaming model cannot allow")
+        frontend = DefaultFrontend(**frontend_conf)
+        encoder = ChunkedEncoder(frontend.output_size(), **(args.streaming_encoder_conf or {}))
+        teacher = None
+        if getattr(args, "teacher_model", None):
+            teacher, _ = cls.build_model_from_file(args.teacher_config, args.teacher_model, device="cpu")
+        return StreamingKDModel(len(args.token_list), frontend, encoder, teacher=teacher, **(args.model_conf or {}))
+
+
+def export(config: Path, checkpoint: Path, out_dir: Path) -> Path:
+    """The streaming model alone: the training config without the teacher, the checkpoint without the
+    teacher, heads and branches. Returns the model file (OUT_DIR/model.pth, OUT_DIR/config.yaml beside it)."""
+    conf = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    conf["model_conf"] = {"kd": "none"}
+    conf["teacher_config"] = conf["teacher_model"] = None
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith(TRAINING_ONLY)}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(conf, allow_unicode=True), encoding="utf-8")
+    torch.save(state, out_dir / "model.pth")
+    return out_dir / "model.pth"
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["export"]:
+        parser = argparse.ArgumentParser(prog="python -m k2d.espnet.streaming_kd export",
+                                         description=export.__doc__)
+        parser.add_argument("--config", type=Path, required=True)
+        parser.add_argument("--checkpoint", type=Path, required=True)
+        parser.add_argument("--out-dir", type=Path, required=True)
+        args = parser.parse_args(argv[1:])
+        print(export(args.config, args.checkpoint, args.out_dir))
+        return
+    StreamingKDTask.main(cmd=argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Streaming decoding of a streaming KD student (k2d.espnet.streaming_kd, exported): audio goes in pieces of
+`--chunk-ms`, text comes out as soon as the chunk of encoder frames it belongs to is complete.
+
+    python -m k2d.stream --model exp/x/export --audio a.wav --chunk-ms 320
+    python -m k2d.stream --model exp/x/export --chunk-ms 320 --recordings R.jsonl.gz --supervisions S.jsonl.gz \\
+        --out-dir exp/x/stream_test_in_320ms
+
+The decoder computes features and subsampling for the new audio only (with `center: false` a frame never
+changes when more audio arrives), keeps each encoder layer's input for the frames already done and runs every
+layer on the new chunk only, attending to the cached frames as the chunk mask allows (with left_chunks < 0 that
+cache grows with the stream: set left_chunks for unbounded streams). CTC greedy search; the result equals
+decoding the whole utterance with the same chunk masks (tests).
+With a set, OUT_DIR gets hyp.txt, ref.txt, scores.yaml (k2d.score) and latency.yaml: compute per chunk
+(mean, max), the real-time factor, and the first token's delay (audio received when it came out minus the
+end of the audio of the frame that produced it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from k2d.audio import SAMPLE_RATE
+from k2d.streaming import chunk_mask, ctc_collapse
+from k2d.utils import atomic_path, setup_logging
+
+log = logging.getLogger("k2d.stream")
+SUBSAMPLING = 4  # ESPnet's conv2d input layer
+SUBSAMPLING_CONTEXT = 7  # feature frames behind one subsampled frame (two 3-wide convolutions, stride 2)
+
+
+def encoder_frames(samples: int, n_fft: int, hop: int) -> int:
+    """Encoder frames that `samples` of audio make (no centring: frames start at 0, hop, 2 hop, ...)."""
+    feats = 0 if samples < n_fft else 1 + (samples - n_fft) // hop
+    return 0 if feats < SUBSAMPLING_CONTEXT else ((feats - 1) // 2 - 1) // 2
+
+
+def layer_on_new_frames(layer, keys: torch.Tensor, new: int, mask: torch.Tensor) -> torch.Tensor:
+    """An ESPnet EncoderLayer (pre-norm, no concat) computed for the last `new` frames of `keys` only."""
+    normed = layer.norm1(keys)
+    x = keys[:, -new:] + layer.self_attn(normed[:, -new:], normed, normed, mask)
+    return x + layer.feed_forward(layer.norm2(x))
+
+
+def subsample(embed, feats: torch.Tensor, first: int) -> torch.Tensor:
+    """ESPnet's Conv2dSubsampling on feature frames that begin at subsampled frame `first`: the same
+    convolutions and projection, the positional encoding of positions first, first + 1, ..."""
+    x = embed.conv(feats.unsqueeze(1))
+    batch, channels, time, bins = x.shape
+    x = embed.out[0](x.transpose(1, 2).reshape(batch, time, channels * bins))
+    position = embed.out[1]
+    position.extend_pe(torch.zeros(1, first + time))
+    return x * position.xscale + position.pe[:, first : first + time]
+
+
+class StreamingDecoder:
+    """Audio in, tokens out as each chunk of encoder frames completes. Work per chunk is the new audio's
+    features and subsampling, and each layer on the new frames against the cached earlier ones."""
+
+    def __init__(self, model, chunk_frames: int):
+        if chunk_frames < 1:
+            raise ValueError(f"chunk of {chunk_frames} encoder frames: a streaming decoder needs at least one")
+        self.model, self.chunk = model.eval(), chunk_frames
+        self.n_fft, self.hop = model.frontend.stft.n_fft, model.frontend.stft.hop_length
+        self.audio = np.zeros(0, dtype=np.float32)  # audio from sample `self.audio_start` on
+        self.audio_start = 0
+        self.cache = [None] * len(model.encoder.layers)  # each layer's input, frames done
+        self.done, self.previous = 0, None
+        self.token_frames = []  # the encoder frame that produced each token so far
+
+    @torch.no_grad()
+    def accept(self, samples: np.ndarray, final: bool = False) -> list[int]:
+        """Tokens of the chunks these samples complete (all the rest when final)."""
+        self.audio = np.concatenate([self.audio, samples.astype(np.float32)])
+        total = encoder_frames(self.audio_start + self.audio.size, self.n_fft, self.hop)
+        ready = total if final else total // self.chunk * self.chunk
+        if ready <= self.done:
+            return []
+        encoder, new = self.model.encoder, ready - self.done
+        # the feature frames behind encoder frames done..ready-1, and the samples behind those
+        first_feat = SUBSAMPLING * self.done
+        last_feat = SUBSAMPLING * (ready - 1) + SUBSAMPLING_CONTEXT - 1
+        begin = first_feat * self.hop - self.audio_start
+        speech = torch.from_numpy(self.audio[begin : begin + last_feat * self.hop + self.n_fft - first_feat * self.hop])
+        feats, _ = self.model.frontend(speech[None], torch.tensor([speech.shape[0]]))
+        x = subsample(encoder.embed, encoder.input_norm(feats), self.done)
+        mask = chunk_mask(ready, self.chunk, encoder.left_chunks)[self.done : ready][None]
+        for i, layer in enumerate(encoder.layers):
+            keys = x if self.cache[i] is None else torch.cat([self.cache[i], x], dim=1)
+            self.cache[i] = keys
+            x = layer_on_new_frames(layer, keys, new, mask)
+        best = self.model.ctc.argmax(encoder.after_norm(x))[0].tolist()
+        tokens, frames, self.previous = ctc_collapse(best, self.previous)
+        self.token_frames += [self.done + f for f in frames]
+        self.done = ready
+        keep_from = SUBSAMPLING * ready * self.hop  # no later frame needs audio before this sample
+        self.audio, self.audio_start = self.audio[keep_from - self.audio_start :], keep_from
+        return tokens
+
+
+@torch.no_grad()
+def full_decode(model, audio: np.ndarray, chunk_frames: int) -> list[int]:
+    """The whole utterance at once under the same chunk masks (what streaming must equal)."""
+    speech = torch.from_numpy(audio.astype(np.float32))[None]
+    encoded, _, _ = model.eval().encode(speech, torch.tensor([speech.shape[1]]), chunk_frames)
+    return ctc_collapse(model.ctc.argmax(encoded)[0].tolist())[0]
+
+
+def chunk_frames_of(model, chunk_ms: float) -> int:
+    """Encoder frames per chunk of chunk_ms (0: full context)."""
+    if chunk_ms == 0:
+        return 0
+    frame_ms = 1000 * model.frontend.stft.hop_length * SUBSAMPLING / SAMPLE_RATE
+    frames = chunk_ms / frame_ms
+    if frames < 1 or abs(frames - round(frames)) > 1e-6:
+        raise ValueError(f"--chunk-ms {chunk_ms} is not a whole number of {frame_ms:g} ms encoder frames")
+    return round(frames)
+
+
+def stream(model, audio: np.ndarray, chunk_ms: float) -> tuple[list[int], dict]:
+    """Feed `audio` in pieces of chunk_ms; returns (tokens, timing). chunk_ms 0: the whole utterance at once
+    with full context (a non-streaming model such as the teacher)."""
+    if chunk_ms == 0:
+        began = time.perf_counter()
+        tokens = full_decode(model, audio, 0)
+        return tokens, {"chunks": 1, "compute_seconds": [time.perf_counter() - began], "first_token_delay": None}
+    decoder = StreamingDecoder(model, chunk_frames_of(model, chunk_ms))
+    piece = round(chunk_ms * SAMPLE_RATE / 1000)
+    tokens, compute, first_delay = [], [], None
+    frame_seconds = decoder.hop * SUBSAMPLING / SAMPLE_RATE
+    for start in range(0, max(audio.size, 1), piece):
+        final = start + piece >= audio.size
+        began = time.perf_counter()
+        new = decoder.accept(audio[start : start + piece], final=final)
+        compute.append(time.perf_counter() - began)
+        if new and not tokens:  # the first token: how long after the end of its frame's audio it came out
+            received = min(audio.size, start + piece) / SAMPLE_RATE
+            first_delay = received - (decoder.token_frames[0] + 1) * frame_seconds
+        tokens += new
+    return tokens, {"chunks": len(compute), "compute_seconds": compute, "first_token_delay": first_delay}
+
+
+def load_model(model_dir: Path, device: str = "cpu"):
+    from k2d.espnet.streaming_kd import StreamingKDTask
+
+    model, args = StreamingKDTask.build_model_from_file(model_dir / "config.yaml", model_dir / "model.pth", device)
+    return model, args
+
+
+def text_of(args, tokens: list[int]) -> str:
+    from espnet2.text.build_tokenizer import build_tokenizer
+    from espnet2.text.token_id_converter import TokenIDConverter
+
+    pieces = TokenIDConverter(args.token_list).ids2tokens(tokens)
+    return build_tokenizer(args.token_type, args.bpemodel).tokens2text(pieces)
+
+
+def decode_set(model, args, cuts, chunk_ms: float, out_dir: Path) -> dict:
+    from tqdm import tqdm
+
+    from k2d.audio import load_cut_audio
+    from k2d.score import score_files, write_text_file
+
+    hyps, refs, compute, delays, seconds = {}, {}, [], [], 0.0
+    for cut in tqdm(cuts, desc=f"stream {out_dir.name}", unit="utt"):
+        audio = load_cut_audio(cut)
+        seconds += audio.size / SAMPLE_RATE
+        tokens, timing = stream(model, audio, chunk_ms)
+        compute += timing["compute_seconds"]
+        if timing["first_token_delay"] is not None:
+            delays.append(timing["first_token_delay"])
+        hyps[cut.supervisions[0].id] = text_of(args, tokens)
+        refs[cut.supervisions[0].id] = cut.supervisions[0].text or ""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_file(out_dir / "hyp.txt", hyps)
+    write_text_file(out_dir / "ref.txt", refs)
+    latency = {"chunk_ms": chunk_ms, "utterances": len(hyps), "audio_seconds": round(seconds, 2),
+               "chunks": len(compute), "compute_ms_per_chunk_mean": round(1000 * statistics.mean(compute), 2),
+               "compute_ms_per_chunk_max": round(1000 * max(compute), 2), "rtf": round(sum(compute) / seconds, 4),
+               "first_token_delay_ms_mean": round(1000 * statistics.mean(delays), 1) if delays else None}
+    with atomic_path(out_dir / "latency.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(latency, sort_keys=False))
+    score = score_files(out_dir / "ref.txt", out_dir / "hyp.txt", out_dir, out_dir.name)
+    log.info("%s: MER %.2f%% over %d utterances, %s ms chunks, %.1f ms compute per chunk, first token after "
+             "%s ms", out_dir, 100 * score.mer.rate, len(hyps), chunk_ms, latency["compute_ms_per_chunk_mean"],
+             latency["first_token_delay_ms_mean"])
+    return latency
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True,
+                        help="an exported model dir (python -m k2d.espnet.streaming_kd export)")
+    parser.add_argument("--chunk-ms", type=float, default=320.0,
+                        help="audio per step and encoder chunk size; 0: whole utterances with full context")
+    parser.add_argument("--audio", type=Path, help="one audio file: prints the text as it comes")
+    parser.add_argument("--recordings", type=Path, help="a test set: lhotse recordings ...")
+    parser.add_argument("--supervisions", type=Path, help="... and supervisions (one utterance each)")
+    parser.add_argument("--out-dir", type=Path, help="where a test set's hyp, scores and latency go")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    for name in ("config.yaml", "model.pth"):
+        if not (args.model / name).is_file():
+            parser.error(f"--model {args.model} has no {name}: export a trained model with "
+                         "python -m k2d.espnet.streaming_kd export")
+    if (args.audio is None) == (args.recordings is None):
+        parser.error("give either --audio or --recordings/--supervisions/--out-dir")
+    model, train_args = load_model(args.model)
+    try:
+        chunk_frames_of(model, args.chunk_ms)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.audio is not None:
+        import soundfile as sf
+
+        audio, rate = sf.read(args.audio, dtype="float32", always_2d=True)
+        if rate != SAMPLE_RATE:
+            parser.error(f"{args.audio}: {rate} Hz; the model reads {SAMPLE_RATE} Hz audio")
+        tokens, timing = stream(model, audio.mean(axis=1), args.chunk_ms)
+        print(text_of(train_args, tokens))
+        log.info("%d chunks, %.1f ms compute per chunk", timing["chunks"],
+                 1000 * statistics.mean(timing["compute_seconds"]))
+        return 0
+    if args.supervisions is None or args.out_dir is None:
+        parser.error("--recordings needs --supervisions and --out-dir")
+    from k2d.manifests import utterance_cuts
+
+    decode_set(model, train_args, utterance_cuts(args.recordings, args.supervisions), args.chunk_ms, args.out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Streaming KD (seed 003): chunk masks, APC pairing, the losses and CTC emission by hand; the ESPnet model's
+KD variants; streaming decoding equal to full decoding under the same masks; the export without the teacher,
+heads and branches."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from k2d.encoder_kd import l1_cosine_loss
+from k2d.streaming import chunk_mask, ctc_collapse, frame_kl, future_pairs
+
+
+def test_chunk_mask_by_hand():
+    # 5 frames in chunks of 2: {0,1} {2,3} {4}; a frame sees its chunk and the chunks before it
+    expected = torch.tensor([[1, 1, 0, 0, 0],
+                             [1, 1, 0, 0, 0],
+                             [1, 1, 1, 1, 0],
+                             [1, 1, 1, 1, 0],
+                             [1, 1, 1, 1, 1]], dtype=torch.bool)
+    assert torch.equal(chunk_mask(5, 2), expected)
+    # one chunk of left context: frame 4 no longer sees chunk {0,1}
+    limited = expected.clone()
+    limited[4, :2] = False
+    assert torch.equal(chunk_mask(5, 2, left_chunks=1), limited)
+    assert torch.equal(chunk_mask(5, 2, left_chunks=0)[2], torch.tensor([0, 0, 1, 1, 0], dtype=torch.bool))
+    assert chunk_mask(3, 0).all()  # full context: the teacher
+
+
+def test_apc_pairs_each_student_frame_with_the_teacher_frame_n_ahead():
+    student = torch.arange(4.0).reshape(1, 4, 1)
+    teacher = 10 + torch.arange(5.0).reshape(1, 5, 1)
+    prediction, target, mask = future_pairs(student, torch.tensor([4]), teacher, torch.tensor([4]), ahead=2)
+    assert prediction.flatten().tolist() == [0, 1, 2]  # frames 0..2 have a frame 2 ahead in a 5-frame target
+    assert target.flatten().tolist() == [12, 13, 14]
+    assert mask.tolist() == [[True, True, False]]  # the target has 4 valid frames: 2 + 2 = 4 is padding
+    with pytest.raises(ValueError, match="at least one frame ahead"):
+        future_pairs(student, torch.tensor([4]), teacher, torch.tensor([5]), ahead=0)
+
+
+def test_layer_loss_is_l1_minus_log_sigmoid_cosine_by_hand():
+    prediction, target = torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[0.0, 1.0]]])
+    loss, parts = l1_cosine_loss(prediction, target, torch.tensor([[True]]), cosine="logsigmoid")
+    # L1 mean over 2 dims: (1 + 1) / 2 = 1; cosine 0: -log sigmoid(0) = log 2
+    assert loss.item() == pytest.approx(1 + math.log(2))
+    assert parts["cos"].item() == pytest.approx(0.0)
+
+
+def test_token_kd_is_kl_teacher_to_student_by_hand():
+    teacher = torch.log(torch.tensor([[[0.5, 0.5]], [[0.5, 0.5]]])).reshape(1, 2, 2)
+    student = torch.log(torch.tensor([[0.25, 0.75], [0.5, 0.5]]))[None]
+    # frame 0: 0.5 log(0.5 / 0.25) + 0.5 log(0.5 / 0.75) = 0.5 log 2 + 0.5 log(2 / 3); frame 1: 0; frame 1 masked
+    by_hand = 0.5 * math.log(2) + 0.5 * math.log(2 / 3)
+    assert frame_kl(teacher, student, torch.tensor([[True, False]])).item() == pytest.approx(by_hand, rel=1e-5)
+    assert frame_kl(teacher, student, torch.tensor([[True, True]])).item() == pytest.approx(by_hand / 2, rel=1e-5)
+
+
+def test_ctc_collapse_merges_repeats_drops_blanks_and_continues_across_pieces():
+    assert ctc_collapse([0, 3, 3, 0, 3, 5, 5]) == ([3, 3, 5], [1, 4, 5], 5)
+    assert ctc_collapse([5, 0, 5], previous=5) == ([5], [2], 5)  # the repeat of the last piece's 5 is merged
+
+
+def test_encoder_frames_by_hand():
+    from k2d.stream import encoder_frames
+
+    # 7 feature frames (the conv2d subsampling's context) give the first encoder frame;
+    # 7 frames of 512 samples every 160 need 512 + 6 * 160 = 1472 samples
+    assert encoder_frames(1472, 512, 160) == 1 and encoder_frames(1471, 512, 160) == 0
+    # 1 s: 1 + (16000 - 512) // 160 = 97 feature frames; ((97 - 1) // 2 - 1) // 2 = 23 encoder frames
+    assert encoder_frames(16000, 512, 160) == 23
+
+
+TOKENS = ["<blank>", "<unk>", "a", "b", "c", "d", "e", "<sos/eos>"]
+
+
+def task_config(chunk_size: int, **model_conf) -> dict:
+    return {"token_list": TOKENS, "token_type": "char",
+            "frontend_conf": {"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 20},
+            "streaming_encoder_conf": {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 2,
+                                       "dropout_rate": 0.0, "chunk_size": chunk_size},
+            "model_conf": model_conf}
+
+
+def build(tmp_path, name: str, config: dict):
+    from k2d.espnet.streaming_kd import StreamingKDTask
+
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = StreamingKDTask.get_parser().parse_args(["--config", str(path)])
+    torch.manual_seed(0)
+    model = StreamingKDTask.build_model(args)
+    with torch.no_grad():  # a random model whose frames disagree, so that equal outputs mean something
+        model.ctc.ctc_lo.weight.mul_(30)
+    return model, path
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("teacher")
+    model, config = build(tmp_path, "teacher", task_config(0))
+    torch.save(model.state_dict(), tmp_path / "teacher.pth")
+    return model, config, tmp_path / "teacher.pth"
+
+
+@pytest.mark.parametrize("kd,apc", [("token", 0), ("layer", 0), ("branch", 0), ("branch", 2)])
+def test_each_kd_variant_adds_its_loss_and_trains_the_student_not_the_teacher(tmp_path, teacher, kd, apc):
+    _, teacher_config, teacher_model = teacher
+    config = {**task_config(2, kd=kd, kd_layers=[1, 2], apc_shift=apc),
+              "teacher_config": str(teacher_config), "teacher_model": str(teacher_model)}
+    model, _ = build(tmp_path, "student", config)
+    model.train()
+    assert not model.teacher.training  # the frozen teacher runs without dropout
+    text = torch.tensor([[2, 3, 4], [5, 6, -1]])
+    loss, stats, _ = model(torch.randn(2, 24000), torch.tensor([24000, 20000]), text, torch.tensor([3, 2]))
+    parts = {"token": ["loss_kd"], "layer": ["loss_kd_l1", "loss_kd_l2"], "branch": ["loss_kd_l1", "loss_kd_l2"]}[kd]
+    parts += ["loss_apc_l1", "loss_apc_l2"] if apc else []
+    assert set(stats) == {"loss_ctc", "loss", *parts} | ({"cos_l1", "cos_l2"} if kd != "token" else set())
+    assert loss.item() > stats["loss_ctc"].item()
+    loss.backward()
+    assert model.encoder.layers[0].self_attn.linear_q.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.teacher.parameters())
+    if kd == "branch":
+        assert model.branches["1"].lstm.weight_hh_l0.grad.abs().sum() > 0
+        assert model.branches["1"].lstm.bidirectional is False and model.branches["1"].lstm.num_layers == 1
+
+
+def test_a_kd_student_without_a_teacher_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="need teacher_config and teacher_model"):
+        build(tmp_path, "student", task_config(2, kd="layer", kd_layers=[1]))
+    with pytest.raises(ValueError, match="frontend_conf center must be false"):
+        config = task_config(2)
+        config["frontend_conf"]["center"] = True
+        build(tmp_path, "student", config)
+
+
+@pytest.mark.parametrize("chunk_ms,left_chunks", [(40, -1), (160, -1), (320, 1)])
+def test_streaming_decoding_equals_full_decoding_with_the_same_masks(tmp_path, chunk_ms, left_chunks):
+    from k2d.stream import chunk_frames_of, full_decode, stream
+
+    config = task_config(4)
+    config["streaming_encoder_conf"]["left_chunks"] = left_chunks
+    model, _ = build(tmp_path, "student", config)
+    audio = np.random.default_rng(1).standard_normal(3 * 16000 + 1234).astype(np.float32) * 0.1
+    frames = chunk_frames_of(model, chunk_ms)
+    streamed, timing = stream(model, audio, chunk_ms)
+    assert streamed == full_decode(model, audio, frames)
+    assert len(set(streamed)) >= 3  # the random model says several different things
+    assert timing["chunks"] == math.ceil(audio.size / (chunk_ms * 16))
+    # the masks matter: the same audio with full context gives other frame outputs
+    with torch.no_grad():
+        speech, length = torch.from_numpy(audio)[None], torch.tensor([audio.size])
+        masked = model.encode(speech, length, frames)[0]
+        full = model.encode(speech, length, 0)[0]
+    assert not torch.allclose(masked, full, atol=1e-3)
+
+
+def test_export_drops_teacher_heads_and_branches_and_decodes_identically(tmp_path, teacher):
+    from k2d.espnet.streaming_kd import TRAINING_ONLY, export
+    from k2d.stream import full_decode, load_model, stream
+
+    _, teacher_config, teacher_model = teacher
+    config = {**task_config(2, kd="branch", kd_layers=[1, 2], apc_shift=2),
+              "teacher_config": str(teacher_config), "teacher_model": str(teacher_model)}
+    student, config_path = build(tmp_path, "student", config)
+    torch.save(student.state_dict(), tmp_path / "valid.loss.best.pth")
+    export(config_path, tmp_path / "valid.loss.best.pth", tmp_path / "export")
+    state = torch.load(tmp_path / "export" / "model.pth", weights_only=True)
+    assert any(k.startswith("branches.") for k in student.state_dict())
+    assert not [k for k in state if k.startswith(TRAINING_ONLY)]
+    loaded, _ = load_model(tmp_path / "export")
+    assert loaded.teacher is None and not hasattr(loaded, "branches")
+    audio = np.random.default_rng(2).standard_normal(2 * 16000).astype(np.float32) * 0.1
+    assert stream(loaded, audio, 80)[0] == stream(student, audio, 80)[0] == full_decode(student, audio, 2)
