@@ -10,14 +10,15 @@
 #            with full context; the tables (exp/mini_cs_streaming/RESULTS.md)
 #
 # Usage: egs/mini_cs_streaming/run.sh [--work-dir DIR] [--device cpu] [--stage N] [--stop-stage M]
-#        [--conf-dir DIR] [--decode-chunks-ms "320 640"]
+#        [--conf-dir DIR] [--decode-chunks-ms "320 640"] [--teacher-max-epoch 10]
 work_dir=.
 device=auto
 stage=0
 stop_stage=4
 conf_dir=""
 decode_chunks_ms="320 640"
-help_message="Usage: $0 [--work-dir DIR] [--device DEV] [--stage N] [--stop-stage M] [--conf-dir DIR] [--decode-chunks-ms LIST]"
+teacher_max_epoch=10  # the teacher trains longer than the students (conf/train.yaml max_epoch)
+help_message="Usage: $0 [--work-dir DIR] [--device DEV] [--stage N] [--stop-stage M] [--conf-dir DIR] [--decode-chunks-ms LIST] [--teacher-max-epoch N]"
 
 cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=utils/parse_options.sh
@@ -29,6 +30,7 @@ set -euo pipefail
 . ./path.sh
 require_int stage "$stage"
 require_int stop-stage "$stop_stage"
+require_int teacher-max-epoch "$teacher_max_epoch"
 
 conf="${conf_dir:-egs/mini_cs_streaming/conf}"
 data="$work_dir/data/mini_cs_streaming"
@@ -75,7 +77,8 @@ train() {
 
 if run_stage 2; then
   log "Stage 2: the non-streaming teacher (full context)"
-  train teacher --streaming_encoder_conf chunk_size=0 --model_conf kd=none --model_conf apc_shift=0
+  train teacher --streaming_encoder_conf chunk_size=0 --model_conf kd=none --model_conf apc_shift=0 \
+    --max_epoch "$teacher_max_epoch"
 fi
 
 if run_stage 3; then

@@ -29,7 +29,7 @@ def test_mini_cs_streaming_tiny(repo_root, tmp_path):
     train.update(max_epoch=1, num_iters_per_epoch=2, batch_bins=200000, scheduler_conf={"warmup_steps": 2})
     (conf / "train.yaml").write_text(yaml.safe_dump(train))
     run = subprocess.run(["egs/mini_cs_streaming/run.sh", "--conf-dir", str(conf), "--work-dir", str(work),
-                          "--stage", "1", "--device", "cpu", "--decode-chunks-ms", "320"],
+                          "--stage", "1", "--device", "cpu", "--decode-chunks-ms", "320", "--teacher-max-epoch", "1"],
                          cwd=repo_root, capture_output=True, text=True, timeout=3000)
     assert run.returncode == 0, run.stderr[-5000:]
     exp = work / "exp" / "mini_cs_streaming"
