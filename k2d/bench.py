@@ -194,8 +194,20 @@ def _without_topk(cut):
     return cut
 
 
-def prepare_train_bench(teacher: str, cuts: str, work: Path, topk: int, device: str) -> None:
-    """The teacher, its student and the teacher cache of `cuts`, made once for every mode."""
+def bench_cuts(cuts, seconds: float):
+    """The first cuts that hold `seconds` of audio: what the timed steps draw from, and all that is cached."""
+    chosen, total = [], 0.0
+    for cut in cuts:
+        if total >= seconds:
+            break
+        chosen.append(cut)
+        total += cut.duration
+    return chosen
+
+
+def prepare_train_bench(teacher: str, cuts: str, work: Path, topk: int, device: str, seconds: float) -> None:
+    """The teacher, its student and the teacher cache of the first `seconds` of `cuts`, made once for every
+    mode."""
     from lhotse import CutSet
 
     from k2d import cache_teacher
@@ -205,7 +217,7 @@ def prepare_train_bench(teacher: str, cuts: str, work: Path, topk: int, device: 
     teacher_model, processor = load_whisper(teacher)
     save_model_dir(teacher_model, processor, work / "teacher")
     save_model_dir(create_student(teacher_model, [0, -1]), processor, work / "student")
-    CutSet.from_file(cuts).to_file(work / "cuts.jsonl.gz")
+    CutSet.from_cuts(bench_cuts(CutSet.from_file(cuts), seconds)).to_file(work / "cuts.jsonl.gz")
     code = cache_teacher.main(["--teacher", str(work / "teacher"), "--cuts", str(work / "cuts.jsonl.gz"),
                                "--metrics", "", "--output", str(work / "cached.jsonl.gz"),
                                "--cache-topk", str(topk), "--device", device])
@@ -221,7 +233,8 @@ def bench_train(teacher: str, cuts: str, steps: int, max_duration: float, device
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        prepare_train_bench(teacher, cuts, work, topk, device)
+        # twice the audio the warm-up and timed steps take: batches are full, little else is cached
+        prepare_train_bench(teacher, cuts, work, topk, device, seconds=2 * (steps + 1) * max_duration)
         for mode in modes:
             # One process per mode: the peak RSS of a process never goes down.
             out = subprocess.run(

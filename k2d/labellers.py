@@ -54,6 +54,8 @@ def pipeline_labels(model_dir: str, recordings: list, settings: GenerationSettin
 
     asr = pipeline("automatic-speech-recognition", model=resolve_model(model_dir), device=device,
                    chunk_length_s=window, batch_size=batch_size)
+    if asr.tokenizer.pad_token_id is None:  # Whisper's packaged tokenizer has none; batching needs one
+        asr.tokenizer.pad_token_id = asr.model.config.eos_token_id
     outputs = asr([{"raw": read_whole(r), "sampling_rate": SAMPLE_RATE} for r in recordings],
                   generate_kwargs={"language": settings.language, "task": settings.task,
                                    "num_beams": settings.num_beams}, return_timestamps=settings.timestamps)

@@ -29,6 +29,14 @@ def test_train_benchmark(tiny_whisper, tiny_cuts, tmp_path):
         assert f"| {mode} |" in table
 
 
+def test_the_train_benchmark_caches_only_the_audio_its_steps_need():
+    from types import SimpleNamespace
+
+    cuts = [SimpleNamespace(duration=d) for d in (10.0, 20.0, 30.0, 40.0)]
+    assert [c.duration for c in bench.bench_cuts(cuts, 25.0)] == [10.0, 20.0]  # 30 s >= 25 s: stop there
+    assert len(bench.bench_cuts(cuts, 1000.0)) == 4
+
+
 def test_throughput_spreads_audio_over_the_batch(tiny_whisper, tiny_cuts, tmp_path):
     save_model_dir(*tiny_whisper, tmp_path / "m")
     cuts = CutSet.from_file(tiny_cuts)
