@@ -152,6 +152,7 @@ def test_f13_config_that_does_not_fit_the_weights_names_the_tensor(repo_root, tm
     assert result.returncode == 1 and f"{model / 'config.json'} is not valid JSON" in result.stderr
 
 
+@pytest.mark.slow
 def test_f14_every_stage_config_is_checked_before_stage_0(repo_root, tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(repo_root / "egs" / "mini_cs" / "conf", conf)

@@ -19,6 +19,7 @@ def conf_with_test_sets(repo_root, tmp_path, test_sets):
     return conf
 
 
+@pytest.mark.slow
 def test_longform_dir_reports_the_corrupt_file(repo_root, tmp_path):
     corpus = tmp_path / "recordings"
     (corpus / "day2").mkdir(parents=True)
@@ -42,6 +43,7 @@ def test_longform_dir_reports_the_corrupt_file(repo_root, tmp_path):
     assert "broken.wav" in (manifests / "skipped_unlabelled.tsv").read_text()
 
 
+@pytest.mark.slow  # stage 0 through run.sh, about 35 s each
 @pytest.mark.parametrize("corpus, hint", [("ascend", "CAiRE/ASCEND"), ("cszs", "ky552/cszs_zh_en"),
                                           ("ntuml2021", "ky552/ML2021_ASR_ST"), ("cv16_zhtw", "gated")])
 def test_missing_test_corpus_says_how_to_get_it(repo_root, tmp_path, corpus, hint):

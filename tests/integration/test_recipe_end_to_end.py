@@ -69,6 +69,7 @@ def test_mini_cs_end_to_end_twice(repo_root, tmp_path):
     assert "decoded and scored" in (exp / "log" / "decode" / "task-0.log").read_text()  # decode jobs log there
 
 
+@pytest.mark.slow
 def test_bootstrap_two_steps(repo_root, tmp_path):
     conf, work = tmp_path / "conf", tmp_path / "work"
     write_tiny_conf(repo_root, conf)

@@ -5,9 +5,12 @@ import json
 import shutil
 import subprocess
 
+import pytest
 import yaml
 from lhotse import RecordingSet, SupervisionSet
 from lhotse.qa import validate_recordings_and_supervisions
+
+pytestmark = pytest.mark.slow  # each test synthesizes the corpus through run.sh: about a minute
 
 TINY = {
     "seed": 7, "train_labelled_utterances": 6, "dev_utterances": 2, "train_unlabelled_recordings": 2,

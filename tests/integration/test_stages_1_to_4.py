@@ -135,6 +135,7 @@ def crash_after(module, name, count, monkeypatch):
     monkeypatch.setattr(module, name, crashing)
 
 
+@pytest.mark.slow
 def test_stage_1_and_3_resume_after_a_crash(model_dir, tmp_path, monkeypatch):
     audio = tmp_path / "audio"
     audio.mkdir()
