@@ -89,12 +89,12 @@ class AuxiliaryBranch(torch.nn.Module):
     """A non-streaming view of a streaming layer (training only): linear, positional encoding, one Transformer
     layer with full attention, a one-layer unidirectional LSTM."""
 
-    def __init__(self, size: int, heads: int, units: int, dropout: float):
+    def __init__(self, size: int, out_size: int, heads: int, units: int, dropout: float):
         super().__init__()
         self.linear = torch.nn.Linear(size, size)
         self.position = PositionalEncoding(size, dropout)
         self.attention = transformer_layer(size, heads, units, dropout)
-        self.lstm = torch.nn.LSTM(size, size, num_layers=1, batch_first=True)
+        self.lstm = torch.nn.LSTM(size, out_size, num_layers=1, batch_first=True)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x, _ = self.attention(self.position(self.linear(x)), mask[:, None, :])
@@ -111,10 +111,10 @@ class StreamingKDModel(AbsESPnetModel):
         if (kd != "none" or apc_shift) and teacher is None:
             raise ValueError(f"model_conf kd {kd} / apc_shift {apc_shift} need teacher_config and teacher_model")
         if kd in ("layer", "branch") or apc_shift:
-            bad = [i for i in kd_layers if not 1 <= i <= len(encoder.layers)]
-            if not kd_layers or bad:
-                raise ValueError(f"model_conf kd_layers must name student layers 1..{len(encoder.layers)}, "
-                                 f"got {list(kd_layers)}")
+            depth = min(len(encoder.layers), len(teacher.encoder.layers))
+            if not kd_layers or [i for i in kd_layers if not 1 <= i <= depth]:
+                raise ValueError(f"model_conf kd_layers must name layers 1..{depth} (student layer i learns "
+                                 f"teacher layer i), got {list(kd_layers)}")
         self.frontend, self.encoder = frontend, encoder
         self.ctc = CTC(vocab_size, encoder.output_size())
         self.kd, self.kd_layers, self.kd_weight, self.kd_temperature = kd, [int(i) for i in kd_layers], kd_weight, \
@@ -124,15 +124,16 @@ class StreamingKDModel(AbsESPnetModel):
         if teacher is not None:
             teacher.requires_grad_(False)
         size, layer = encoder.output_size(), encoder.layers[0]
+        target = teacher.encoder.output_size() if teacher is not None else size  # the teacher's layer width
         names = [str(i) for i in self.kd_layers]
         if kd == "layer":
-            self.layer_heads = torch.nn.ModuleDict({n: torch.nn.Linear(size, size) for n in names})
+            self.layer_heads = torch.nn.ModuleDict({n: torch.nn.Linear(size, target) for n in names})
         if kd == "branch":
             heads, units = layer.self_attn.h, layer.feed_forward.w_1.out_features
-            self.branches = torch.nn.ModuleDict({n: AuxiliaryBranch(size, heads, units, layer.dropout.p)
+            self.branches = torch.nn.ModuleDict({n: AuxiliaryBranch(size, target, heads, units, layer.dropout.p)
                                                  for n in names})
         if apc_shift:
-            self.apc_heads = torch.nn.ModuleDict({n: torch.nn.Linear(size, size) for n in names})
+            self.apc_heads = torch.nn.ModuleDict({n: torch.nn.Linear(size, target) for n in names})
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -173,3 +173,17 @@ def test_export_drops_teacher_heads_and_branches_and_decodes_identically(tmp_pat
     assert loaded.teacher is None and not hasattr(loaded, "branches")
     audio = np.random.default_rng(2).standard_normal(2 * 16000).astype(np.float32) * 0.1
     assert stream(loaded, audio, 80)[0] == stream(student, audio, 80)[0] == full_decode(student, audio, 2)
+
+
+def test_a_wider_student_learns_a_narrower_teacher_through_its_heads(tmp_path, teacher):
+    _, teacher_config, teacher_model = teacher
+    config = {**task_config(2, kd="branch", kd_layers=[2], apc_shift=1),
+              "teacher_config": str(teacher_config), "teacher_model": str(teacher_model)}
+    config["streaming_encoder_conf"]["output_size"] = 24  # the teacher's layers are 16 wide
+    model, _ = build(tmp_path, "student", config)
+    assert model.branches["2"].lstm.hidden_size == 16 and model.apc_heads["2"].out_features == 16
+    loss, stats, _ = model(torch.randn(1, 16000), torch.tensor([16000]), torch.tensor([[2, 3]]), torch.tensor([2]))
+    assert torch.isfinite(loss) and "loss_apc_l2" in stats
+    config["model_conf"]["kd_layers"] = [3]  # the teacher has 2 layers
+    with pytest.raises(ValueError, match="kd_layers must name layers 1..2"):
+        build(tmp_path, "student", config)
