@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from tests.integration.test_recipe_end_to_end import write_tiny_conf
+from tests.integration.test_recipe_end_to_end import tiny_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -18,11 +18,7 @@ FEW_STEPS = {"max_epoch": 1, "num_iters_per_epoch": 2, "batch_bins": 200000, "sc
 
 
 def test_mini_cs_mtkd_tiny(repo_root, tmp_path):
-    work, conf = tmp_path / "work", tmp_path / "conf"
-    write_tiny_conf(repo_root, tmp_path / "mini_cs_conf")
-    stage0 = subprocess.run(["./run.sh", "--conf-dir", str(tmp_path / "mini_cs_conf"), "--work-dir", str(work),
-                             "--stop-stage", "0"], cwd=repo_root, capture_output=True, text=True, timeout=600)
-    assert stage0.returncode == 0, stage0.stderr[-3000:]
+    work, conf = tiny_corpus(repo_root, tmp_path), tmp_path / "conf"
     shutil.copytree(repo_root / "egs" / "mini_cs_mtkd" / "conf", conf)
     (conf / "data.yaml").write_text(yaml.safe_dump({"labelled_utterances": 4, "valid_utterances": 2,
                                                     "extra_recordings": 1, "extra_window": 10.0}))

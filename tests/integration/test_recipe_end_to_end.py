@@ -25,6 +25,16 @@ def write_tiny_conf(repo_root, conf):
     (conf / "report.yaml").write_text(yaml.safe_dump({"bench_seconds": 8, "bench_runs": 1, "bench_batch_size": 2}))
 
 
+def tiny_corpus(repo_root, tmp_path):
+    """Stage 0 of mini_cs at the tiny size into tmp_path/work (the recipes built on mini_cs start from it)."""
+    work = tmp_path / "work"
+    write_tiny_conf(repo_root, tmp_path / "mini_cs_conf")
+    stage0 = subprocess.run(["./run.sh", "--conf-dir", str(tmp_path / "mini_cs_conf"), "--work-dir", str(work),
+                             "--stop-stage", "0"], cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert stage0.returncode == 0, stage0.stderr[-3000:]
+    return work
+
+
 def run(repo_root, conf, work):
     return subprocess.run(
         ["./run.sh", "--conf-dir", str(conf), "--work-dir", str(work), "--device", "cpu", "--nj", "2"],
