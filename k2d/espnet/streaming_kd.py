@@ -157,8 +157,8 @@ class StreamingKDModel(AbsESPnetModel):
                 raise RuntimeError(f"teacher frames {t_encoded.shape[1]} != student frames {encoded.shape[1]}: "
                                    "the teacher must use the same front end and subsampling")
             mask = frame_mask(lengths, encoded.shape[1])
-            # ESPnet's CTC loss is a sum over each utterance: the KD terms (means over frames) are brought to
-            # the same scale, frames per utterance, so that weight 1 means "as much as CTC"
+            # ESPnet's CTC loss is a sum over each utterance: the KD terms (means over frames) are summed over
+            # frames too, so that their weights do not change with the utterance length
             scale = mask.sum() / speech.shape[0]
             if self.kd == "token":
                 kl = frame_kl(self.teacher.ctc.ctc_lo(t_encoded), self.ctc.ctc_lo(encoded), mask, self.kd_temperature)
