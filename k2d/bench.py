@@ -14,6 +14,11 @@
     # stage 1 / 3 throughput: audio seconds per second at batch 1 vs batch N
     python -m k2d.bench throughput --teacher T --validator V --recordings REC.jsonl.gz --cuts CHUNKS.jsonl.gz
 
+    # stage 1 with and without voice activity detection (the stage's own config): speed, audio skipped,
+    # hallucinations (text over non-speech, repetition loops) and label MER against the true supervisions
+    python -m k2d.bench vad --teacher T --config egs/mini_cs_whisper/conf/pseudo_label.yaml \
+        --recordings REC.jsonl.gz --supervisions SUP.jsonl.gz
+
 Each prints a Markdown table and can write it (--output FILE). Absolute times mean something only on the
 hardware named in the table; compare ratios within one table.
 """
@@ -357,6 +362,56 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
     return "\n".join(lines)
 
 
+# ---- stage 1 with and without VAD ----
+def speech_by_recording(supervisions_path: str) -> dict[str, list[tuple[float, float]]]:
+    from lhotse import SupervisionSet
+
+    speech: dict[str, list[tuple[float, float]]] = {}
+    for sup in SupervisionSet.from_file(supervisions_path):
+        speech.setdefault(sup.recording_id, []).append((sup.start, sup.end))
+    return {key: sorted(spans) for key, spans in speech.items()}
+
+
+def bench_vad(teacher: str, config_path: Path, recordings_path: str, supervisions_path: str, device: str) -> str:
+    """Stage 1 as configured, once without and once with `vad`, on the same recordings: speed, audio the
+    model never saw, hallucinations (k2d.metrics.hallucination) and the label MER."""
+    from lhotse import RecordingSet
+
+    from k2d.audio import read_window
+    from k2d.config import build_config, load_yaml
+    from k2d.inference.recognizer import recognizer_for
+    from k2d.inference.transcribe import decode_windows, joined_text, transcribe_longform
+    from k2d.metrics.hallucination import MIN_SPEECH, HallucinationCounts, hallucinations
+    from k2d.pseudo_label import PseudoLabelConfig
+
+    config = build_config(PseudoLabelConfig, load_yaml(config_path), str(config_path))
+    recordings = list(RecordingSet.from_file(recordings_path))
+    audio_seconds = sum(r.duration for r in recordings)
+    references, speech = truth_by_recording(supervisions_path, recordings), speech_by_recording(supervisions_path)
+    recognizer = recognizer_for(config, teacher, str(resolve_device(device)))
+    list(decode_windows(recognizer, [read_window(recordings[0], 0.0, recognizer.window)], config, [None]))  # warm-up
+    lines = [f"{hardware()}; {teacher}; stage 1 ({config_path}, backend {config.backend}, batch "
+             f"{config.batch_size}) on {audio_seconds:.0f} s of long-form audio from {len(recordings)} recordings, "
+             f"{sum(len(s) for s in speech.values())} reference utterances; over non-speech: a segment less than "
+             f"{100 * MIN_SPEECH:.0f}% of whose time is reference speech", "",
+             "| stage 1 | audio s/s | audio not decoded | windows | segments | over non-speech (segments / units) "
+             "| loop events | label MER |", "|---|---|---|---|---|---|---|---|"]
+    for vad in (False, True):
+        started = time.perf_counter()
+        results = list(transcribe_longform(recognizer, recordings, config, config.batch_size, config.silence_rms, vad))
+        elapsed = time.perf_counter() - started
+        counts = sum((hallucinations([(s.start, s.end, s.text) for s in r.segments], speech.get(r.recording_id, []))
+                      for r in results), HallucinationCounts())
+        mer = labels_mer(references, {r.recording_id: joined_text(r.segments) for r in results})
+        skipped = sum(r.skipped_seconds for r in results)
+        lines.append(f"| {'with' if vad else 'without'} VAD | {audio_seconds / elapsed:.1f} | "
+                     f"{skipped:.0f} s ({100 * skipped / audio_seconds:.0f}%) | {sum(r.windows for r in results)} | "
+                     f"{counts.segments} | {counts.over_non_speech} / {counts.over_non_speech_units} | "
+                     f"{counts.loop_events} | {100 * mer:.2f}% |")
+        log.info("%s", lines[-1])
+    return "\n".join(lines)
+
+
 def _decode_chunks_silently(recognizer, audios, settings, batch_size) -> dict:
     decode_chunks(recognizer, audios, settings, batch_size)
     return {}
@@ -399,7 +454,12 @@ def get_parser() -> argparse.ArgumentParser:
     through.add_argument("--supervisions", help="true supervisions of --recordings: score each labeller's output")
     through.add_argument("--compute-type", default="auto", help="CTranslate2 compute type (float32, int8, ...)")
     through.add_argument("--language", default="zh")
-    for p in (rtf, shapes, train, one, through):
+    vad = sub.add_parser("vad", help="stage 1 with and without voice activity detection: hallucinations, MER, speed")
+    vad.add_argument("--teacher", required=True)
+    vad.add_argument("--config", type=Path, required=True, help="stage 1's config (pseudo_label.yaml)")
+    vad.add_argument("--recordings", required=True)
+    vad.add_argument("--supervisions", required=True, help="the recordings' true supervisions")
+    for p in (rtf, shapes, train, one, through, vad):
         add_device_argument(p)
         p.add_argument("--output", type=Path, help="also write the table to this file")
     return parser
@@ -424,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         stats = train_step_stats(args.work, args.mode, args.steps, args.max_duration, args.device)
         print(json.dumps(stats))
         return 0
+    elif args.command == "vad":
+        table = bench_vad(args.teacher, args.config, args.recordings, args.supervisions, args.device)
     else:
         table = bench_throughput(args.teacher, args.validator, args.recordings, args.cuts, args.seconds, args.batch,
                                  args.device, GenerationSettings(language=args.language), args.supervisions,

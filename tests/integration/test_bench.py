@@ -51,6 +51,22 @@ def test_throughput_spreads_audio_over_the_batch(tiny_whisper, tiny_cuts, tmp_pa
     assert "| stage 1, k2d (ctranslate2) + Silero VAD | 2 |" in table
 
 
+def test_vad_benchmark_decodes_without_vad_and_skips_noise_with_it(tiny_whisper, tiny_cuts, tmp_path):
+    from lhotse import SupervisionSet
+
+    save_model_dir(*tiny_whisper, tmp_path / "m")
+    cuts = CutSet.from_file(tiny_cuts).subset(first=3)  # 2 s of white noise each: no speech for a detector
+    RecordingSet.from_recordings(c.recording for c in cuts).to_file(tmp_path / "recordings.jsonl.gz")
+    SupervisionSet.from_segments(s for c in cuts for s in c.supervisions).to_file(tmp_path / "sups.jsonl.gz")
+    (tmp_path / "pl.yaml").write_text("max_new_tokens: 4\nbatch_size: 2\ntimestamps: false\n")
+    table = bench.bench_vad(str(tmp_path / "m"), tmp_path / "pl.yaml", str(tmp_path / "recordings.jsonl.gz"),
+                            str(tmp_path / "sups.jsonl.gz"), device="cpu")
+    without, with_vad = (line.split(" | ") for line in table.splitlines()[-2:])
+    assert without[0] == "| without VAD" and with_vad[0] == "| with VAD"
+    assert without[2] == "0 s (0%)" and without[3] == "3"  # every recording is one window through the teacher
+    assert with_vad[2] == "6 s (100%)" and with_vad[3] == "0" and with_vad[4] == "0"  # nothing reaches it
+
+
 def test_real_shape_has_whisper_base_parameter_count():
     # openai/whisper-base has 72,593,920 parameters (its Hub page: 72.6M; output projection tied to the embedding)
     assert bench.count_parameters(bench.random_whisper("base")) == 72_593_920
