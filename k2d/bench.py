@@ -383,6 +383,7 @@ def bench_vad(teacher: str, config_path: Path, recordings_path: str, supervision
     from k2d.inference.transcribe import decode_windows, joined_text, transcribe_longform
     from k2d.metrics.hallucination import MIN_SPEECH, HallucinationCounts, hallucinations
     from k2d.pseudo_label import PseudoLabelConfig
+    from k2d.score import score_texts
 
     config = build_config(PseudoLabelConfig, load_yaml(config_path), str(config_path))
     recordings = list(RecordingSet.from_file(recordings_path))
@@ -395,19 +396,20 @@ def bench_vad(teacher: str, config_path: Path, recordings_path: str, supervision
              f"{sum(len(s) for s in speech.values())} reference utterances; over non-speech: a segment less than "
              f"{100 * MIN_SPEECH:.0f}% of whose time is reference speech", "",
              "| stage 1 | audio s/s | audio not decoded | windows | segments | over non-speech (segments / units) "
-             "| loop events | label MER |", "|---|---|---|---|---|---|---|---|"]
+             "| loop events | label MER (S / D / I) |", "|---|---|---|---|---|---|---|---|"]
     for vad in (False, True):
         started = time.perf_counter()
         results = list(transcribe_longform(recognizer, recordings, config, config.batch_size, config.silence_rms, vad))
         elapsed = time.perf_counter() - started
         counts = sum((hallucinations([(s.start, s.end, s.text) for s in r.segments], speech.get(r.recording_id, []))
                       for r in results), HallucinationCounts())
-        mer = labels_mer(references, {r.recording_id: joined_text(r.segments) for r in results})
+        mer = score_texts(references, {r.recording_id: joined_text(r.segments) for r in results})[0].mer
         skipped = sum(r.skipped_seconds for r in results)
         lines.append(f"| {'with' if vad else 'without'} VAD | {audio_seconds / elapsed:.1f} | "
                      f"{skipped:.0f} s ({100 * skipped / audio_seconds:.0f}%) | {sum(r.windows for r in results)} | "
                      f"{counts.segments} | {counts.over_non_speech} / {counts.over_non_speech_units} | "
-                     f"{counts.loop_events} | {100 * mer:.2f}% |")
+                     f"{counts.loop_events} | {100 * mer.rate:.2f}% ({mer.substitutions} / {mer.deletions} / "
+                     f"{mer.insertions}) |")
         log.info("%s", lines[-1])
     return "\n".join(lines)
 
