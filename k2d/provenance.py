@@ -37,7 +37,10 @@ def fingerprint(value) -> str:
         return "file:" + _file_digest(path)
     if path.is_dir():
         digest = hashlib.sha256()
-        for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        # A model directory (config.json beside its weights) is its own files: what is written into its
+        # subdirectories later (stage 6's decode_SET/ when the teacher lives at exp/NAME/teacher) is not the model.
+        files = path.glob("*") if (path / "config.json").is_file() else path.rglob("*")
+        for file in sorted(p for p in files if p.is_file() and not p.name.startswith(".")):
             digest.update(f"{file.relative_to(path)}:{_file_digest(file)}\n".encode())
         return "dir:" + digest.hexdigest()[:16]
     return f"name:{value}"

@@ -1,0 +1,24 @@
+"""Fingerprints of inputs: what counts as a change."""
+
+from k2d.provenance import fingerprint
+
+
+def test_a_model_directory_is_its_own_files_not_what_is_written_beside_them(tmp_path):
+    model = tmp_path / "teacher"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    before = fingerprint(model)
+    (model / "decode_test_in").mkdir()  # stage 6 decodes the teacher of exp/NAME/teacher into it
+    (model / "decode_test_in" / "hyp.txt").write_text("utt1 text\n")
+    assert fingerprint(model) == before
+    (model / "model.safetensors").write_bytes(b"other weights")
+    assert fingerprint(model) != before
+
+
+def test_any_other_directory_is_all_of_its_files(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.txt").write_text("a")
+    before = fingerprint(tmp_path)
+    (tmp_path / "sub" / "a.txt").write_text("b")
+    assert fingerprint(tmp_path) != before
