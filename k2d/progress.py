@@ -2,8 +2,9 @@
 
 Each shard appends a line per item as soon as the item is done (flushed and fsynced), so a killed stage
 loses at most the items in flight; a rerun skips what is recorded. A line cut short by a kill is dropped
-on load. Items are assigned to shards by their position in the manifest (index % num_shards), which is
-deterministic; the merge checks that every item was done exactly once.
+on load. Items are assigned to shards by a hash of their key, so an item stays in its shard when the
+manifest grows or shrinks (a position would move it to another shard, which would do it again); the merge
+checks that every item was done exactly once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +30,8 @@ def resolve_shard(shard: int | None, num_shards: int | None) -> tuple[int, int]:
     return shard, num_shards
 
 
-def in_shard(index: int, shard: int, num_shards: int) -> bool:
-    return index % num_shards == shard
+def in_shard(key: str, shard: int, num_shards: int) -> bool:
+    return zlib.crc32(key.encode("utf-8")) % num_shards == shard
 
 
 class ShardProgress:
@@ -179,7 +181,7 @@ def run_sharded(job: ShardJob, items: Callable[[], Iterable], key: Callable[[obj
             if job.force:  # only this shard's own file: shards of one array start at the same time
                 progress.path.unlink(missing_ok=True)
             done = {k: r for k, r in progress.load().items() if not retry(r)}
-            todo = [item for i, item in enumerate(items()) if in_shard(i, shard, num_shards) and key(item) not in done]
+            todo = [item for item in items() if in_shard(key(item), shard, num_shards) and key(item) not in done]
             log.info("%s shard %d/%d: %d item(s) done before, %d to do", stage, shard, num_shards, len(done),
                      len(todo))
             if todo:

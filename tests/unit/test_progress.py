@@ -36,3 +36,32 @@ def test_resolve_shard(monkeypatch):
     assert resolve_shard(None, None) == (5, 8)
     with pytest.raises(ValueError):
         resolve_shard(4, 4)
+
+
+def test_a_grown_manifest_is_done_once_per_item_across_shards(tmp_path):
+    """Items done before keep their shard when new ones are inserted ahead of them (with shards by position,
+    an item moved to the other shard and was done twice: the merge refused)."""
+    from k2d.progress import ShardJob, run_sharded
+
+    output, done_by = tmp_path / "out.txt", []
+
+    def run(items: list[str]) -> None:
+        for shard in (0, 1):
+            def work(todo, shard=shard):
+                for item in todo:
+                    done_by.append((item, shard))
+                    yield {"key": item}
+
+            def merge(records, _):
+                output.write_text(" ".join(r["key"] for r in records))
+
+            job = ShardJob(output, shard, 2)
+            assert run_sharded(job, lambda: items, str, work, merge, "test", inputs={"items": " ".join(items)},
+                               growing=("items",)) == 0
+
+    first = [f"rec{i}" for i in range(8)]
+    run(first)
+    grown = ["new0", "new1", "new2", *first]  # new recordings sort first: every old one moves 3 places
+    run(grown)
+    assert output.read_text() == " ".join(grown)
+    assert sorted(item for item, _ in done_by) == sorted(grown)  # each item done exactly once
