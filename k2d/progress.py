@@ -2,7 +2,7 @@
 
 Each shard appends a line per item as soon as the item is done (flushed and fsynced), so a killed stage
 loses at most the items in flight; a rerun skips what is recorded. A line cut short by a kill is dropped
-on load. Items are assigned to shards by a hash of their key, so an item stays in its shard when the
+on load. Items are assigned to shards by a hash of their id, so an item stays in its shard when the
 manifest grows or shrinks (a position would move it to another shard, which would do it again); the merge
 checks that every item was done exactly once.
 """
@@ -31,7 +31,9 @@ def resolve_shard(shard: int | None, num_shards: int | None) -> tuple[int, int]:
 
 
 def in_shard(key: str, shard: int, num_shards: int) -> bool:
-    return zlib.crc32(key.encode("utf-8")) % num_shards == shard
+    """By the item's id, the key up to "@" (what follows says what the item is: paths, spans, which can
+    differ between machines and runs)."""
+    return zlib.crc32(key.split("@", 1)[0].encode("utf-8")) % num_shards == shard
 
 
 class ShardProgress:
