@@ -363,15 +363,6 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
 
 
 # ---- stage 1 with and without VAD ----
-def speech_by_recording(supervisions_path: str) -> dict[str, list[tuple[float, float]]]:
-    from lhotse import SupervisionSet
-
-    speech: dict[str, list[tuple[float, float]]] = {}
-    for sup in SupervisionSet.from_file(supervisions_path):
-        speech.setdefault(sup.recording_id, []).append((sup.start, sup.end))
-    return {key: sorted(spans) for key, spans in speech.items()}
-
-
 def bench_vad(teacher: str, config_path: Path, recordings_path: str, supervisions_path: str, device: str) -> str:
     """Stage 1 as configured, once without and once with `vad`, on the same recordings: speed, audio the
     model never saw, hallucinations (k2d.metrics.hallucination) and the label MER."""
@@ -379,6 +370,7 @@ def bench_vad(teacher: str, config_path: Path, recordings_path: str, supervision
 
     from k2d.audio import read_window
     from k2d.config import build_config, load_yaml
+    from k2d.filtering import load_truth
     from k2d.inference.recognizer import recognizer_for
     from k2d.inference.transcribe import decode_windows, joined_text, transcribe_longform
     from k2d.metrics.hallucination import MIN_SPEECH, HallucinationCounts, hallucinations
@@ -388,7 +380,8 @@ def bench_vad(teacher: str, config_path: Path, recordings_path: str, supervision
     config = build_config(PseudoLabelConfig, load_yaml(config_path), str(config_path))
     recordings = list(RecordingSet.from_file(recordings_path))
     audio_seconds = sum(r.duration for r in recordings)
-    references, speech = truth_by_recording(supervisions_path, recordings), speech_by_recording(supervisions_path)
+    references = truth_by_recording(supervisions_path, recordings)
+    speech = {key: sorted((s.start, s.end) for s in sups) for key, sups in load_truth(Path(supervisions_path)).items()}
     recognizer = recognizer_for(config, teacher, str(resolve_device(device)))
     list(decode_windows(recognizer, [read_window(recordings[0], 0.0, recognizer.window)], config, [None]))  # warm-up
     lines = [f"{hardware()}; {teacher}; stage 1 ({config_path}, backend {config.backend}, batch "
