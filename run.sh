@@ -184,11 +184,14 @@ if run_stage 5; then
   sharded cache_teacher k2d.cache_teacher --teacher "${L[teacher]}" --cuts "${L[validated]}" --metrics "${L[metrics]// /,}" \
     --filter-config "$conf/filter.yaml" --config "$conf/distill.yaml" --output "${L[teacher_cache]}" \
     --device "$device" "${force_opt[@]}"
+  dev_opt=()  # the students are chosen by their long-form MER on the dev set, decoded as stage 6 decodes
+  [ -n "${L[dev_recordings]}" ] && dev_opt=(--valid-recordings "${L[dev_recordings]}"
+    --valid-supervisions "${L[dev_supervisions]}" --valid-decode-config "$conf/decode.yaml")
   for metric in "${metric_list[@]}"; do
     kept="${kept_pattern/\{metric\}/$metric}"
     log "distill ($metric): $kept, teacher ${L[teacher]} -> ${L[exp]}/student_$metric/"
     train "distill_$metric" k2d.distill --teacher "${L[teacher]}" --train-cuts "$kept" --out-dir "${L[exp]}/student_$metric" \
-      --config "$conf/distill.yaml" --device "$device" --teacher-cache "${L[teacher_cache]}" "${force_opt[@]}"
+      --config "$conf/distill.yaml" --device "$device" --teacher-cache "${L[teacher_cache]}" "${dev_opt[@]}" "${force_opt[@]}"
   done
   end_stage 5
 fi

@@ -139,6 +139,9 @@ TRAIN_MODES = {
     "kd_separate": "KD, two encoders (student encoder trained too)",
     "kd_cached": "KD, cached encoder states (teacher decoder run)",
     "kd_cached_topk": "KD, cached encoder + teacher top-k (no teacher loaded)",
+    "kd_cached_topk_bf16": "the same, bf16 autocast",
+    "kd_cached_topk_frozen_emb": "the same, fp32, token embedding / output projection frozen",
+    "kd_cached_topk_bf16_frozen_emb": "the same, bf16 autocast and frozen token embedding",
 }
 
 
@@ -157,6 +160,8 @@ def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, dev
     if mode in ("kd_shared", "kd_separate", "kd_cached"):
         teacher, _ = load_whisper(work / "teacher", device=str(dev))
     student.model.encoder.requires_grad_(mode == "kd_separate")
+    student.model.decoder.embed_tokens.requires_grad_(not mode.endswith("frozen_emb"))
+    amp = torch.bfloat16 if "_bf16" in mode else None
     model = WhisperKDModel(student, teacher, beta=1.0 if mode == "ce" else 0.8, gamma=0.0 if mode == "ce" else 1.0)
     model = model.to(dev).train()
     cuts = CutSet.from_file(work / ("cached.jsonl.gz" if mode.startswith("kd_cached") else "cuts.jsonl.gz"))
@@ -173,7 +178,8 @@ def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, dev
         torch.cuda.reset_peak_memory_stats(dev)
 
     def step(batch):
-        loss, _, _ = model(batch=batch.to(dev))
+        with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+            loss, _, _ = model(batch=batch.to(dev))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

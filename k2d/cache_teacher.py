@@ -38,7 +38,7 @@ from lhotse import CutSet
 from lhotse.array import Array
 from tqdm import tqdm
 
-from k2d.audio import labelled_cut, load_cut_audio
+from k2d.audio import load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, build_config, load_yaml, parse_stage_args
 from k2d.cuts import ChunkFields, chunk_key
 from k2d.manifests import read_manifest
@@ -46,7 +46,7 @@ from k2d.metrics.distances import METRICS, keep
 from k2d.models.packaged import resolve_model
 from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
-from k2d.train.data import LabelOptions, cut_segments
+from k2d.train.data import LabelOptions, training_view
 from k2d.train.labels import IGNORE_INDEX, LABEL_VARIANTS, LabelTooLong, build_decoder_labels
 from k2d.utils import array_block, atomic_path, setup_logging
 
@@ -91,7 +91,7 @@ def label_variants(cut, tokenizer, options: LabelOptions) -> dict:
     """Every label form a student can draw for this cut: variant -> DecoderLabels (too-long ones left out)."""
     fields = ChunkFields.from_cut(cut)
     prev_text = fields.prev_text if fields is not None else None
-    segments = cut_segments(labelled_cut(cut))
+    _, segments = training_view(cut, options.whole_window)
     variants = {}
     for name in LABEL_VARIANTS:
         prompt = prev_text if name.endswith("_prompt") else None
@@ -141,7 +141,7 @@ def cache_block(job: CacheJob, cuts: list, path: Path, batch_size: int) -> list[
     with array_block(path) as writer:
         for first in range(0, len(cuts), batch_size):
             batch = cuts[first : first + batch_size]
-            audios = [load_cut_audio(labelled_cut(c)) for c in batch]
+            audios = [load_cut_audio(training_view(c, job.options.whole_window)[0]) for c in batch]
             features = job.processor.feature_extractor(audios, sampling_rate=16000, return_tensors="pt").input_features
             with torch.no_grad():
                 states = job.teacher.get_encoder()(features.to(job.teacher.device, job.teacher.dtype)).last_hidden_state
@@ -171,7 +171,8 @@ def cache_chunks(teacher_name: str, device: str, config, cuts: list, storage: Pa
     from k2d.models.whisper import load_whisper
 
     teacher, processor = load_whisper(teacher_name, device=device, dtype=config.dtype, mix_lang_emb=config.mix_lang_emb)
-    options = LabelOptions(window=window_seconds(teacher.config.max_source_positions), language=config.language)
+    options = LabelOptions(window=window_seconds(teacher.config.max_source_positions), language=config.language,
+                           whole_window=config.whole_window)
     job = CacheJob(teacher, processor, options, config.cache_topk, config.temperature)
     storage.mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(cuts), desc="cache teacher", unit="chunk") as bar:
@@ -271,10 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"total: about {(plan['encoder_bytes'] + plan['topk_bytes_at_most']) / 2**30:.2f} GiB")
         return 0
     info = {"model": str(args.teacher), "topk": config.cache_topk, "temperature": config.temperature,
-            "dtype": "float16"}
+            "dtype": "float16", "whole_window": config.whole_window}
     storage = args.output.parent / ".teacher_cache" / args.output.name.split(".")[0]
     what = {name: getattr(config, name) for name in ("cache_topk", "temperature", "language", "mix_lang_emb",
-                                                      "dtype", "freeze_encoder")}
+                                                      "dtype", "freeze_encoder", "whole_window")}
     return run_sharded(
         ShardJob.from_args(args.output, args), items=selected, key=chunk_key,
         work=lambda todo: cache_chunks(args.teacher, args.device, config, todo, storage),

@@ -4,7 +4,9 @@ The rule (K²D, following the authors' code): walk the segments in time order an
 chunk while the chunk, from its first segment's start, stays within `max_chunk`; otherwise close the chunk
 and start the next one with that segment. When the closing segment crossed the boundary having started
 more than `continued_min` seconds before it, the chunk's audio (which runs to the boundary) holds speech its
-label lacks: the chunk is marked continued, and training trims it back to its last complete segment.
+label lacks: the chunk is marked continued, and the validator hears it only to its last complete segment.
+Each chunk also records its window's end (start + max_chunk) and, when the next segment begins before it,
+that segment's start: stage 5 can then train on the whole window, as long-form decoding sees one.
 A single segment longer than `max_chunk` cannot be a chunk and is dropped; empty segments are skipped.
 
     python -m k2d.chunking --recordings REC.jsonl.gz --segments NAME_supervisions_SPLIT-pl.jsonl.gz \\
@@ -48,6 +50,8 @@ class Chunk:
     segments: list[TeacherSegment]  # complete segments, recording times
     continued: bool = False
     prev_text: str | None = None
+    boundary: float | None = None  # start + max_chunk: where the chunk's window ends
+    next_start: float | None = None  # the next segment's start, when it begins before the boundary
 
     @property
     def complete_end(self) -> float:
@@ -91,22 +95,24 @@ def chunk_segments(
     chunks: list[Chunk] = []
     current: list[TeacherSegment] = []
 
-    def close(crossing: TeacherSegment | None) -> None:
+    def close(following: TeacherSegment | None) -> None:
         if not current:
             return
         start = current[0].start
         boundary = start + max_chunk
-        continued = crossing is not None and crossing.start < boundary - continued_min
+        crossing = following is not None and following.start < boundary
+        continued = crossing and following.start < boundary - continued_min
         end = boundary if continued else current[-1].end
         prev = chunks[-1].text if chunks else None
-        chunks.append(Chunk(start, end, list(current), continued, prev))
+        chunks.append(Chunk(start, end, list(current), continued, prev, boundary,
+                            following.start if crossing else None))
 
     for seg in sorted(segments, key=lambda s: (s.start, s.end)):
         if not seg.text.strip():
             stats.dropped_empty += 1
             continue
         if seg.end - seg.start > max_chunk:
-            close(None)
+            close(seg)
             current = []
             stats.dropped_too_long += 1
             stats.dropped_seconds += seg.end - seg.start
@@ -123,8 +129,10 @@ def chunk_segments(
 
 def chunk_cut(recording, chunk: Chunk, index: int) -> MonoCut:
     """A lhotse cut of the chunk's audio whose supervisions are its complete segments, relative to the cut
-    (training snaps them to the timestamp grid)."""
+    (training snaps them to the timestamp grid); its window's end and the next segment's start go with it."""
     duration = round(min(chunk.end, recording.duration) - chunk.start, 3)
+    window_end = round(min(chunk.boundary, recording.duration) - chunk.start, 3) if chunk.boundary else None
+    next_start = round(chunk.next_start - chunk.start, 3) if chunk.next_start is not None else None
     cut_id = f"{recording.id}-chunk{index:05d}"
     supervisions = [
         SupervisionSegment(
@@ -138,7 +146,8 @@ def chunk_cut(recording, chunk: Chunk, index: int) -> MonoCut:
         supervisions=supervisions,
         custom=ChunkFields(chunk.text, chunk.continued, round(chunk.complete_end, 3), chunk.prev_text,
                            teacher_logprob=chunk.teacher_logprob,
-                           teacher_no_speech=chunk.teacher_no_speech).to_custom(),
+                           teacher_no_speech=chunk.teacher_no_speech, window_end=window_end,
+                           next_start=next_start).to_custom(),
     )
 
 

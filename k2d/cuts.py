@@ -26,6 +26,8 @@ class ChunkFields:
     validator_error: str | None = None  # stage 3: why the chunk could not be validated
     distances: dict | None = None  # stage 3: k2d.metrics.distances.Distances.as_dict() and the signals
     second_validator_text: str | None = None  # stage 3 with a second validator
+    window_end: float | None = None  # end of the chunk's window (its start + max_chunk, within the recording)
+    next_start: float | None = None  # start of the teacher's next segment when it begins inside the window
 
     @classmethod
     def from_cut(cls, cut) -> ChunkFields | None:

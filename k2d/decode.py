@@ -18,7 +18,6 @@ import json
 import logging
 import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +31,10 @@ from k2d.config import ConfigError, add_config_arguments, option, parse_stage_ar
 from k2d.inference.recognizer import recognizer_for
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import joined_text, transcribe_audios, transcribe_longform
-from k2d.manifests import utterance_cuts
+from k2d.manifests import references_by_recording, utterance_cuts
 from k2d.models.packaged import resolve_model
 from k2d.models.whisper import add_device_argument
 from k2d.score import score_files, write_text_file
-from k2d.text.script import join_texts
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.decode")
@@ -44,6 +42,11 @@ log = logging.getLogger("k2d.decode")
 
 @dataclass
 class DecodeConfig(GenerationSettings):
+    # The K2D authors' evaluation: every window decoded (no no-speech skipping), up to 256 new tokens.
+    no_speech_threshold: float | None = option(
+        None, "skip a window whose no-speech probability exceeds this and whose mean log-probability is below "
+        "logprob_threshold (openai's rule; null: never skip, as the K2D authors evaluate)", minimum=0, maximum=1)
+    max_new_tokens: int = option(256, "most tokens generated per window (the K2D authors: 256)", minimum=1)
     mode: str = option("long", "long: whole recordings, sequentially; short: each reference utterance alone")
     batch_size: int = option(8, "recordings (long) or utterances (short) per batch", minimum=1)
     dtype: str = option("float32", "model dtype: float32, float16 or bfloat16")
@@ -53,13 +56,6 @@ class DecodeConfig(GenerationSettings):
     def __post_init__(self):
         if self.mode not in ("long", "short"):
             raise ConfigError(f"mode must be long or short, got {self.mode!r}")
-
-
-def references_by_recording(supervisions: SupervisionSet) -> dict[str, str]:
-    grouped = defaultdict(list)
-    for sup in sorted(supervisions, key=lambda s: (s.recording_id, s.start)):
-        grouped[sup.recording_id].append(sup.text or "")
-    return {key: join_texts(texts) for key, texts in grouped.items()}
 
 
 def unknown_recordings(supervisions, recordings) -> list[str]:

@@ -37,11 +37,11 @@ from k2d.models.packaged import resolve_model
 from k2d.models.student import create_student
 from k2d.models.tokenizer import window_seconds
 from k2d.models.whisper import add_device_argument, count_parameters, load_whisper, resolve_device, save_model_dir
-from k2d.train.data import Collator, CutDataset, LabelOptions, cut_segments, make_sampler
+from k2d.train.data import Collator, CutDataset, LabelOptions, make_sampler, training_view
 from k2d.train.labels import label_fits
 from k2d.train.model import WhisperKDModel
 from k2d.train.trainer import TrainConfig, Trainer, init_distributed, rank
-from k2d.train.validation import decode_mer
+from k2d.train.validation import add_longform_validation_arguments, decode_mer, longform_validator
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.distill")
@@ -56,6 +56,13 @@ class DistillConfig(TrainConfig):
     beta: float = option(0.8, "weight of cross-entropy on the pseudo-labels", minimum=0)
     gamma: float = option(1.0, "weight of KL(teacher || student); 0 = plain supervised training", minimum=0)
     temperature: float = option(2.0, "KD temperature (the KL is scaled by its square)", positive=True)
+    freeze_token_embedding: bool = option(
+        False, "keep the token embedding (tied to the output projection: half the student's trainable "
+        "parameters) as the teacher's; training steps are cheaper")
+    whole_window: bool = option(
+        False, "train on each chunk's whole window (audio to the window's end, the next segment's start "
+        "timestamp closing the label) as long-form decoding sees a window; false: only the audio the label "
+        "covers (the authors)")
     timestamp_prob: float = option(0.5, "share of labels that keep their timestamp tokens", minimum=0, maximum=1)
     prompt_prob: float = option(0.2, "share of labels conditioned on the previous chunk's text", minimum=0, maximum=1)
     language: str = option("zh", "language token of the labels")
@@ -100,9 +107,9 @@ def validation_items(args, config: DistillConfig) -> list:
     return [(load_cut_audio(labelled_cut(c)), teacher_text(c)) for c in cuts[: config.valid_max_cuts]]
 
 
-def too_long_labels(cuts, tokenizer, window: float, language: str) -> set[str]:
+def too_long_labels(cuts, tokenizer, window: float, language: str, whole_window: bool) -> set[str]:
     """Ids of the cuts whose label cannot fit the decoder's context: dropped from training, not truncated."""
-    return {c.id for c in cuts if not label_fits(tokenizer, cut_segments(labelled_cut(c)), window, language)}
+    return {c.id for c in cuts if not label_fits(tokenizer, training_view(c, whole_window)[1], window, language)}
 
 
 def fits(cut, too_long: frozenset) -> bool:
@@ -155,6 +162,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-cuts", type=Path, required=True, help="kept chunk cuts (stage 4 output)")
     parser.add_argument("--out-dir", type=Path, required=True, help="student directory (exp/NAME/student_METRIC)")
     parser.add_argument("--valid-cuts", type=Path, help="labelled cuts for validation (default: held-out chunks)")
+    add_longform_validation_arguments(parser, "default: held-out chunks, short-form")
     parser.add_argument("--teacher-cache", type=Path,
                         help="cuts with the teacher's cached outputs (k2d.cache_teacher); train from them")
     add_device_argument(parser)
@@ -208,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher, processor = load_whisper(args.teacher, device="cpu", dtype=config.dtype,
                                           mix_lang_emb=config.mix_lang_emb)
         student = create_student(teacher, config.decoder_layers, config.freeze_encoder,
-                                 config.freeze_decoder_positions)
+                                 config.freeze_decoder_positions, config.freeze_token_embedding)
     except (RuntimeError, FileNotFoundError, ValueError) as error:
         log.error("%s", error)
         return 1
@@ -220,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     save_config(config, args.out_dir / "train_config.yaml")
     window = window_seconds(teacher.config.max_source_positions)
     train_cuts = CutSet.from_jsonl_lazy(args.train_cuts)
-    too_long = frozenset(too_long_labels(train_cuts, processor.tokenizer, window, config.language))
+    too_long = frozenset(too_long_labels(train_cuts, processor.tokenizer, window, config.language,
+                                         config.whole_window))
     if too_long:
         log.warning("%d chunk(s) have labels longer than the decoder's context: left out (e.g. %s)",
                     len(too_long), min(too_long))
@@ -233,11 +242,16 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s in %s (did the filter keep nothing?)", error, args.train_cuts)
         return 1
     options = LabelOptions(window=window, language=config.language, timestamp_prob=config.timestamp_prob,
-                           prompt_prob=config.prompt_prob, seed=config.seed)
+                           prompt_prob=config.prompt_prob, seed=config.seed, whole_window=config.whole_window)
     tokenizer = processor.tokenizer
     dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id), options)
-    valid = validation_items(args, config) if rank() == 0 else []
-    if rank() == 0 and not valid:
+    try:
+        validate_longform = longform_validator(args, processor, config.language) if rank() == 0 else None
+    except (ConfigError, OSError, ValueError) as error:
+        log.error("%s", error)
+        return 1
+    valid = validation_items(args, config) if rank() == 0 and validate_longform is None else []
+    if rank() == 0 and not valid and validate_longform is None:
         log.warning("no validation chunks (valid_percent %.1f%% of %s held out none, or --valid-cuts is empty): "
                     "best/ will be the model of the last step, not one chosen by validation", config.valid_percent,
                     args.train_cuts)
@@ -250,21 +264,24 @@ def main(argv: list[str] | None = None) -> int:
              "top-k cached (not loaded)" if cached_topk else "decoder run per batch")
     trainer = Trainer(
         model, sampler, dataset, args.out_dir, config, device,
-        validate=(lambda s: decode_mer(s, processor, valid, config.language)) if valid else None,
+        validate=validate_longform or ((lambda s: decode_mer(s, processor, valid, config.language)) if valid else None),
         save_best=lambda s, out: save_model_dir(s, processor, out),
     )
     state = trainer.fit()
     if rank() == 0:
+        validated = bool(valid) or validate_longform is not None
         summary = {**sizes, "steps": state.step, "best_step": state.best_step,
-                   "best_valid_mer": state.best_mer if valid else None,
+                   "best_valid_mer": state.best_mer if validated else None, "plateaued": state.plateaued,
+                   "train_seconds": round(state.train_seconds, 1),
                    "dropped_too_long_labels": len(too_long),
-                   "validation": (str(args.valid_cuts) if args.valid_cuts else f"{len(valid)} held-out chunks")
-                   if valid else "none: best/ is the last step"}
+                   "validation": (f"{args.valid_recordings} (long-form)" if validate_longform else
+                                  str(args.valid_cuts) if args.valid_cuts else f"{len(valid)} held-out chunks")
+                   if validated else "none: best/ is the last step"}
         with atomic_path(summary_path) as tmp:
             tmp.write_text(yaml.safe_dump(summary, sort_keys=False), encoding="utf-8")
         provenance.write_record(summary_path, inputs)
         log.info("stage 5: student in %s (%s)", args.out_dir / "best",
-                 f"best validation MER {state.best_mer:.4f} at step {state.best_step}" if valid
+                 f"best validation MER {state.best_mer:.4f} at step {state.best_step}" if validated
                  else f"the last step, {state.step}: no validation data")
     return 0
 

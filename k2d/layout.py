@@ -43,6 +43,9 @@ class RecipeConfig:
     filter_metrics: list[str] = option(["composite"], "one student per metric: none ngram mer per composite")
     decode_modes: list[str] = option(["long"], "long (whole recordings) and/or short (each utterance)")
     truth: str = option("", "true supervisions of the unlabelled split under data/RECIPE (filter report only)")
+    dev_set: str = option(
+        "", "SPLIT of this recipe's corpus with references, in the target domain: stage 5 decodes it long-form "
+        "during training and keeps the best checkpoint by its MER (empty: held-out chunks, short-form)")
 
     def __post_init__(self):
         from k2d.metrics.distances import METRICS
@@ -164,6 +167,8 @@ class Layout:
             ("other_corpora", " ".join(sorted({t.corpus for t in self.test_sets if not t.own}))),
             ("models", " ".join(f"{name}={path}" for name, path in self.models())),
             ("scored_sets", " ".join(self.scored_sets())),
+            ("dev_recordings", self.manifest("recordings", c.dev_set) if c.dev_set else ""),
+            ("dev_supervisions", self.manifest("supervisions", c.dev_set) if c.dev_set else ""),
             ("bench_recordings", self.manifest("recordings", self.test_sets[0].split, self.test_sets[0].corpus)
              if self.test_sets else ""),
         ]

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+
+from k2d.text.script import join_texts
 
 
 class ManifestError(RuntimeError):
@@ -56,3 +59,11 @@ def utterance_cuts(recordings: Path, supervisions: Path):
         recordings=RecordingSet.from_recordings(read_manifest(recordings, "recordings")),
         supervisions=SupervisionSet.from_segments(read_manifest(supervisions, "supervisions")),
     ).trim_to_supervisions(keep_overlapping=False).to_eager()
+
+
+def references_by_recording(supervisions) -> dict[str, str]:
+    """Recording id -> the text of its supervisions in time order (the reference of long-form decoding)."""
+    grouped = defaultdict(list)
+    for sup in sorted(supervisions, key=lambda s: (s.recording_id, s.start)):
+        grouped[sup.recording_id].append(sup.text or "")
+    return {key: join_texts(texts) for key, texts in grouped.items()}

@@ -30,6 +30,8 @@ if [ "$stage" -le 1 ]; then
   log "adapting Whisper base to mini_cs train_labelled -> $teacher"
   python -m k2d.recipes.mini_cs.bootstrap --data-dir "$data" --config "$conf/bootstrap_teacher.yaml" \
     --tokenizer-dir "$work_dir/exp/mini_cs_whisper/bootstrap/tokenizer" \
-    --out-dir "$work_dir/exp/mini_cs_whisper/bootstrap/teacher" --export-dir "$teacher" --device "$device"
+    --out-dir "$work_dir/exp/mini_cs_whisper/bootstrap/teacher" --export-dir "$teacher" --device "$device" \
+    --valid-recordings "$data/manifests/mini_cs_recordings_dev_ood.jsonl.gz" \
+    --valid-supervisions "$data/manifests/mini_cs_supervisions_dev_ood.jsonl.gz" --valid-decode-config "$conf/decode.yaml"
 fi
 ./run.sh "${run_opts[@]}" --stage 1 --teacher "$teacher"

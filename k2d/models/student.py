@@ -22,13 +22,15 @@ def resolve_layers(layers: list[int], num_layers: int) -> list[int]:
 
 def create_student(
     teacher: WhisperForConditionalGeneration, decoder_layers: list[int] = (0, -1), freeze_encoder: bool = True,
-    freeze_decoder_positions: bool = True,
+    freeze_decoder_positions: bool = True, freeze_token_embedding: bool = False,
 ) -> WhisperForConditionalGeneration:
     """The student of `teacher`. With `freeze_encoder` the encoder (position embeddings included) stays as
     copied; with `freeze_decoder_positions` so do the decoder's learned position embeddings, as the K2D
     authors trained (distil-whisper's --freeze_embed_positions). The teacher's alignment heads point into
     decoder layers the student does not have: the student gets openai's default instead, every head of
-    its upper half of layers, so word-level timestamps work."""
+    its upper half of layers, so word-level timestamps work. With `freeze_token_embedding` the token
+    embedding, tied to the output projection, stays the teacher's (cheaper steps: no gradient for the
+    vocabulary-sized matrix, which is about half the student's trainable parameters)."""
     layers = resolve_layers(list(decoder_layers), teacher.config.decoder_layers)
     config = copy.deepcopy(teacher.config)
     config.decoder_layers = len(layers)
@@ -47,6 +49,8 @@ def create_student(
         student.model.encoder.requires_grad_(False)  # position embeddings included
     if freeze_decoder_positions:
         student_decoder.embed_positions.requires_grad_(False)
+    if freeze_token_embedding:
+        student_decoder.embed_tokens.requires_grad_(False)  # and so the tied output projection
     return student.to(teacher.device)
 
 

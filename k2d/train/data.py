@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from lhotse import CutSet
+from lhotse.utils import fastcopy
 from torch.utils.data import Sampler
 
 from k2d.audio import SAMPLE_RATE, labelled_cut, load_cut_audio
@@ -32,6 +33,7 @@ class LabelOptions:
     timestamp_prob: float = 0.5
     prompt_prob: float = 0.2
     seed: int = 0
+    whole_window: bool = False  # chunks: train on the whole window (training_view)
 
 
 @dataclass
@@ -76,7 +78,8 @@ def make_example(
 ) -> Example:
     """`ctc_units(text) -> ids` gives the auxiliary CTC targets (default: the tokenizer's text tokens)."""
     rng = example_rng(options.seed, epoch, key)
-    timestamps = rng.random() < options.timestamp_prob
+    # A label without timestamps cannot say where the speech it leaves out (an unfinished segment) begins.
+    timestamps = rng.random() < options.timestamp_prob or any(s.end is None for s in segments)
     use_prompt = prompt_text is not None and rng.random() < options.prompt_prob
     labels = build_decoder_labels(
         tokenizer, segments, window=options.window, language=options.language, task=options.task,
@@ -100,18 +103,35 @@ def cut_segments(cut) -> list[TimedText]:
     return segments
 
 
+def training_view(cut, whole_window: bool) -> tuple[object, list[TimedText]]:
+    """(the cut whose audio is read, its timed text) as stage 5 trains on a chunk.
+
+    whole_window: the audio runs from the chunk's start to its window's end, as a window of long-form
+    decoding does, and the teacher's next segment, when it begins inside, closes the label with its start
+    timestamp (Whisper's own format: decoding resumes there). Otherwise, and for cuts that are not chunks,
+    the authors' form: only the audio the label covers (a continued chunk trimmed to its last complete
+    segment), which never shows the student a window whose speech runs on past its label."""
+    fields = ChunkFields.from_cut(cut)
+    labelled = labelled_cut(cut)
+    if not whole_window or fields is None or fields.window_end is None:
+        return labelled, cut_segments(labelled)
+    segments = cut_segments(labelled)
+    if fields.next_start is not None:
+        segments.append(TimedText(fields.next_start, None, ""))
+    return fastcopy(cut, duration=fields.window_end), segments
+
+
 def example_from_cut(cut, tokenizer, options: LabelOptions, epoch: int) -> Example:
-    """A chunk cut from stage 2 (or a labelled utterance): continued chunks are trimmed to the last
-    complete segment first, as the K2D authors do at training time. A cut with cached teacher outputs
-    gives those instead of its audio."""
+    """A chunk cut from stage 2 (or a labelled utterance) in the form `options.whole_window` says
+    (training_view). A cut with cached teacher outputs gives those instead of its audio."""
     from k2d.cache_teacher import cached_encoder_states, cached_teacher_topk
 
     fields = ChunkFields.from_cut(cut)
     prev_text = fields.prev_text if fields is not None else None
     states = cached_encoder_states(cut)
-    cut = labelled_cut(cut)
-    audio = load_cut_audio(cut) if states is None else None
-    example = make_example(cut.id, audio, cut_segments(cut), tokenizer, options, epoch, prev_text)
+    view, segments = training_view(cut, options.whole_window)
+    audio = load_cut_audio(view) if states is None else None
+    example = make_example(cut.id, audio, segments, tokenizer, options, epoch, prev_text)
     example.encoder_states = states
     example.teacher_topk = cached_teacher_topk(cut, example.variant, example.labels)
     return example

@@ -1,19 +1,22 @@
 """The training loop shared by the demo's bootstrap training and stage 5 distillation.
 
 AdamW, warm-up then constant or linear decay, gradient accumulation and clipping, bf16/fp16 autocast on GPU,
-periodic validation with best-checkpoint selection by validation MER, exact resume (model, optimiser,
+bf16 autocast on CPUs that support it (`cpu_amp`), periodic validation with best-checkpoint selection
+by validation MER and early stopping on a plateau (`patience`), exact resume (model, optimiser,
 scheduler, position in the epoch, RNG), TensorBoard logs, a progress bar, and DDP under torchrun.
 
 Layout of OUT_DIR:
   checkpoints/latest.pt      resume point (written atomically every `checkpoint_every` steps)
   best/                      the student with the lowest validation MER (save_pretrained + processor)
   tensorboard/               loss curves and validation metrics
+  validation.jsonl           every validation: step, seconds trained, metrics (the learning curve)
   train_config.yaml          the resolved configuration
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -43,8 +46,12 @@ class TrainConfig:
     max_steps: int = option(1000, "optimiser steps", minimum=1)
     grad_accum: int = option(1, "micro-batches per optimiser step", minimum=1)
     clip_grad_norm: float = option(1.0, "gradient clipping (0 = off)", minimum=0)
-    amp_dtype: str = option("bfloat16", "autocast dtype on GPU: bfloat16, float16 or none (CPU is always fp32)")
+    amp_dtype: str = option("bfloat16", "autocast dtype on GPU: bfloat16, float16 or none")
+    cpu_amp: bool = option(False, "on CPU, autocast to bfloat16 too (only where the CPU computes it natively)")
     valid_every: int = option(200, "validate every N steps (and at the end)", minimum=1)
+    patience: int = option(
+        0, "stop when this many validations in a row did not improve the best MER (0: train all max_steps)",
+        minimum=0)
     checkpoint_every: int = option(100, "write checkpoints/latest.pt every N steps", minimum=1)
     log_every: int = option(10, "TensorBoard scalars every N steps", minimum=1)
     num_workers: int = option(1, "data loader worker processes", minimum=0)
@@ -62,6 +69,9 @@ class TrainState:
     batches_in_epoch: int = 0  # micro-batches of the current epoch already consumed
     best_mer: float = math.inf
     best_step: int = -1
+    stale_validations: int = 0  # validations since the best one (early stopping)
+    train_seconds: float = 0.0  # wall time spent in training steps, over every sitting
+    plateaued: bool = False  # stopped early: `patience` validations without a better MER
 
 
 def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
@@ -73,6 +83,23 @@ def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
         return 1.0
 
     return factor
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bfloat16 matrix products natively (AVX512-BF16 or AMX); elsewhere autocast
+    to bfloat16 would be emulated and slower than float32."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(config.amp_dtype)
+    if device.type == "cuda":
+        return amp
+    if config.cpu_amp and amp == torch.bfloat16 and cpu_supports_bf16():
+        return amp
+    if config.cpu_amp:
+        log.warning("cpu_amp: this CPU has no native bfloat16 (or amp_dtype is not bfloat16): training in float32")
+    return None
 
 
 def is_distributed() -> bool:
@@ -140,8 +167,7 @@ class Trainer:
             if is_distributed()
             else model
         )
-        amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(config.amp_dtype)
-        self.amp_dtype = amp if device.type == "cuda" else None
+        self.amp_dtype = autocast_dtype(config, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
         self.writer = None
@@ -239,6 +265,10 @@ class Trainer:
                 self.writer.add_scalar(f"valid/{key}", value, self.state.step)
             mer = metrics["mer"]
             improved = mer < self.state.best_mer
+            self.state.stale_validations = 0 if improved else self.state.stale_validations + 1
+            record = {"step": self.state.step, "train_seconds": round(self.state.train_seconds, 1), **metrics}
+            with open(self.out_dir / "validation.jsonl", "a", encoding="utf-8") as curve:
+                curve.write(json.dumps(record) + "\n")
             log.info(
                 "step %d: validation %s%s", self.state.step,
                 ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), " (best so far)" if improved else "",
@@ -247,8 +277,13 @@ class Trainer:
                 self.state.best_mer, self.state.best_step = mer, self.state.step
                 if self.save_best is not None:
                     self.save_best(self.model.student, self.out_dir / "best")
+        plateaued = [self.config.patience > 0 and self.state.stale_validations >= self.config.patience]
         if is_distributed():
-            dist.barrier()
+            dist.broadcast_object_list(plateaued, src=0)  # every rank stops at the same step
+        if plateaued[0]:
+            self.state.plateaued = True
+            log.info("step %d: %d validations without a better MER than step %d's: stopping (patience)",
+                     self.state.step, self.state.stale_validations, self.state.best_step)
 
     def fit(self) -> TrainState:
         torch.manual_seed(self.config.seed)
@@ -257,8 +292,9 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(self.out_dir / "tensorboard")
-        if self.state.step >= self.config.max_steps:
-            log.info("training already finished (%d steps)", self.state.step)
+        if self.state.step >= self.config.max_steps or self.state.plateaued:
+            log.info("training already finished (%d steps%s)", self.state.step,
+                     ", stopped on a plateau" if self.state.plateaued else "")
             return self.state
         self.model.train()
         batches = self._batches()
@@ -269,7 +305,8 @@ class Trainer:
         if not resumed:
             log.info("training %d trainable parameters for %d steps", sum(p.numel() for p in self.trainable),
                      self.config.max_steps)
-        while self.state.step < self.config.max_steps:
+        while self.state.step < self.config.max_steps and not self.state.plateaued:
+            step_started = time.time()
             for micro in range(self.config.grad_accum):
                 batch = next(batches)
                 stats = self._micro_step(batch, sync=micro == self.config.grad_accum - 1)
@@ -277,6 +314,7 @@ class Trainer:
                 self.state.batches_in_epoch += 1
             grad_norm = self._optimizer_step()
             self.state.step += 1
+            self.state.train_seconds += time.time() - step_started
             progress.update(1)
             progress.set_postfix({k: f"{float(v):.3f}" for k, v in stats.items() if k in ("loss", "ce", "kl", "ctc")})
             if rank() == 0 and self.state.step % self.config.log_every == 0:
@@ -288,6 +326,7 @@ class Trainer:
             last = self.state.step == self.config.max_steps
             if self.state.step % self.config.valid_every == 0 or last:
                 self._validate()
+                last = last or self.state.plateaued
             if self.state.step % self.config.checkpoint_every == 0 or last:
                 self.save_checkpoint()
             for callback in self.callbacks:

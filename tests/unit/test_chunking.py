@@ -57,3 +57,17 @@ def test_unsorted_input_and_previous_text():
 
 def test_no_segments_no_chunks():
     assert chunk_segments([]) == []
+
+
+def test_window_end_and_next_segment_start():
+    # A (0-20) closes the chunk when B (25-33) would end past 30: the window ends at 30, B begins inside it
+    chunks = chunk_segments([seg(0, 20), seg(25, 33), seg(40, 45)])
+    assert (chunks[0].boundary, chunks[0].next_start) == (30, 25)
+    # B and C (ends at 45, within B's window 25-55) share the recording's last chunk: nothing follows it
+    assert spans(chunks)[1] == [(25, 33), (40, 45)] and chunks[1].next_start is None
+    # the next segment starts after the window: the window holds no part of it
+    chunks = chunk_segments([seg(0, 10), seg(31, 35)])
+    assert (chunks[0].boundary, chunks[0].next_start) == (30, None)
+    # a segment too long to be a chunk still begins inside the window before it: its start is kept
+    chunks = chunk_segments([seg(0, 5), seg(6, 40), seg(41, 45)])
+    assert chunks[0].next_start == 6 and chunks[0].continued

@@ -102,3 +102,15 @@ def test_filter_predicate():
     assert not keep({**stored, "teacher_loops": True}, "ngram", 0.4)
     with pytest.raises(ValueError):
         metric_value(stored, "wer")
+
+
+def test_ngram_detectors_count_spaces_as_characters():
+    # "abcdef" written 6 times with the space in a different place each time: without spaces the 6-gram
+    # "abcdef" occurs 6 times (> 5, a loop); with spaces (the K2D authors' detector) "abcdef" occurs once and
+    # no other 6-gram more than twice: no loop
+    text = "abcdef abc def ab cdef abcd ef a bcdef abcde f"
+    assert has_ngram_loop(text.replace(" ", ""))
+    assert not has_ngram_loop(text)
+    # loop events: in "x y z " * 5 the 6-gram "x y z " occurs at 0, 6, 12, 18, 24: its 5th occurrence is an
+    # event; read without spaces ("xyz" * 5) "xyzxyz" occurs at 0, 3, 6, 9 only: no event
+    assert loop_events("x y z " * 5) == 1 and loop_events("xyz" * 5) == 0

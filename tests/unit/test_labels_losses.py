@@ -81,3 +81,44 @@ def test_kl_is_zero_for_equal_logits_and_ce_by_hand():
     assert kl_divergence(logits, logits.clone(), targets, 2.0).item() == pytest.approx(0.0, abs=1e-6)
     uniform = torch.zeros(1, 2, 4)
     assert cross_entropy(uniform, torch.tensor([[3, IGNORE_INDEX]])).item() == pytest.approx(math.log(4))
+
+
+def window_chunk(tmp_path, continued: bool = False):
+    """A 3 s chunk (one complete segment 0.5-3.0 s) of a 12 s recording whose window ends at 10 s, the
+    teacher's next segment beginning at 7.2 s."""
+    import numpy as np
+    import soundfile as sf
+    from lhotse import MonoCut, Recording, SupervisionSegment
+
+    from k2d.cuts import ChunkFields
+
+    path = tmp_path / "rec.flac"
+    sf.write(path, (np.random.default_rng(0).standard_normal(12 * 16000) * 0.05).astype("float32"), 16000)
+    recording = Recording.from_file(path, recording_id="rec")
+    fields = ChunkFields("你好", continued, 3.0, window_end=10.0, next_start=7.2)
+    return MonoCut("rec-chunk00000", start=1.0, duration=10.0 if continued else 3.0, channel=0, recording=recording,
+                   supervisions=[SupervisionSegment("s0", "rec", 0.5, 2.5, channel=0, text="你好")],
+                   custom=fields.to_custom())
+
+
+def test_whole_window_view_runs_to_the_window_end_and_closes_with_the_next_start(tokenizer, tmp_path):
+    from k2d.train.data import LabelOptions, load_cut_audio, make_example, training_view
+
+    cut = window_chunk(tmp_path)
+    view, segments = training_view(cut, whole_window=True)
+    assert (view.start, view.duration) == (1.0, 10.0) and load_cut_audio(view).size == 160000
+    assert segments == [TimedText(0.5, 3.0, "你好"), TimedText(7.2, None, "")]
+    labels = build_decoder_labels(tokenizer, segments, window=10.0)
+    expected = (ids(tokenizer, "<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|0.50|>")
+                + tokenizer.encode("你好", add_special_tokens=False)
+                + ids(tokenizer, "<|3.00|>", "<|7.20|>", "<|endoftext|>"))
+    assert labels.input_ids + [labels.targets[-1]] == expected
+    # the authors' form: the audio the label covers, no word of what follows
+    view, segments = training_view(cut, whole_window=False)
+    assert view.duration == 3.0 and segments == [TimedText(0.5, 3.0, "你好")]
+    # a continued chunk's authors' form is cut back to its last complete segment
+    assert training_view(window_chunk(tmp_path, continued=True), whole_window=False)[0].duration == 3.0
+    # a label that leaves out the speech after 7.2 s must say where it begins: timestamps even at prob 0
+    example = make_example("k", None, segments + [TimedText(7.2, None, "")], tokenizer,
+                           LabelOptions(window=10.0, timestamp_prob=0.0), epoch=0)
+    assert example.variant == "ts"

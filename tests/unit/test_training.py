@@ -1,6 +1,7 @@
 """Student creation and the training loop's exact resume (the 2-process DDP step: tests/integration)."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from lhotse import CutSet
 from k2d.models.student import create_student, resolve_layers
 from k2d.train.data import Collator, CutDataset, LabelOptions, make_sampler
 from k2d.train.model import WhisperKDModel
-from k2d.train.trainer import TrainConfig, Trainer
+from k2d.train.trainer import TrainConfig, Trainer, autocast_dtype, cpu_supports_bf16
 
 
 def test_resolve_layers():
@@ -99,3 +100,72 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_whisper, tiny_cuts, tm
     assert state.step == 6
     a, b = straight.model.student.state_dict(), resumed.model.student.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def fixed_batch(tiny_whisper, tiny_cuts):
+    _, processor = tiny_whisper
+    tokenizer = processor.tokenizer
+    dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id),
+                         LabelOptions(window=10.0))
+    return dataset[CutSet.from_file(tiny_cuts).subset(first=4)]
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bfloat16")
+def test_bf16_autocast_step_matches_fp32(tiny_whisper, tiny_cuts):
+    teacher, _ = tiny_whisper
+    batch = fixed_batch(tiny_whisper, tiny_cuts)
+    model = WhisperKDModel(create_student(teacher, [0, -1]), teacher)
+    fp32, _, _ = model(batch=batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16, _, _ = model(batch=batch)
+    assert torch.isfinite(bf16)
+    # bfloat16 keeps 8 bits of mantissa: about 0.4% relative error per product, not a different loss
+    assert float(bf16.detach()) == pytest.approx(float(fp32.detach()), rel=0.02)
+    assert bf16.dtype == torch.float32  # the losses are computed in float32 from bfloat16 logits
+
+
+def test_trainer_autocasts_on_cpu_only_when_asked_and_supported():
+    cpu = torch.device("cpu")
+    assert autocast_dtype(TrainConfig(), cpu) is None  # the default stays float32 on CPU
+    expected = torch.bfloat16 if cpu_supports_bf16() else None
+    assert autocast_dtype(TrainConfig(cpu_amp=True), cpu) == expected
+    assert autocast_dtype(TrainConfig(cpu_amp=True, amp_dtype="float16"), cpu) is None  # no fp16 on CPU
+
+
+def test_frozen_token_embedding_stays_the_teachers_and_the_rest_learns(tiny_whisper, tiny_cuts, tmp_path):
+    teacher, processor = tiny_whisper
+    student = create_student(teacher, [0, -1], freeze_token_embedding=True)
+    assert not student.model.decoder.embed_tokens.weight.requires_grad
+    assert not student.proj_out.weight.requires_grad  # tied: the same matrix
+    trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
+    unfrozen = sum(p.numel() for p in create_student(teacher, [0, -1]).parameters() if p.requires_grad)
+    assert unfrozen - trainable == student.model.decoder.embed_tokens.weight.numel()
+    before = copy.deepcopy(student.state_dict())
+    batch = fixed_batch(tiny_whisper, tiny_cuts)
+    model = WhisperKDModel(student, teacher)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    loss, _, _ = model(batch=batch)
+    loss.backward()
+    optimizer.step()
+    after = student.state_dict()
+    assert torch.equal(before["model.decoder.embed_tokens.weight"], after["model.decoder.embed_tokens.weight"])
+    assert not torch.equal(before["model.decoder.layers.0.fc1.weight"], after["model.decoder.layers.0.fc1.weight"])
+
+
+def test_best_checkpoint_is_the_lowest_validation_mer_and_patience_stops(tiny_whisper, tiny_cuts, tmp_path):
+    # validations at steps 1..6 return these MERs: best at step 2 (0.3); steps 3 and 4 do not improve, so with
+    # patience 2 training stops after step 4's validation, having run 4 of its 10 steps
+    mers = iter([0.5, 0.3, 0.4, 0.35, 0.1, 0.1])
+    saved = []
+    trainer = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "run", max_steps=10,
+                           validate=lambda student: {"mer": next(mers), "loop_events": 0.0})
+    trainer.config.valid_every, trainer.config.patience = 1, 2
+    trainer.save_best = lambda student, out: saved.append(trainer.state.step)
+    state = trainer.fit()
+    assert (state.step, state.best_step, state.best_mer, state.plateaued) == (4, 2, 0.3, True)
+    assert saved == [1, 2]
+    curve = [json.loads(line) for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["mer"]) for r in curve] == [(1, 0.5), (2, 0.3), (3, 0.4), (4, 0.35)]
+    # a rerun of a finished (plateaued) run trains no further
+    again = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "run", max_steps=10, validate=lambda s: {"mer": 0.0})
+    assert again.fit().step == 4

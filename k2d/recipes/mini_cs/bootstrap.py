@@ -26,7 +26,7 @@ import torch
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
 from k2d.audio import SAMPLE_RATE
-from k2d.config import add_config_arguments, option, parse_stage_args, save_config
+from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
 from k2d.layout import manifest_path
 from k2d.models.demo import DemoModelSpec, build_demo_whisper
 from k2d.models.tokenizer import build_whisper_tokenizer, train_byte_bpe
@@ -45,7 +45,7 @@ from k2d.train.data import Collator, LabelOptions, example_rng, make_example
 from k2d.train.labels import TimedText
 from k2d.train.model import WhisperKDModel
 from k2d.train.trainer import TrainConfig, Trainer, init_distributed, rank
-from k2d.train.validation import decode_mer
+from k2d.train.validation import add_longform_validation_arguments, decode_mer, longform_validator
 from k2d.utils import setup_logging
 
 log = logging.getLogger("k2d.bootstrap")
@@ -195,6 +195,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", type=Path, required=True, help="training directory (checkpoints, logs)")
     parser.add_argument("--export-dir", type=Path, help="where to write the best model (float16 safetensors)")
     add_device_argument(parser)
+    add_longform_validation_arguments(parser, "default: dev utterances, short-form")
     add_config_arguments(parser, BootstrapConfig)
     return parser
 
@@ -225,7 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     dataset = WindowDataset(utterances, tokenizer, collator, options, config, ctc_units)
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     sampler = WindowSampler(config.windows_per_epoch, config.batch_size, world, rank())
-    dev = [(u.cut.load_audio()[0], u.text) for u in load_utterances(args.data_dir, "dev")[: config.valid_utterances]]
+    try:
+        validate = longform_validator(args, processor, "zh") if rank() == 0 else None
+    except ConfigError as error:
+        log.error("%s", error)
+        return 1
+    if validate is None:
+        dev = [(u.cut.load_audio()[0], u.text)
+               for u in load_utterances(args.data_dir, "dev")[: config.valid_utterances]]
+        validate = lambda student: decode_mer(student, processor, dev)  # noqa: E731
     trainer = Trainer(
         WhisperKDModel(model, beta=1.0, gamma=0.0, ctc_weight=config.ctc_weight,
                        ctc_classes=len(ctc_units) if ctc_units else None),
@@ -234,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out_dir,
         subset(TrainConfig, config),
         device,
-        validate=lambda student: decode_mer(student, processor, dev),
+        validate=validate,
         save_best=lambda student, out: save_model_dir(student, processor, out),
     )
     trainer.fit()
