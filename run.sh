@@ -226,7 +226,7 @@ elif run_stage 7; then
   begin_stage 7 "report: ${L[exp]}/*/decode_* -> ${L[exp]}/RESULTS.md, ${L[exp]}/export/, ${L[exp]}/export_ct2/"
   python -m k2d.report --exp-dir "${L[exp]}" --models "${models[@]}" --test-sets "${scored[@]}" \
     --bench-recordings "${L[bench_recordings]}" --filter-report "${L[filter_report]}/report.yaml" \
-    --config "$conf/report.yaml" --device "$device" "${force_opt[@]}"
+    --config "$conf/report.yaml" --decode-config "$conf/decode.yaml" --device "$device" "${force_opt[@]}"
   end_stage 7
 fi
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import logging
 import platform
 import sys
@@ -29,6 +30,7 @@ from lhotse import RecordingSet
 from k2d import provenance
 from k2d.config import add_config_arguments, option, parse_stage_args
 from k2d.export import QUANTIZATIONS, export_ctranslate2
+from k2d.inference.settings import settings_from_file
 from k2d.models.whisper import add_device_argument, load_whisper, save_model_dir
 from k2d.speed import hardware, measure_rtf, rtf_table, select_audio
 from k2d.utils import atomic_path, setup_logging
@@ -116,6 +118,72 @@ def plot_mer_vs_speed(rows: list[dict], test_sets: list[str], path: Path) -> Non
     plt.close(fig)
 
 
+def learning_curves(exp_dir: Path, models: dict[str, str]) -> dict[str, list[dict]]:
+    """Each student's validations (its validation.jsonl, the last record of each step: a resumed run
+    validates a step again), in step order."""
+    curves = {}
+    for name in models:
+        path = exp_dir / name / "validation.jsonl"
+        if name.startswith("student_") and path.exists():
+            by_step = {r["step"]: r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if r}
+            curves[name] = [by_step[step] for step in sorted(by_step)]
+    return curves
+
+
+def plot_learning_curves(curves: dict[str, list[dict]], path: Path, reference: float | None = None) -> None:
+    """Validation MER against training steps, one line per student; the teacher's dev MER as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, records in curves.items():
+        ax.plot([r["step"] for r in records], [100 * r["mer"] for r in records], marker="o", ms=3, label=name)
+    if reference is not None:
+        ax.axhline(100 * reference, color="grey", linestyle="--", label="teacher")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation MER % (dev, long-form)")
+    ax.set_title("learning curves")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def curves_table(curves: dict[str, list[dict]]) -> str:
+    lines = ["| student | step | training time | validation MER % | insertions | loop events |",
+             "|---|---|---|---|---|---|"]
+    for name, records in curves.items():
+        for r in records:
+            lines.append(f"| {name} | {r['step']} | {r.get('train_seconds', 0) / 60:.0f} min | {100 * r['mer']:.2f} | "
+                         f"{r.get('insertions', '-')} | {r.get('loop_events', '-')} |")
+    return "\n".join(lines)
+
+
+def made_by() -> str:
+    """The commit and the versions that made a results file."""
+    import importlib.metadata
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
+        commit += " (with uncommitted changes)" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown (not a git checkout)"
+    versions = []
+    for package in ("torch", "transformers", "lhotse", "ctranslate2"):
+        try:
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return f"Made by k2d commit {commit}; {', '.join(versions)}; Python {platform.python_version()}."
+
+
 def export_best(rows: list[dict], models: dict[str, str], test_sets: list[str], out_dir: Path) -> str | None:
     students = [r for r in rows if r["model"].startswith("student_") and all(s in r["mer"] for s in test_sets)]
     if not students:
@@ -133,6 +201,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-sets", nargs="+", required=True)
     parser.add_argument("--bench-recordings", type=Path, required=True, help="recordings the speed benchmark decodes")
     parser.add_argument("--filter-report", type=Path, help="stage 4 report.yaml (data kept per metric)")
+    parser.add_argument("--decode-config", type=Path,
+                        help="stage 6's decode.yaml: the benchmark decodes as the test sets were decoded")
     add_device_argument(parser)
     parser.add_argument("--force", action="store_true", help="report again even if RESULTS.md exists")
     add_config_arguments(parser, ReportConfig)
@@ -161,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     started = time.time()
     recordings = select_audio(RecordingSet.from_file(args.bench_recordings), config.bench_seconds)
-    speed = measure_rtf(models, recordings, config.bench_runs, args.device, batch_size=config.bench_batch_size)
+    settings = settings_from_file(args.decode_config) if args.decode_config else None
+    speed = measure_rtf(models, recordings, config.bench_runs, args.device, batch_size=config.bench_batch_size,
+                        settings=settings)
     reference_rtf = speed[0]["rtf"]
     filter_report = None
     if args.filter_report and args.filter_report.exists():
@@ -173,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                      "speedup": reference_rtf / bench["rtf"], "kept": kept_share(filter_report, bench["model"]),
                      "scores": scores, "mer": {s: sc["mer"]["rate"] for s, sc in scores.items()}})
     plot_mer_vs_speed(rows, args.test_sets, args.exp_dir / "mer_vs_speed.png")
+    curves = learning_curves(args.exp_dir, models)
+    if curves:
+        plot_learning_curves(curves, args.exp_dir / "learning_curves.png")
     exported = export_best(rows, models, args.test_sets, args.exp_dir / "export")
     ct2_note = ""
     if exported and config.ctranslate2_quantization != "none":
@@ -192,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         "## Details\n\n" + detail_table(rows, args.test_sets),
         "## Speed\n\n" + rtf_table(speed),
         "![MER vs speed](mer_vs_speed.png)",
+        *(["## Learning curves (the students' validations; best/ is the lowest)\n\n" + curves_table(curves),
+            "![learning curves](learning_curves.png)"] if curves else []),
         f"Exported model: `export/` = {exported}{ct2_note}" if exported else "No student to export.",
+        made_by(),
     ]) + "\n"
     with atomic_path(args.exp_dir / "results.yaml") as tmp:
         tmp.write_text(yaml.safe_dump({"rows": [{k: v for k, v in r.items() if k != "scores"} for r in rows]},

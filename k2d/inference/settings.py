@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from k2d.config import ConfigError, option
+from k2d.config import ConfigError, build_config, load_yaml, option
 
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 BACKENDS = ("transformers", "ctranslate2")
@@ -44,3 +45,11 @@ class GenerationSettings:
     @property
     def temperatures(self) -> tuple[float, ...]:
         return FALLBACK_TEMPERATURES if self.temperature_fallback else (0.0,)
+
+
+def settings_from_file(path) -> GenerationSettings:
+    """The decoding settings in a stage config (decode.yaml, pseudo_label.yaml): its GenerationSettings keys
+    (the stage's other keys are left to the stage), so a validation or a benchmark decodes as the stage does."""
+    values = load_yaml(path)
+    names = {f.name for f in dataclasses.fields(GenerationSettings)}
+    return build_config(GenerationSettings, {k: v for k, v in values.items() if k in names}, f"config {path}")

@@ -8,16 +8,15 @@ Decoding uses timestamps, as stages 1, 3 and 6 do. The text is every generated t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 from collections.abc import Callable
 
 import numpy as np
 from lhotse import RecordingSet, SupervisionSet
 
-from k2d.config import ConfigError, build_config, load_yaml
+from k2d.config import ConfigError
 from k2d.inference.recognizer import TransformersRecognizer
-from k2d.inference.settings import GenerationSettings
+from k2d.inference.settings import GenerationSettings, settings_from_file
 from k2d.inference.transcribe import joined_text, transcribe_audios, transcribe_longform
 from k2d.manifests import references_by_recording
 from k2d.metrics.distances import loop_events
@@ -74,11 +73,9 @@ def longform_validator(args: argparse.Namespace, processor, language: str) -> Ca
     recordings = [r for r in RecordingSet.from_file(args.valid_recordings) if r.id in references]
     if not recordings:
         raise ConfigError(f"{args.valid_supervisions} has no reference for a recording of {args.valid_recordings}")
-    values = load_yaml(args.valid_decode_config) if args.valid_decode_config else {"language": language}
-    names = {f.name for f in dataclasses.fields(GenerationSettings)}
-    settings = build_config(GenerationSettings, {k: v for k, v in values.items() if k in names},
-                            f"config {args.valid_decode_config}")
-    batch_size = int(values.get("batch_size", 8))
+    settings = (settings_from_file(args.valid_decode_config) if args.valid_decode_config
+                else GenerationSettings(language=language))
+    batch_size = 8
     log.info("validation: %d dev recording(s) of %s decoded long-form (%.0f s of audio)", len(recordings),
              args.valid_recordings, sum(r.duration for r in recordings))
     return lambda model: longform_mer(model, processor, recordings, references, settings, batch_size)

@@ -23,3 +23,22 @@ def test_kept_share_of_each_student():
     assert kept_share(report, "student_composite") == "74%"
     assert kept_share(report, "teacher") == "-" and kept_share(None, "student_none") == "-"
     assert kept_share(report, "student_per") == "?"  # a metric the report does not cover
+
+
+def test_learning_curves_keep_the_last_validation_of_each_step(tmp_path):
+    import json
+
+    from k2d.report import curves_table, learning_curves, plot_learning_curves
+
+    run = tmp_path / "student_composite"
+    run.mkdir()
+    # killed after validating step 300, resumed from step 150's checkpoint: step 300 is validated again
+    records = [{"step": 150, "mer": 0.5}, {"step": 300, "mer": 0.4}, {"step": 300, "mer": 0.38},
+               {"step": 450, "mer": 0.2, "insertions": 3, "loop_events": 0, "train_seconds": 600}]
+    (run / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    curves = learning_curves(tmp_path, {"teacher": "t", "student_composite": "s", "student_none": "n"})
+    assert list(curves) == ["student_composite"]  # the teacher is not a student; student_none has no curve
+    assert [(r["step"], r["mer"]) for r in curves["student_composite"]] == [(150, 0.5), (300, 0.38), (450, 0.2)]
+    assert "| student_composite | 450 | 10 min | 20.00 | 3 | 0 |" in curves_table(curves)
+    plot_learning_curves(curves, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
