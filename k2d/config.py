@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -84,7 +85,10 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
                 raise ValueError
             if base in (int, float) and isinstance(value, bool):
                 raise ValueError
-            return base(value)
+            converted = base(value)
+            if base is float and not math.isfinite(converted):  # NaN passes every comparison: refuse it here
+                raise ConfigError(f"{where}: {value!r} is not a finite number")
+            return converted
         if origin in (list, tuple):
             (item_type, *_) = typing.get_args(base) or (Any,)
             items = value.split(",") if isinstance(value, str) else list(value)
@@ -96,6 +100,8 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError
             return dict(value)
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: {value!r} is not a valid {getattr(base, '__name__', base)}") from None
     return value

@@ -48,3 +48,29 @@ def test_missing_input_is_exit_1(tmp_path):
     code = chunking.main(["--recordings", str(tmp_path / "none.jsonl.gz"), "--segments", str(tmp_path / "s.jsonl.gz"),
                           "--output", str(tmp_path / "out.jsonl.gz")])
     assert code == 1
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_nan_and_infinite_options_are_refused(tmp_path, value, capsys):
+    # issue 29 case 5: NaN passed every range check ("kept 0/6", exit 0)
+    from k2d import filtering
+    from k2d.config import ConfigError, build_config
+    from k2d.filtering import FilterConfig
+
+    with pytest.raises(SystemExit) as exit_info:
+        filtering.main(["--cuts", "x", "--output-pattern", "{metric}", "--report-dir", str(tmp_path),
+                        f"--alpha={value}"])
+    assert exit_info.value.code == 2 and "option alpha" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="not a finite number"):
+        build_config(FilterConfig, {"alpha": float(value)}, "filter.yaml")  # YAML's .nan / .inf
+
+
+def test_check_config_refuses_nan_in_a_stage_config(repo_root, tmp_path):
+    import shutil
+
+    from k2d import check_config
+
+    conf = tmp_path / "conf"
+    shutil.copytree(repo_root / "egs" / "mini_cs" / "conf", conf)
+    (conf / "filter.yaml").write_text("alpha: .nan\n")
+    assert check_config.main(["--recipe", "mini_cs", "--conf-dir", str(conf)]) != 0
