@@ -156,7 +156,8 @@ fi
 if run_stage 2; then
   begin_stage 2 "chunk: ${L[pseudo]} -> ${L[chunks]}"
   python -m k2d.chunking --recordings "${L[unlabelled_recordings]}" \
-    --segments "${L[pseudo]}" --config "$conf/chunk.yaml" --output "${L[chunks]}" "${force_opt[@]}"
+    --segments "${L[pseudo]}" --config "$conf/chunk.yaml" --output "${L[chunks]}" --teacher "${L[teacher]}" \
+    "${force_opt[@]}"
   end_stage 2
 fi
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from k2d import provenance
 from k2d.config import add_config_arguments, option, parse_stage_args, save_config
 from k2d.cuts import ChunkFields
 from k2d.manifests import ManifestError, read_manifest
+from k2d.models.packaged import resolve_model
+from k2d.models.tokenizer import window_seconds
 from k2d.text.script import join_texts
 from k2d.utils import atomic_path, setup_logging
 
@@ -159,10 +162,21 @@ class ChunkConfig:
 
 
 def segments_by_recording(supervisions: SupervisionSet):
-    """Group a (recording-ordered) supervision stream by recording id, lazily."""
+    """Group a (recording-ordered) supervision stream by recording id, lazily. A segment id seen twice, or a
+    segment that starts before its recording, is an error naming it (the chunks would repeat or misplace it)."""
+    seen: set[str] = set()
     for recording_id, group in itertools.groupby(supervisions, key=lambda s: s.recording_id):
-        yield recording_id, [TeacherSegment(s.start, s.end, s.text or "", (s.custom or {}).get("avg_logprob"),
-                                            (s.custom or {}).get("no_speech_prob")) for s in group]
+        segments = []
+        for s in group:
+            if s.id in seen:
+                raise RuntimeError(f"segment id {s.id} occurs twice (recording {recording_id}): ids must be unique")
+            if s.start < 0:
+                raise RuntimeError(f"segment {s.id} of recording {recording_id} starts at {s.start} s, before the "
+                                   "recording")
+            seen.add(s.id)
+            segments.append(TeacherSegment(s.start, s.end, s.text or "", (s.custom or {}).get("avg_logprob"),
+                                           (s.custom or {}).get("no_speech_prob")))
+        yield recording_id, segments
 
 
 def write_chunks(recordings_path: Path, segments_path: Path, output: Path, config: ChunkConfig) -> ChunkStats:
@@ -181,11 +195,18 @@ def write_chunks(recordings_path: Path, segments_path: Path, output: Path, confi
     return stats
 
 
+def teacher_window(model: str) -> float:
+    """A Whisper model's window in seconds, read from its config.json (no weights loaded)."""
+    config = json.loads((Path(resolve_model(model)) / "config.json").read_text(encoding="utf-8"))
+    return window_seconds(config["max_source_positions"])
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recordings", type=Path, required=True, help="lhotse recordings manifest")
     parser.add_argument("--segments", type=Path, required=True, help="teacher segments (stage 1 output)")
     parser.add_argument("--output", type=Path, required=True, help="chunk cuts to write (.jsonl.gz)")
+    parser.add_argument("--teacher", help="the teacher that made the segments: max_chunk may not exceed its window")
     parser.add_argument("--force", action="store_true", help="chunk again even if OUTPUT exists")
     add_config_arguments(parser, ChunkConfig)
     return parser
@@ -200,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     for path in (args.recordings, args.segments):
         if not path.is_file():
             log.error("%s does not exist (run the earlier stages first)", path)
+            return 1
+    if args.teacher:
+        window = teacher_window(args.teacher)
+        if config.max_chunk > window + 1e-6:
+            log.error("max_chunk %g s is longer than the teacher's window (%g s, %s): its timestamps cannot place "
+                      "text beyond it; set max_chunk to at most %g in the chunk config", config.max_chunk, window,
+                      args.teacher, window)
             return 1
     try:
         stats = write_chunks(args.recordings, args.segments, args.output, config)

@@ -165,3 +165,32 @@ def test_f14_every_stage_config_is_checked_before_stage_0(repo_root, tmp_path):
     result = subprocess.run(["./run.sh", "--metrics", "bogus", "--work-dir", str(tmp_path / "w")], cwd=repo_root,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "unknown metric(s) bogus" in result.stderr and "Stage 0" not in result.stderr
+
+
+def chunking_inputs(tmp_path, segments):
+    """A 40 s recording and teacher segments (id, start, end) of it, as the manifests stage 2 reads."""
+    path = tmp_path / "rec.flac"
+    sf.write(path, np.zeros(40 * 16000, dtype=np.float32), 16000)
+    RecordingSet.from_recordings([Recording.from_file(path, recording_id="rec")]).to_file(tmp_path / "rec.jsonl.gz")
+    SupervisionSet.from_segments([SupervisionSegment(i, "rec", start, end - start, text="好")
+                                  for i, start, end in segments]).to_file(tmp_path / "seg.jsonl.gz")
+    return ["--recordings", str(tmp_path / "rec.jsonl.gz"), "--segments", str(tmp_path / "seg.jsonl.gz"),
+            "--output", str(tmp_path / "chunks.jsonl.gz"), "--max-chunk", "10"]
+
+
+@pytest.mark.parametrize("segments, message", [
+    ([("a", 0, 2), ("a", 3, 4)], "segment id a occurs twice"),  # issue 29 case 3: two chunks with one id
+    ([("a", -3, 2), ("b", 3, 4)], "segment a of recording rec starts at -3"),  # case 4: a chunk at -3.0 s
+])
+def test_chunking_refuses_duplicate_ids_and_negative_starts(tmp_path, capsys, segments, message):
+    assert chunking.main(chunking_inputs(tmp_path, segments)) == 1
+    assert message in capsys.readouterr().err and not (tmp_path / "chunks.jsonl.gz").exists()
+
+
+def test_chunking_refuses_chunks_longer_than_the_teachers_window(repo_root, tmp_path, capsys):
+    # issue 29 case 9: max_chunk 30 with the demo's 10 s teacher made 17 s chunks without a word
+    args = chunking_inputs(tmp_path, [("a", 0, 2)])
+    teacher = str(repo_root / "egs" / "mini_cs" / "models" / "teacher")
+    assert chunking.main(args[:-1] + ["30", "--teacher", teacher]) == 1
+    assert "longer than the teacher's window (10 s" in capsys.readouterr().err
+    assert chunking.main(args + ["--teacher", teacher]) == 0  # 10 s fits
