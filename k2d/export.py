@@ -17,6 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from k2d.models.whisper import check_model_files
 from k2d.utils import setup_logging
 
 log = logging.getLogger("k2d.export")
@@ -34,8 +35,7 @@ def export_ctranslate2(model_dir: Path, out_dir: Path, quantization: str = "int8
     from k2d.models.packaged import resolve_model
 
     model_dir, out_dir = Path(resolve_model(str(model_dir))), Path(out_dir)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir} is not a save_pretrained model directory (no config.json)")
+    check_model_files(model_dir)
     for name in ("config.json", "generation_config.json"):
         try:
             json.loads((model_dir / name).read_text(encoding="utf-8")) if (model_dir / name).is_file() else None
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     try:
         export_ctranslate2(args.model, args.out, args.quantization)
-    except (FileNotFoundError, ValueError, OSError) as error:  # json.JSONDecodeError is a ValueError
+    except (FileNotFoundError, ValueError, OSError, RuntimeError) as error:  # json.JSONDecodeError: a ValueError
         log.error("cannot export %s: %s", args.model, error)
         return 1
     log.info("CTranslate2 model (%s) in %s", args.quantization, args.out)

@@ -57,6 +57,8 @@ def load_whisper(
     is_local = Path(source).exists()
     if not is_local and source.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model directory {source} does not exist")
+    if is_local:
+        check_model_files(Path(source))
     try:
         processor = WhisperProcessor.from_pretrained(source)
         model = WhisperForConditionalGeneration.from_pretrained(source, dtype=DTYPES[dtype])
@@ -73,6 +75,25 @@ def load_whisper(
         apply_mix_lang_emb(model, processor.tokenizer)
     model.to(resolve_device(device)).eval()
     return model, processor
+
+
+def check_model_files(model_dir: Path) -> None:
+    """Raise RuntimeError naming the file when a model directory lacks config.json or holds weights that
+    cannot be read (corrupt, truncated or empty safetensors), before transformers fails without a name."""
+    from safetensors import SafetensorError, safe_open
+
+    if not model_dir.is_dir():
+        raise RuntimeError(f"model {model_dir} is not a directory (a model is a directory written by save_pretrained)")
+    if not (model_dir / "config.json").is_file():
+        raise RuntimeError(f"{model_dir / 'config.json'} is missing: a model directory needs the config.json "
+                           "save_pretrained writes beside the weights")
+    for weights in sorted(model_dir.glob("*.safetensors")):
+        try:
+            with safe_open(weights, "pt") as reader:
+                reader.keys()
+        except (SafetensorError, OSError) as error:
+            raise RuntimeError(f"{weights} cannot be read ({error}): the file is corrupt, truncated or empty; "
+                               "copy or export the model again") from None
 
 
 def shape_mismatch(model_dir: Path) -> str | None:

@@ -194,3 +194,25 @@ def test_chunking_refuses_chunks_longer_than_the_teachers_window(repo_root, tmp_
     assert chunking.main(args[:-1] + ["30", "--teacher", teacher]) == 1
     assert "longer than the teacher's window (10 s" in capsys.readouterr().err
     assert chunking.main(args + ["--teacher", teacher]) == 0  # 10 s fits
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "no_config"])
+def test_a_corrupt_or_incomplete_model_directory_is_named(repo_root, tmp_path, damage):
+    # issue 29 cases 6 and 11: a raw SafetensorError traceback, or a mismatch message naming a missing file
+    model = tmp_path / "model"
+    shutil.copytree(repo_root / "egs" / "mini_cs" / "models" / "validator", model)
+    weights = model / "model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "empty":
+        weights.write_bytes(b"")
+    else:
+        (model / "config.json").unlink()
+    result = subprocess.run(["python", "-m", "k2d.export", "--model", str(model), "--out", str(tmp_path / "o")],
+                            cwd=repo_root, capture_output=True, text=True)
+    named = model / "config.json" if damage == "no_config" else weights
+    assert result.returncode == 1 and str(named) in result.stderr and "Traceback" not in result.stderr
+    from k2d.models.whisper import load_whisper  # what every stage loads a model with
+
+    with pytest.raises(RuntimeError, match=str(named)):
+        load_whisper(model)
