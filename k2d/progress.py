@@ -9,6 +9,7 @@ checks that every item was done exactly once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -140,6 +141,18 @@ def _done_records(directory: Path, num_shards: int) -> dict[str, dict]:
             for key, record in shard_progress(directory, shard, num_shards).load().items()}
 
 
+# The output's provenance also records the shard records it was merged from: a shard that redid an item
+# (a recording restored after a failure) without merging changes them, and the next merge sees that.
+PROGRESS_INPUT = "shard records"
+
+
+def records_state(records: dict[str, dict]) -> dict:
+    digest = hashlib.sha256()
+    for key in sorted(records):
+        digest.update(json.dumps(records[key], sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    return {"items": len(records), "sha256": digest.hexdigest()[:16]}
+
+
 def run_sharded(job: ShardJob, items: Callable[[], Iterable], key: Callable[[object], str],
                 work: Callable[[list], Iterable[dict]], merge: Callable[[list[dict], int], None], stage: str,
                 inputs: dict | None = None, growing: tuple[str, ...] = (),
@@ -164,18 +177,23 @@ def run_sharded(job: ShardJob, items: Callable[[], Iterable], key: Callable[[obj
         return 2
     directory = progress_dir(job.output)
     if job.output.exists() and not job.force:
-        changed = provenance.changes(job.output, inputs)
-        fixed = [name for name in changed if name not in growing]
+        records = _done_records(directory, num_shards)
+        # without progress files (cleaned up) there is nothing to compare: the output stands
+        checked = {**inputs, PROGRESS_INPUT: records_state(records)} if records else inputs
+        changed = provenance.changes(job.output, checked)
+        fixed = [name for name in changed if name not in growing and name != PROGRESS_INPUT]
         if fixed:
             log.error("%s: %s changed since %s was made; run the stage again with --force (or restore it)", stage,
                       " and ".join(fixed), job.output)
             return 1
-        failed = [k for k, r in _done_records(directory, num_shards).items() if retry(r)]
+        failed = [k for k, r in records.items() if retry(r)]
         if not changed and not failed:
             log.info("%s exists: skipping %s (use --force to redo)", job.output, stage)
             return 0
         log.info("%s: %s; doing what is new or failed, then %s again", stage, " and ".join(
-            [f"{name} changed" for name in changed] + ([f"{len(failed)} item(s) failed before"] if failed else [])),
+            [f"{name} changed" for name in changed if name != PROGRESS_INPUT]
+            + (["some items were done again since the last merge"] if PROGRESS_INPUT in changed else [])
+            + ([f"{len(failed)} item(s) failed before"] if failed else [])),
             job.output)
     try:
         if not job.merge_only:
@@ -196,7 +214,8 @@ def run_sharded(job: ShardJob, items: Callable[[], Iterable], key: Callable[[obj
             log.info("shard %d/%d finished; other shards are not done yet (merge with --merge-only)", shard, num_shards)
             return 1 if job.merge_only else 0
         merge(merge_shards(directory, num_shards, keys), num_shards)
-        provenance.write_record(job.output, inputs)
+        provenance.write_record(job.output, {**inputs, PROGRESS_INPUT: records_state(_done_records(directory,
+                                                                                                 num_shards))})
     except (FileNotFoundError, RuntimeError) as error:
         log.error("%s", error)
         return 1
