@@ -162,18 +162,14 @@ class ChunkConfig:
 
 
 def segments_by_recording(supervisions: SupervisionSet):
-    """Group a (recording-ordered) supervision stream by recording id, lazily. A segment id seen twice, or a
-    segment that starts before its recording, is an error naming it (the chunks would repeat or misplace it)."""
-    seen: set[str] = set()
+    """Group a (recording-ordered) supervision stream by recording id, lazily. A segment that starts before
+    its recording is an error naming it (a chunk would start before the audio)."""
     for recording_id, group in itertools.groupby(supervisions, key=lambda s: s.recording_id):
         segments = []
         for s in group:
-            if s.id in seen:
-                raise RuntimeError(f"segment id {s.id} occurs twice (recording {recording_id}): ids must be unique")
             if s.start < 0:
                 raise RuntimeError(f"segment {s.id} of recording {recording_id} starts at {s.start} s, before the "
                                    "recording")
-            seen.add(s.id)
             segments.append(TeacherSegment(s.start, s.end, s.text or "", (s.custom or {}).get("avg_logprob"),
                                            (s.custom or {}).get("no_speech_prob")))
         yield recording_id, segments

@@ -25,7 +25,8 @@ KINDS = ("recordings", "supervisions", "cuts")
 
 
 class ManifestReader:
-    """Iterable over a manifest's items, read lazily (each iteration reads the file again)."""
+    """Iterable over a manifest's items, read lazily (each iteration reads the file again); an id that occurs
+    twice is a ManifestError naming it."""
 
     def __init__(self, path: Path, kind: str):
         if kind not in KINDS:
@@ -38,8 +39,14 @@ class ManifestReader:
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.kind} manifest {self.path} does not exist (run the stage that writes it)")
         lazy = {"recordings": RecordingSet, "supervisions": SupervisionSet, "cuts": CutSet}[self.kind]
+        seen: set[str] = set()
         try:
-            yield from lazy.from_jsonl_lazy(self.path)
+            for item in lazy.from_jsonl_lazy(self.path):
+                if item.id in seen:  # a second item under one id would be done twice or overwrite the first
+                    raise ManifestError(f"{self.kind} manifest {self.path}: id {item.id} occurs more than once; "
+                                        "ids must be unique (rename or drop the duplicate)")
+                seen.add(item.id)
+                yield item
         except (EOFError, OSError, zlib.error, json.JSONDecodeError, KeyError, TypeError) as error:
             raise ManifestError(
                 f"{self.kind} manifest {self.path} is truncated or corrupt ({type(error).__name__}: {error}); "

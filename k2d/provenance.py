@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import zlib
 from pathlib import Path
 
 import yaml
@@ -55,9 +56,13 @@ def _file_digest(path: Path) -> str:
     if stat.st_size > HASHED_BYTES:
         return f"{stat.st_size}-{stat.st_mtime_ns}"
     digest = hashlib.sha256()
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            digest.update(block)
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            for block in iter(lambda: f.read(2**20), b""):
+                digest.update(block)
+    except (EOFError, OSError, zlib.error):
+        # a truncated or corrupt input counts as changed: the stage then reads it and names what is wrong
+        return f"unreadable-{stat.st_size}-{stat.st_mtime_ns}"
     return digest.hexdigest()[:16]
 
 

@@ -179,7 +179,7 @@ def chunking_inputs(tmp_path, segments):
 
 
 @pytest.mark.parametrize("segments, message", [
-    ([("a", 0, 2), ("a", 3, 4)], "segment id a occurs twice"),  # issue 29 case 3: two chunks with one id
+    ([("a", 0, 2), ("a", 3, 4)], "id a occurs more than once"),  # issue 29 case 3: two chunks with one id
     ([("a", -3, 2), ("b", 3, 4)], "segment a of recording rec starts at -3"),  # case 4: a chunk at -3.0 s
 ])
 def test_chunking_refuses_duplicate_ids_and_negative_starts(tmp_path, capsys, segments, message):
@@ -216,3 +216,29 @@ def test_a_corrupt_or_incomplete_model_directory_is_named(repo_root, tmp_path, d
 
     with pytest.raises(RuntimeError, match=str(named)):
         load_whisper(model)
+
+
+def test_pseudo_labelling_refuses_a_duplicate_recording_id_up_front(repo_root, tmp_path, capsys):
+    # issue 29 case 2: decoded everything, then "1 item(s) not done yet", on every rerun, never naming the id
+    path = tmp_path / "a.wav"
+    sf.write(path, np.zeros(16000, dtype=np.float32), 16000)
+    recording = Recording.from_file(path, recording_id="same")
+    with gzip.open(tmp_path / "rec.jsonl.gz", "wt") as f:
+        f.write((json.dumps(recording.to_dict()) + "\n") * 2)
+    code = pseudo_label.main(["--recordings", str(tmp_path / "rec.jsonl.gz"), "--model",
+                              str(repo_root / "egs" / "mini_cs" / "models" / "teacher"), "--output",
+                              str(tmp_path / "pl.jsonl.gz"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1 and "id same occurs more than once" in err and "decod" not in err.lower()
+
+
+def test_an_input_truncated_after_the_output_was_made_is_named(tmp_path, capsys):
+    # issue 29 case 8: a raw EOFError from the provenance check when the stage's output already existed
+    args = chunking_inputs(tmp_path, [("a", 0, 2), ("b", 3, 4)])
+    assert chunking.main(args) == 0
+    segments = tmp_path / "seg.jsonl.gz"
+    truncated_copy(segments, segments)
+    capsys.readouterr()
+    assert chunking.main(args) == 1
+    err = capsys.readouterr().err
+    assert f"supervisions manifest {segments} is truncated or corrupt" in err and "Traceback" not in err
