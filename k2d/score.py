@@ -43,6 +43,8 @@ def read_text_file(path: Path) -> dict[str, str]:
             except UnicodeDecodeError:
                 raise ValueError(f"{path}:{number} is not UTF-8: Kaldi text files must be UTF-8 (convert, e.g. "
                                  f"iconv -f GBK -t UTF-8 {path})") from None
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark some editors write: not part of the id
             if not line.strip():
                 continue
             key, _, text = line.strip().partition(" ")
@@ -172,6 +174,9 @@ def score_files(ref: Path, hyp: Path, out_dir: Path, name: str = "") -> CorpusSc
     references, hypotheses = read_text_file(ref), read_text_file(hyp)
     check_ids(references, hypotheses, str(ref), str(hyp))
     total, per_utterance = score_texts(references, hypotheses)
+    if total.mer.reference_length == 0:
+        raise ScoringError(f"every reference in {ref} is empty after normalisation (punctuation or ids only): "
+                           "there is nothing to score against")
     with atomic_path(out_dir / "errs.txt") as tmp:
         tmp.write_text(format_errs(per_utterance), encoding="utf-8")
     with atomic_path(out_dir / "scores.yaml") as tmp:
@@ -194,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     for path in (args.ref, args.hyp):
         if not path.is_file():
-            log.error("%s does not exist", path)
+            log.error("%s %s", path, "is a directory, not a Kaldi text file" if path.is_dir() else "does not exist")
             return 1
     try:
         total = score_files(args.ref, args.hyp, args.out_dir or args.hyp.parent)

@@ -242,3 +242,21 @@ def test_an_input_truncated_after_the_output_was_made_is_named(tmp_path, capsys)
     assert chunking.main(args) == 1
     err = capsys.readouterr().err
     assert f"supervisions manifest {segments} is truncated or corrupt" in err and "Traceback" not in err
+
+
+def test_score_sh_reads_a_bom_and_refuses_directories_and_punctuation_only_references(repo_root, tmp_path):
+    # issue 29 cases 12-14
+    def score_sh(ref, hyp):
+        return subprocess.run(["local/score.sh", str(ref), str(hyp), str(tmp_path / "out")], cwd=repo_root,
+                              capture_output=True, text=True)
+
+    ref, hyp = tmp_path / "ref.txt", tmp_path / "hyp.txt"
+    ref.write_text("u1 你 好\nu2 世 界\n", encoding="utf-8")
+    hyp.write_bytes("\ufeffu1 你 好\nu2 世 界\n".encode())  # a BOM before the first id: it was a deletion (50%)
+    result = score_sh(ref, hyp)
+    assert result.returncode == 0 and yaml.safe_load((tmp_path / "out" / "scores.yaml").read_text())["mer"]["rate"] == 0
+    result = score_sh(ref, tmp_path)  # a directory: it said "does not exist"
+    assert result.returncode == 1 and "is a directory" in result.stderr
+    ref.write_text("u1 ，。！\n", encoding="utf-8")  # only punctuation: it said MER 100.00% [2 / 0], exit 0
+    result = score_sh(ref, hyp)
+    assert result.returncode == 1 and "empty after normalisation" in result.stderr
