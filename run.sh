@@ -51,12 +51,16 @@ Stages (reads -> writes; NAME = recipe, SPLIT = split):
 
 Configuration: egs/NAME/conf/*.yaml (one file per stage)."
 
+caller=$PWD  # relative paths given on the command line are the caller's
 cd "$(dirname "$0")" || exit 1
 # shellcheck source=utils/parse_options.sh
 . utils/parse_options.sh
 # shellcheck source=utils/log.sh
 . utils/log.sh
 set -euo pipefail
+[[ -z "$corpus_dir" || "$corpus_dir" = /* ]] || corpus_dir="$caller/$corpus_dir"
+[[ -z "$work_dir" || "$work_dir" = /* ]] || work_dir="$caller/$work_dir"
+[[ -z "$conf_dir" || "$conf_dir" = /* ]] || conf_dir="$caller/$conf_dir"
 
 [ $# -eq 0 ] || die "unexpected argument '$1' (see --help)"
 require_int stage "$stage"

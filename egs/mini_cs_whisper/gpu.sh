@@ -12,12 +12,14 @@ nj=8
 tiny=false
 help_message="Usage: $0 [--work-dir DIR] [--device cuda|cpu] [--nj N] [--tiny true|false]"
 
+caller=$PWD  # relative paths given on the command line are the caller's
 cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=utils/parse_options.sh
 . utils/parse_options.sh
 # shellcheck source=utils/log.sh
 . utils/log.sh
 set -euo pipefail
+[[ -z "$work_dir" || "$work_dir" = /* ]] || work_dir="$caller/$work_dir"
 # shellcheck source=path.sh
 . ./path.sh
 

@@ -13,12 +13,15 @@ nj=1
 times=""   # a file that gets one line per part: its name and seconds
 help_message="Usage: $0 [--work-dir DIR] [--device DEV] [--stage N (0 synthesize, 1 adapt the teacher, 2-8: K2D stages 1-7)] [--conf-dir DIR] [--nj N] [--times FILE]"
 
+caller=$PWD  # relative paths given on the command line are the caller's
 cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=utils/parse_options.sh
 . utils/parse_options.sh
 # shellcheck source=utils/log.sh
 . utils/log.sh
 set -euo pipefail
+[[ -z "$work_dir" || "$work_dir" = /* ]] || work_dir="$caller/$work_dir"
+[[ -z "$conf_dir" || "$conf_dir" = /* ]] || conf_dir="$caller/$conf_dir"
 # shellcheck source=path.sh
 . ./path.sh
 

@@ -59,3 +59,19 @@ def test_missing_test_corpus_says_how_to_get_it(repo_root, tmp_path, corpus, hin
     assert result.returncode != 0
     assert hint in result.stderr and "download" in result.stderr.lower()
     assert (tmp_path / "data" / "longform_dir" / "manifests").is_dir()  # the recipe's own corpus was prepared
+
+
+@pytest.mark.slow
+def test_relative_paths_are_the_callers(repo_root, tmp_path):
+    # issue 29 case 15: a relative --corpus-dir was resolved from the repository root
+    (tmp_path / "my_audio").mkdir()
+    sf.write(tmp_path / "my_audio" / "talk.wav", np.zeros(16000 * 2, dtype="float32"), 16000)
+    conf = conf_with_test_sets(repo_root, tmp_path, [])
+    result = subprocess.run(
+        [str(repo_root / "run.sh"), "--recipe", "longform_dir", "--corpus-dir", "my_audio", "--work-dir", "work",
+         "--conf-dir", conf.name, "--stage", "0", "--stop-stage", "0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    manifests = tmp_path / "work" / "data" / "longform_dir" / "manifests"
+    assert [r.id for r in RecordingSet.from_file(manifests / "longform_dir_recordings_unlabelled.jsonl.gz")] == ["talk"]
