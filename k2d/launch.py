@@ -22,6 +22,7 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -90,24 +91,55 @@ def threads_per_task(nj: int) -> str:
     return os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // nj))
 
 
+class Interrupted(Exception):
+    """SIGTERM or SIGINT reached the launcher: its tasks are stopped before it exits."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+# A task gets this long to stop after the launcher passed the signal on, then it is killed.
+STOP_GRACE_SECONDS = 30.0
+
+
 def run_local(command: list[str], tasks: int, nj: int, log_dir: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": threads_per_task(min(nj, tasks))}
     running: dict[int, tuple[subprocess.Popen, object]] = {}
     pending = list(range(tasks))
-    while pending or running:
-        while pending and len(running) < nj:
-            task = pending.pop(0)
-            log_file = open(log_path(log_dir, task), "w")  # noqa: SIM115 - closed when the task ends
-            process = subprocess.Popen(task_command(command, task, tasks), stdout=log_file, stderr=subprocess.STDOUT,
-                                       env=env)
-            running[task] = (process, log_file)
-        for task, (process, log_file) in list(running.items()):
-            code = process.poll()
-            if code is not None:
-                log_file.close()
-                status_path(log_dir, task).write_text(f"{code}\n")
-                del running[task]
-        time.sleep(0.2)
+    try:
+        while pending or running:
+            while pending and len(running) < nj:
+                task = pending.pop(0)
+                log_file = open(log_path(log_dir, task), "w")  # noqa: SIM115 - closed when the task ends
+                process = subprocess.Popen(task_command(command, task, tasks), stdout=log_file,
+                                           stderr=subprocess.STDOUT, env=env)
+                running[task] = (process, log_file)
+            for task, (process, log_file) in list(running.items()):
+                code = process.poll()
+                if code is not None:
+                    log_file.close()
+                    status_path(log_dir, task).write_text(f"{code}\n")
+                    del running[task]
+            time.sleep(0.2)
+    except Interrupted as interrupted:
+        # pass the signal on and wait: a task left running would work its shard beside the next run's
+        for process, _ in running.values():
+            process.send_signal(interrupted.signum)
+        for task, (process, log_file) in running.items():
+            try:
+                code = process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                code = process.wait()
+            log_file.close()
+            status_path(log_dir, task).write_text(f"{code}\n")
+        log.error("%s: stopped %d running task(s); %d not started", interrupted, len(running), len(pending))
+        raise
 
 
 def slurm_script(command: list[str], log_dir: Path, torchrun: dict | None) -> str:
@@ -152,11 +184,33 @@ def run_slurm(command: list[str], tasks: int, log_dir: Path, resources: dict, to
     script.write_text(slurm_script([p.replace("{tasks}", str(tasks)) for p in command], log_dir, torchrun))
     sbatch = [*sbatch_command(tasks, log_dir, resources, torchrun), str(script)]
     log.info("submitting: %s", shlex.join(sbatch))
-    result = subprocess.run(sbatch, capture_output=True, text=True)
-    if result.stdout.strip():  # --wait: sbatch returns when every task has ended
-        log.info("Slurm job %s ended", result.stdout.strip().split(";")[0])
-    elif result.returncode != 0:
-        raise RuntimeError(f"sbatch could not submit the job: {result.stderr.strip() or 'no message'}")
+    process = subprocess.Popen(sbatch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = ""
+    try:
+        job = process.stdout.readline().strip().split(";")[0]  # --parsable: the id, as soon as it is submitted
+        _, errors = process.communicate()  # --wait: sbatch returns when every task has ended
+    except Interrupted as interrupted:
+        if job:
+            subprocess.run(["scancel", job], check=False)
+            log.error("%s: cancelled Slurm job %s", interrupted, job)
+        process.wait()
+        raise
+    if job:
+        log.info("Slurm job %s ended", job)
+    elif process.returncode != 0:
+        raise RuntimeError(f"sbatch could not submit the job: {errors.strip() or 'no message'}")
+
+
+def run_backend(command: list[str], tasks: int, log_dir: Path, backend: str, nj: int, resources: dict | None,
+                torchrun: dict | None) -> None:
+    if backend == "local":
+        if torchrun:
+            command = ["torchrun", "--standalone", "--nproc-per-node", str(torchrun["procs_per_node"]), *command]
+        run_local(command, tasks, max(1, nj), log_dir)
+    elif backend == "slurm":
+        run_slurm(command, tasks, log_dir, resources or {}, torchrun)
+    else:
+        raise ValueError(f"backend must be local or slurm, got {backend!r}")
 
 
 def launch(command: list[str], tasks: int, log_dir: Path, backend: str = "local", nj: int = 1,
@@ -166,18 +220,15 @@ def launch(command: list[str], tasks: int, log_dir: Path, backend: str = "local"
     tasks = 1 if torchrun else tasks
     for task in range(tasks):
         status_path(log_dir, task).unlink(missing_ok=True)
-    if backend == "local":
-        if torchrun:
-            command = ["torchrun", "--standalone", "--nproc-per-node", str(torchrun["procs_per_node"]), *command]
-        run_local(command, tasks, max(1, nj), log_dir)
-    elif backend == "slurm":
-        try:
-            run_slurm(command, tasks, log_dir, resources or {}, torchrun)
-        except (RuntimeError, FileNotFoundError) as error:
-            log.error("%s", error)
-            return 1
-    else:
-        raise ValueError(f"backend must be local or slurm, got {backend!r}")
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _raise_interrupted)
+    try:
+        run_backend(command, tasks, log_dir, backend, nj, resources, torchrun)
+    except Interrupted as interrupted:
+        return 128 + interrupted.signum
+    except (RuntimeError, FileNotFoundError) as error:
+        log.error("%s", error)
+        return 1
     failed = failed_tasks(log_dir, tasks)
     for task, why in failed:
         log.error("task %d of %d failed (%s); its log is %s%s", task, tasks, why, log_path(log_dir, task),

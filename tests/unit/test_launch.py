@@ -94,3 +94,35 @@ def test_check_config_names_a_bad_cmd_yaml_before_any_stage(repo_root, tmp_path)
     assert check_conf_dir(conf, "mini_cs") == [f"{conf / 'cmd.yaml'}: unknown key(s) under slurm: train.node "
                                                 "(kinds: label, train, decode; resources: gpus, cpus, mem, time, "
                                                 "nodes, procs_per_node, partition, max_running, sbatch_options)"]
+
+
+def test_sigterm_to_the_local_launcher_stops_its_tasks(tmp_path):
+    # issue 29 case 7: the launcher exited silently and its tasks kept running, orphaned
+    import signal
+    import sys
+    import time
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    task = (f"import os, time; open(os.path.join({str(pids)!r}, str(os.getpid())), 'w').close(); "
+            "time.sleep(120)")
+    launcher = subprocess.Popen([sys.executable, "-m", "k2d.launch", "--backend", "local", "--tasks", "3", "--nj", "2",
+                                 "--log-dir", str(tmp_path / "log"), "--", sys.executable, "-c", task],
+                                stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while len(list(pids.iterdir())) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    started = [int(p.name) for p in pids.iterdir()]
+    assert len(started) == 2
+    launcher.send_signal(signal.SIGTERM)
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 128 + signal.SIGTERM
+    assert "SIGTERM: stopped 2 running task(s); 1 not started" in err
+    for pid in started:  # the tasks are gone, not orphaned
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        assert not alive
+    assert len(list(pids.iterdir())) == 2  # the third task never started
