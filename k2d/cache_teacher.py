@@ -48,7 +48,7 @@ from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
 from k2d.train.data import LabelOptions, training_view
 from k2d.train.labels import IGNORE_INDEX, LABEL_VARIANTS, LabelTooLong, build_decoder_labels
-from k2d.utils import array_block, atomic_path, setup_logging
+from k2d.utils import array_block, atomic_path, remove_stray_temporaries, setup_logging
 
 log = logging.getLogger("k2d.cache_teacher")
 
@@ -175,6 +175,8 @@ def cache_chunks(teacher_name: str, device: str, config, cuts: list, storage: Pa
                            whole_window=config.whole_window)
     job = CacheJob(teacher, processor, options, config.cache_topk, config.temperature)
     storage.mkdir(parents=True, exist_ok=True)
+    for stray in remove_stray_temporaries(storage):
+        log.info("removed %s, a block a killed run left unfinished", stray)
     with tqdm(total=len(cuts), desc="cache teacher", unit="chunk") as bar:
         for first in range(0, len(cuts), config.cache_block_size):
             block = cuts[first : first + config.cache_block_size]

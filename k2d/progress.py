@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from k2d.utils import exclusive, remove_stray_temporaries
+
 log = logging.getLogger(__name__)
 
 
@@ -196,26 +198,31 @@ def run_sharded(job: ShardJob, items: Callable[[], Iterable], key: Callable[[obj
             + ([f"{len(failed)} item(s) failed before"] if failed else [])),
             job.output)
     try:
+        for stray in remove_stray_temporaries(job.output.parent):
+            log.info("removed %s, left by a killed run", stray)
         if not job.merge_only:
-            progress = shard_progress(directory, shard, num_shards)
-            if job.force:  # only this shard's own file: shards of one array start at the same time
-                progress.path.unlink(missing_ok=True)
-            done = {k: r for k, r in progress.load().items() if not retry(r)}
-            todo = [item for item in items() if in_shard(key(item), shard, num_shards) and key(item) not in done]
-            log.info("%s shard %d/%d: %d item(s) done before, %d to do", stage, shard, num_shards, len(done),
-                     len(todo))
-            if todo:
-                for record in work(todo):
+            with exclusive(directory / f"shard-{shard:05d}-of-{num_shards:05d}.lock",
+                           f"{stage} shard {shard}/{num_shards} of {job.output}"):
+                progress = shard_progress(directory, shard, num_shards)
+                if job.force:  # only this shard's own file: shards of one array start at the same time
+                    progress.path.unlink(missing_ok=True)
+                done = {k: r for k, r in progress.load().items() if not retry(r)}
+                todo = [item for item in items() if in_shard(key(item), shard, num_shards) and key(item) not in done]
+                log.info("%s shard %d/%d: %d item(s) done before, %d to do", stage, shard, num_shards, len(done),
+                         len(todo))
+                for record in work(todo) if todo else ():
                     progress.append(record)
             if job.no_merge:
                 return 0
-        keys = [key(item) for item in items()]
-        if not all_done(directory, num_shards, keys):
-            log.info("shard %d/%d finished; other shards are not done yet (merge with --merge-only)", shard, num_shards)
-            return 1 if job.merge_only else 0
-        merge(merge_shards(directory, num_shards, keys), num_shards)
-        provenance.write_record(job.output, {**inputs, PROGRESS_INPUT: records_state(_done_records(directory,
-                                                                                                 num_shards))})
+        with exclusive(directory / "merge.lock", f"the merge of {job.output}"):
+            keys = [key(item) for item in items()]
+            if not all_done(directory, num_shards, keys):
+                log.info("shard %d/%d finished; other shards are not done yet (merge with --merge-only)", shard,
+                         num_shards)
+                return 1 if job.merge_only else 0
+            merge(merge_shards(directory, num_shards, keys), num_shards)
+            provenance.write_record(job.output, {**inputs, PROGRESS_INPUT: records_state(_done_records(directory,
+                                                                                                     num_shards))})
     except (FileNotFoundError, RuntimeError) as error:
         log.error("%s", error)
         return 1

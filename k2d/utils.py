@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+TEMPORARY_MARK = ".tmp-"
+WRITER = f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"  # host-pid of this process
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -32,8 +35,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the real suffix (".jsonl.gz", ".flac") last: writers choose the format from it.
-    prefix = f".{final.name.split('.')[0]}.tmp-"
+    # Keep the real suffix (".jsonl.gz", ".flac") last: writers choose the format from it. The writer's host
+    # and pid in the name let a later run remove what a killed writer left (remove_stray_temporaries).
+    prefix = f".{final.name.split('.')[0]}{TEMPORARY_MARK}{WRITER}-"
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=prefix, suffix="".join(final.suffixes))
     os.close(fd)
     tmp_path = Path(tmp)
@@ -62,7 +66,57 @@ def array_block(path: Path):
     teacher cache's and the embeddings' block files)."""
     from lhotse.features.io import NumpyHdf5Writer
 
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    tmp = Path(path).with_name(f"{Path(path).name}{TEMPORARY_MARK}{WRITER}")
     with NumpyHdf5Writer(tmp, mode="w") as writer:
         yield writer
     Path(str(tmp) + ".h5").rename(path)  # h5py names the file TMP.h5
+
+
+def remove_stray_temporaries(directory: Path) -> list[Path]:
+    """Remove the temporary files a killed writer on this host left in `directory` (atomic_path, array_block):
+    those whose writer process is gone. Another live process's files (a concurrent shard) are left alone."""
+    host = socket.gethostname().replace("-", "_")
+    removed = []
+    for path in Path(directory).glob(f"*{TEMPORARY_MARK}{host}-*"):
+        pid = path.name.split(f"{TEMPORARY_MARK}{host}-", 1)[1].split("-")[0].split(".")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_file` while `what` runs; a second process that asks for it while it
+    is held gets a RuntimeError naming the process that holds it (two runs of one shard would both do all
+    its work and race on its files)."""
+    import fcntl
+
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RuntimeError(f"{what} is already running ({holder}, lock {lock_file}): wait for it to end or stop "
+                               "it, then run again") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

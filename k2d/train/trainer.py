@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from k2d.config import ConfigError, option
 from k2d.train.data import SkipBatches
-from k2d.utils import atomic_path
+from k2d.utils import atomic_path, exclusive, remove_stray_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +286,13 @@ class Trainer:
                      self.state.step, self.state.stale_validations, self.state.best_step)
 
     def fit(self) -> TrainState:
+        # a second run in the same directory would race on the checkpoints and the best model
+        with exclusive(self.out_dir / f".train-rank{rank()}.lock", f"training in {self.out_dir}"):
+            for stray in remove_stray_temporaries(self.checkpoint_path.parent):
+                log.info("removed %s, a checkpoint a killed run left unfinished", stray)
+            return self._fit()
+
+    def _fit(self) -> TrainState:
         torch.manual_seed(self.config.seed)
         resumed = self.load_checkpoint()
         if rank() == 0:

@@ -65,3 +65,35 @@ def test_a_grown_manifest_is_done_once_per_item_across_shards(tmp_path):
     run(grown)
     assert output.read_text() == " ".join(grown)
     assert sorted(item for item, _ in done_by) == sorted(grown)  # each item done exactly once
+
+
+def test_a_second_run_of_a_shard_is_refused_while_the_first_runs(tmp_path):
+    # issue 29: two runs of stage 1 on the same output both did all the work
+    from k2d.progress import ShardJob, run_sharded
+    from k2d.utils import exclusive
+
+    output = tmp_path / "out.jsonl"
+    lock = tmp_path / ".progress" / "out" / "shard-00000-of-00001.lock"
+    done = []
+    with exclusive(lock, "the first run"):  # what the first run holds while it works
+        code = run_sharded(ShardJob(output), items=lambda: ["a"], key=str,
+                           work=lambda todo: done.extend(todo) or [], merge=lambda records, n: None, stage="test")
+    assert code == 1 and done == []
+
+
+def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from k2d.utils import TEMPORARY_MARK, WRITER, remove_stray_temporaries
+
+    host = WRITER.rsplit("-", 1)[0]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stray = tmp_path / f".out{TEMPORARY_MARK}{host}-{dead.stdout.strip()}-abc123.jsonl.gz"
+    block = tmp_path / f"block-1.h5{TEMPORARY_MARK}{host}-{dead.stdout.strip()}.h5"
+    live = tmp_path / f".out{TEMPORARY_MARK}{host}-{os.getpid()}-xyz.jsonl.gz"  # this process: still writing
+    for path in (stray, block, live):
+        path.write_text("partial")
+    assert sorted(remove_stray_temporaries(tmp_path)) == sorted([stray, block])
+    assert live.exists() and not stray.exists() and not block.exists()
