@@ -42,7 +42,7 @@ from k2d.train.labels import label_fits
 from k2d.train.model import WhisperKDModel
 from k2d.train.trainer import TrainConfig, Trainer, init_distributed, rank
 from k2d.train.validation import add_longform_validation_arguments, decode_mer, longform_validator
-from k2d.utils import atomic_path, setup_logging
+from k2d.utils import AlreadyRunning, DiskFullError, atomic_path, setup_logging
 
 log = logging.getLogger("k2d.distill")
 
@@ -267,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         validate=validate_longform or ((lambda s: decode_mer(s, processor, valid, config.language)) if valid else None),
         save_best=lambda s, out: save_model_dir(s, processor, out),
     )
-    state = trainer.fit()
+    try:
+        state = trainer.fit()
+    except (DiskFullError, AlreadyRunning) as error:  # a full disk (checkpoints), a second run in OUT_DIR
+        log.error("%s", error)
+        return 1
     if rank() == 0:
         validated = bool(valid) or validate_longform is not None
         summary = {**sizes, "steps": state.step, "best_step": state.best_step,

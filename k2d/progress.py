@@ -223,7 +223,7 @@ def run_sharded(job: ShardJob, items: Callable[[], Iterable], key: Callable[[obj
             merge(merge_shards(directory, num_shards, keys), num_shards)
             provenance.write_record(job.output, {**inputs, PROGRESS_INPUT: records_state(_done_records(directory,
                                                                                                      num_shards))})
-    except (FileNotFoundError, RuntimeError) as error:
+    except (OSError, RuntimeError) as error:  # a missing file, a full disk, a running twin: named in the message
         log.error("%s", error)
         return 1
     return 0

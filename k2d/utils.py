@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -47,9 +48,25 @@ def atomic_path(final: Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, final)
+    except (OSError, RuntimeError) as error:
+        if not disk_full(error):
+            raise
+        raise DiskFullError(errno.ENOSPC, f"no space left on the device of {final.parent} while writing {final.name} "
+                            f"({error}); nothing was lost: free some space and run the same command again") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+class DiskFullError(OSError):
+    """An output could not be written for lack of space; the message names it."""
+
+
+def disk_full(error: BaseException) -> bool:
+    """ENOSPC (or EDQUOT), also when a library reported it as a bare RuntimeError (torch.save's writer)."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "file write failed" in str(error) or "No space left" in str(error)
 
 
 def outputs_exist(*paths: Path) -> bool:
@@ -95,10 +112,14 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+class AlreadyRunning(RuntimeError):
+    """Another process holds the lock of the work asked for."""
+
+
 @contextlib.contextmanager
 def exclusive(lock_file: Path, what: str) -> Iterator[None]:
     """Hold an exclusive lock on `lock_file` while `what` runs; a second process that asks for it while it
-    is held gets a RuntimeError naming the process that holds it (two runs of one shard would both do all
+    is held gets AlreadyRunning naming the process that holds it (two runs of one shard would both do all
     its work and race on its files)."""
     import fcntl
 
@@ -110,7 +131,7 @@ def exclusive(lock_file: Path, what: str) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise RuntimeError(f"{what} is already running ({holder}, lock {lock_file}): wait for it to end or stop "
+            raise AlreadyRunning(f"{what} is already running ({holder}, lock {lock_file}): wait for it to end or stop "
                                "it, then run again") from None
         handle.seek(0)
         handle.truncate()

@@ -97,3 +97,22 @@ def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
         path.write_text("partial")
     assert sorted(remove_stray_temporaries(tmp_path)) == sorted([stray, block])
     assert live.exists() and not stray.exists() and not block.exists()
+
+
+def test_a_full_disk_is_named_with_the_output_and_leaves_nothing(tmp_path):
+    # issue 29 case 10: a bare "OSError: [Errno 28]" (or torch's "PytorchStreamWriter failed") with no path
+    import errno
+
+    import pytest
+
+    from k2d.utils import DiskFullError, atomic_path
+
+    final = tmp_path / "out.jsonl.gz"
+    for raised in (OSError(errno.ENOSPC, "No space left on device"),
+                   RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                                "data/0: file write failed")):
+        with pytest.raises(DiskFullError, match=f"while writing {final.name}"), atomic_path(final):
+            raise raised
+        assert list(tmp_path.iterdir()) == []  # no output, no temporary
+    with pytest.raises(ValueError), atomic_path(final):  # other errors pass unchanged
+        raise ValueError("not about space")
