@@ -145,7 +145,8 @@ TRAIN_MODES = {
 }
 
 
-def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, device: str) -> dict:
+def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, device: str,
+                     profile: bool = False) -> dict:
     """Mean step time and peak memory of `steps` training steps in one of TRAIN_MODES. `work` holds what
     bench_train prepared: teacher/, student/ (made from it) and cached.jsonl.gz (its cached outputs)."""
     from lhotse import CutSet
@@ -185,6 +186,12 @@ def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, dev
         optimizer.zero_grad()
 
     step(batches[0])  # warm-up
+    if profile:  # where one step's time goes, by operator (stderr): what to make cheaper next
+        from torch.profiler import profile as torch_profile
+
+        with torch_profile() as prof:
+            step(batches[0])
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15), file=sys.stderr)
     times = []
     for batch in batches[1:]:
         start = time.perf_counter()
@@ -237,11 +244,11 @@ def prepare_train_bench(teacher: str, cuts: str, work: Path, topk: int, device: 
 
 
 def bench_train(teacher: str, cuts: str, steps: int, max_duration: float, device: str, topk: int = 64,
-                modes: list[str] | None = None) -> str:
+                modes: list[str] | None = None, profile: bool = False) -> str:
     import tempfile
 
     modes = modes or list(TRAIN_MODES)
-    rows = []
+    rows, profiles = [], []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         # twice the audio the warm-up and timed steps take: batches are full, little else is cached
@@ -250,18 +257,22 @@ def bench_train(teacher: str, cuts: str, steps: int, max_duration: float, device
             # One process per mode: the peak RSS of a process never goes down.
             out = subprocess.run(
                 [sys.executable, "-m", "k2d.bench", "_train_one", "--work", str(work), "--mode", mode,
-                 "--steps", str(steps), "--max-duration", str(max_duration), "--device", device],
+                 "--steps", str(steps), "--max-duration", str(max_duration), "--device", device,
+                 *(["--profile"] if profile else [])],
                 capture_output=True, text=True, check=True,
             )
+            if profile:
+                profiles.append(f"### {mode}\n\n```\n{out.stderr.strip().split(chr(10) * 2)[-1]}\n```")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = rows[0]["step_seconds"]
     lines = [f"{hardware()}, {teacher}, {steps} steps of {max_duration:.0f} s of audio after a warm-up "
              f"({rows[0]['memory']}; cached top-k: k = {topk})", "",
-             f"| training | step time | vs {rows[0]['mode']} | peak memory |", "|---|---|---|---|"]
+             f"| training | step time | steps per hour | speed-up vs {rows[0]['mode']} | peak memory |",
+             "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {TRAIN_MODES[r['mode']]} | {r['step_seconds']:.3f} s | {r['step_seconds'] / base:.2f}x | "
-                     f"{r['peak_bytes'] / 2**20:.0f} MiB |")
-    return "\n".join(lines)
+        lines.append(f"| {TRAIN_MODES[r['mode']]} | {r['step_seconds']:.3f} s | {3600 / r['step_seconds']:.0f} | "
+                     f"{base / r['step_seconds']:.2f}x | {r['peak_bytes'] / 2**20:.0f} MiB |")
+    return "\n\n".join(["\n".join(lines), *profiles])
 
 
 # ---- stage 1 / 3 throughput ----
@@ -440,11 +451,13 @@ def get_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-duration", type=float, default=80.0)
     train.add_argument("--topk", type=int, default=64, help="teacher top-k stored for the cached-logits mode")
     train.add_argument("--modes", nargs="+", choices=sorted(TRAIN_MODES), help="default: all, CE first")
+    train.add_argument("--profile", action="store_true", help="and an operator profile of one step of each mode")
     one = sub.add_parser("_train_one", help=argparse.SUPPRESS)
     one.add_argument("--work", type=Path, required=True)
     one.add_argument("--mode", required=True)
     one.add_argument("--steps", type=int, default=5)
     one.add_argument("--max-duration", type=float, default=80.0)
+    one.add_argument("--profile", action="store_true", help="print an operator profile of one step to stderr")
     through = sub.add_parser("throughput", help="stage 1 and 3 throughput, batch 1 vs batched")
     through.add_argument("--teacher", required=True)
     through.add_argument("--validator", required=True)
@@ -480,9 +493,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "shapes":
         table = bench_shapes(args.shape, args.tokens, args.batch, args.runs, args.device, args.dtype)
     elif args.command == "train":
-        table = bench_train(args.teacher, args.cuts, args.steps, args.max_duration, args.device, args.topk, args.modes)
+        table = bench_train(args.teacher, args.cuts, args.steps, args.max_duration, args.device, args.topk, args.modes,
+                            args.profile)
     elif args.command == "_train_one":
-        stats = train_step_stats(args.work, args.mode, args.steps, args.max_duration, args.device)
+        stats = train_step_stats(args.work, args.mode, args.steps, args.max_duration, args.device, args.profile)
         print(json.dumps(stats))
         return 0
     elif args.command == "vad":

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from k2d.models.whisper import check_model_files
-from k2d.utils import setup_logging
+from k2d.utils import TEMPORARY_MARK, WRITER, setup_logging
 
 log = logging.getLogger("k2d.export")
 
@@ -41,7 +41,7 @@ def export_ctranslate2(model_dir: Path, out_dir: Path, quantization: str = "int8
             json.loads((model_dir / name).read_text(encoding="utf-8")) if (model_dir / name).is_file() else None
         except json.JSONDecodeError as error:
             raise ValueError(f"{model_dir / name} is not valid JSON: {error}") from None
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    tmp = out_dir.with_name(f"{out_dir.name}{TEMPORARY_MARK}{WRITER}")  # one per process
     shutil.rmtree(tmp, ignore_errors=True)
     TransformersConverter(str(model_dir), copy_files=["tokenizer.json"]).convert(str(tmp), quantization=quantization)
     WhisperFeatureExtractor.from_pretrained(model_dir).to_json_file(tmp / "preprocessor_config.json")

@@ -117,10 +117,10 @@ class AlreadyRunning(RuntimeError):
 
 
 @contextlib.contextmanager
-def exclusive(lock_file: Path, what: str) -> Iterator[None]:
+def exclusive(lock_file: Path, what: str, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on `lock_file` while `what` runs; a second process that asks for it while it
     is held gets AlreadyRunning naming the process that holds it (two runs of one shard would both do all
-    its work and race on its files)."""
+    its work and race on its files). With `wait`, the second process waits for the first instead."""
     import fcntl
 
     lock_file = Path(lock_file)
@@ -131,8 +131,12 @@ def exclusive(lock_file: Path, what: str) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise AlreadyRunning(f"{what} is already running ({holder}, lock {lock_file}): wait for it to end or stop "
-                               "it, then run again") from None
+            if wait:
+                logging.getLogger(__name__).info("waiting for %s (%s) to finish %s", holder, lock_file, what)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            else:
+                raise AlreadyRunning(f"{what} is already running ({holder}, lock {lock_file}): wait for it to end "
+                                     "or stop it, then run again") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")

@@ -90,6 +90,7 @@ def load_ctranslate2_recognizer(name_or_path, device: str = "cpu", dtype: str = 
     from k2d.export import export_ctranslate2
     from k2d.models.packaged import resolve_model
     from k2d.models.whisper import load_whisper, resolve_device, save_model_dir
+    from k2d.utils import exclusive
 
     source = Path(resolve_model(str(name_or_path)))
     if not (source / "config.json").is_file():
@@ -102,14 +103,16 @@ def load_ctranslate2_recognizer(name_or_path, device: str = "cpu", dtype: str = 
             raise ValueError("mix_lang_emb needs the transformers model (the CTranslate2 weights are not edited)")
     else:
         hf_dir, ct2_dir = source, converted_dir(source, mix_lang_emb)
-        if not (ct2_dir / "model.bin").is_file():
-            log.info("converting %s to CTranslate2 (once) -> %s", source, ct2_dir)
-            if mix_lang_emb:
-                with tempfile.TemporaryDirectory() as tmp:
-                    save_model_dir(*load_whisper(source, mix_lang_emb=True), Path(tmp) / "mixed")
-                    export_ctranslate2(Path(tmp) / "mixed", ct2_dir, "float32")
-            else:
-                export_ctranslate2(source, ct2_dir, "float32")
+        # shards of one stage start together: one converts, the others wait for it and use its output
+        with exclusive(ct2_dir.with_name(ct2_dir.name + ".lock"), f"converting {source}", wait=True):
+            if not (ct2_dir / "model.bin").is_file():
+                log.info("converting %s to CTranslate2 (once) -> %s", source, ct2_dir)
+                if mix_lang_emb:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        save_model_dir(*load_whisper(source, mix_lang_emb=True), Path(tmp) / "mixed")
+                        export_ctranslate2(Path(tmp) / "mixed", ct2_dir, "float32")
+                else:
+                    export_ctranslate2(source, ct2_dir, "float32")
     if compute_type == "auto":
         compute_type = "float16" if torch_device.type == "cuda" and dtype != "float32" else "float32"
     index = torch_device.index or 0

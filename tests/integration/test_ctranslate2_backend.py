@@ -112,3 +112,22 @@ def test_whisper_base_windows_are_the_same_on_both_backends(recordings):
         assert tokens["transformers"].tokens == tokens["ctranslate2"].tokens, language
         assert tokens["transformers"].hypothesis.no_speech_prob == pytest.approx(
             tokens["ctranslate2"].hypothesis.no_speech_prob, abs=1e-3)
+
+
+def test_shards_starting_together_convert_the_model_once(repo_root, tmp_path):
+    # two stage-1 shards converted the same teacher into the same directory at once and one died
+    # ("tokenizer.json already exists"): now one converts, the other waits and uses the conversion
+    import os
+    import subprocess
+    import sys
+
+    code = ("from k2d.inference.ctranslate2_backend import load_ctranslate2_recognizer; "
+            f"load_ctranslate2_recognizer({str(repo_root / 'egs/mini_cs/models/validator')!r})")
+    env = {**os.environ, "K2D_MODELS": str(tmp_path / "models")}
+    runs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    errors = [run.communicate(timeout=300)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], errors
+    assert sum("converting" in err for err in errors) == 1
+    converted = list((tmp_path / "models" / "ct2-cache").iterdir())
+    assert [p.name.startswith("validator-") for p in converted if not p.name.endswith(".lock")] == [True]
