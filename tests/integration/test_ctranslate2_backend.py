@@ -121,13 +121,14 @@ def test_shards_starting_together_convert_the_model_once(repo_root, tmp_path):
     import subprocess
     import sys
 
-    code = ("from k2d.inference.ctranslate2_backend import load_ctranslate2_recognizer; "
+    code = ("from k2d.utils import setup_logging; setup_logging(); "
+            "from k2d.inference.ctranslate2_backend import load_ctranslate2_recognizer; "
             f"load_ctranslate2_recognizer({str(repo_root / 'egs/mini_cs/models/validator')!r})")
     env = {**os.environ, "K2D_MODELS": str(tmp_path / "models")}
     runs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
     errors = [run.communicate(timeout=300)[1] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], errors
-    assert sum("converting" in err for err in errors) == 1
+    assert sum("to CTranslate2 (once)" in err for err in errors) == 1
     converted = list((tmp_path / "models" / "ct2-cache").iterdir())
     assert [p.name.startswith("validator-") for p in converted if not p.name.endswith(".lock")] == [True]
