@@ -142,6 +142,7 @@ TRAIN_MODES = {
     "kd_cached_topk_bf16": "the same, bf16 autocast",
     "kd_cached_topk_frozen_emb": "the same, fp32, token embedding / output projection frozen",
     "kd_cached_topk_bf16_frozen_emb": "the same, bf16 autocast and frozen token embedding",
+    "kd_cached_topk_bf16_frozen_emb_fused": "the same, and the fused AdamW kernel (k2d's trainer)",
 }
 
 
@@ -174,7 +175,9 @@ def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, dev
     dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id),
                          LabelOptions(window=window_seconds(student.config.max_source_positions), prompt_prob=0.0))
     batches = [dataset[cuts_] for _, cuts_ in zip(range(steps + 1), sampler, strict=False)]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5,
+                                  fused="fused" in mode)
+    model.log_accuracy = "fused" not in mode  # the new trainer: accuracy only on the steps that log it
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 

@@ -49,6 +49,7 @@ class WhisperKDModel(AbsESPnetModel):
         self.share_encoder = (
             teacher is not None and self.encoder_frozen and encoders_identical(encoder, teacher.get_encoder())
         )
+        self.log_accuracy = True  # the token accuracy in the stats (the k2d trainer asks only when it logs)
         self.ctc_head = None
         if ctc_weight > 0:
             # default classes: the text tokens, i.e. the ids below <|endoftext|>
@@ -82,7 +83,9 @@ class WhisperKDModel(AbsESPnetModel):
         encoder_out = self._encode(features, encoder_states)
         student_logits = self.student(encoder_outputs=(encoder_out,), decoder_input_ids=input_ids).logits
         ce = cross_entropy(student_logits, targets)
-        stats = {"ce": ce.detach(), "acc": token_accuracy(student_logits.detach(), targets)}
+        stats = {"ce": ce.detach()}
+        if self.log_accuracy or not torch.is_grad_enabled():
+            stats["acc"] = token_accuracy(student_logits.detach(), targets)
         has_teacher = self.teacher is not None or teacher_logprobs is not None
         if self.gamma > 0 and not has_teacher:
             raise RuntimeError("gamma > 0 (KL to the teacher) needs the teacher or its cached top-k outputs")

@@ -158,8 +158,10 @@ class Trainer:
         self.callbacks = callbacks or []
         self.model = model.to(device)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
+        # the fused kernel: one pass over all parameters instead of a dozen element-wise ops per tensor
+        # (a third of a CPU step went to those); same update, same state dict
         self.optimizer = torch.optim.AdamW(
-            self.trainable, lr=config.learning_rate, weight_decay=config.weight_decay
+            self.trainable, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.ddp_model = (
@@ -234,6 +236,8 @@ class Trainer:
 
     def _micro_step(self, batch, sync: bool) -> dict[str, torch.Tensor]:
         batch = batch.to(self.device)
+        # token accuracy (an argmax over the vocabulary) only on the steps that log it
+        self.model.log_accuracy = (self.state.step + 1) % self.config.log_every == 0
         context = self.ddp_model.no_sync() if (is_distributed() and not sync) else contextlib.nullcontext()
         with context:
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
