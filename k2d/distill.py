@@ -40,7 +40,7 @@ from k2d.models.whisper import add_device_argument, count_parameters, load_whisp
 from k2d.train.data import Collator, CutDataset, LabelOptions, make_sampler, training_view
 from k2d.train.labels import label_fits
 from k2d.train.model import WhisperKDModel
-from k2d.train.trainer import TrainConfig, Trainer, init_distributed, rank
+from k2d.train.trainer import Stopped, TrainConfig, Trainer, init_distributed, rank
 from k2d.train.validation import add_longform_validation_arguments, decode_mer, longform_validator
 from k2d.utils import AlreadyRunning, DiskFullError, atomic_path, setup_logging
 
@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DiskFullError, AlreadyRunning) as error:  # a full disk (checkpoints), a second run in OUT_DIR
         log.error("%s", error)
         return 1
+    except Stopped as stopped:  # SIGTERM: checkpointed; the same command resumes
+        return 128 + stopped.signum
     if rank() == 0:
         validated = bool(valid) or validate_longform is not None
         summary = {**sizes, "steps": state.step, "best_step": state.best_step,

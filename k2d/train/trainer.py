@@ -2,7 +2,8 @@
 
 AdamW, warm-up then constant or linear decay, gradient accumulation and clipping, bf16/fp16 autocast on GPU,
 bf16 autocast on CPUs that support it (`cpu_amp`), periodic validation with best-checkpoint selection
-by validation MER and early stopping on a plateau (`patience`), exact resume (model, optimiser,
+by validation MER and early stopping on a plateau (`patience`), SIGTERM ends the step and checkpoints (a
+preempted or time-limited job resumes exactly), exact resume (model, optimiser,
 scheduler, position in the epoch, RNG), TensorBoard logs, a progress bar, and DDP under torchrun.
 
 Layout of OUT_DIR:
@@ -20,6 +21,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -123,6 +126,14 @@ def init_distributed(device: torch.device) -> torch.device:
     return device
 
 
+class Stopped(Exception):
+    """Training stopped on a signal after writing its checkpoint; rerunning resumes it."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
 def _identity(batch):
     return batch
 
@@ -173,6 +184,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
         self.writer = None
+        self.stop_signal: int | None = None
 
     # ---- checkpoints ----
     @property
@@ -294,7 +306,17 @@ class Trainer:
         with exclusive(self.out_dir / f".train-rank{rank()}.lock", f"training in {self.out_dir}"):
             for stray in remove_stray_temporaries(self.checkpoint_path.parent):
                 log.info("removed %s, a checkpoint a killed run left unfinished", stray)
-            return self._fit()
+            # SIGTERM (Slurm's preemption and time limit, k2d.launch, kill): finish the step, checkpoint, stop
+            if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+                return self._fit()
+            previous = signal.signal(signal.SIGTERM, self._stop_requested)
+            try:
+                return self._fit()
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _stop_requested(self, signum, frame) -> None:
+        self.stop_signal = signum
 
     def _fit(self) -> TrainState:
         torch.manual_seed(self.config.seed)
@@ -342,6 +364,12 @@ class Trainer:
                 self.save_checkpoint()
             for callback in self.callbacks:
                 callback(self.state)
+            if self.stop_signal is not None:
+                self.save_checkpoint()
+                progress.close()
+                log.warning("stopped by signal %d at step %d, checkpoint written: the same command resumes from here",
+                            self.stop_signal, self.state.step)
+                raise Stopped(self.stop_signal)
         progress.close()
         if not self.validating and self.save_best is not None and rank() == 0:
             # nothing to choose by: the last step is the model (the caller says so)

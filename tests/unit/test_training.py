@@ -169,3 +169,27 @@ def test_best_checkpoint_is_the_lowest_validation_mer_and_patience_stops(tiny_wh
     # a rerun of a finished (plateaued) run trains no further
     again = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "run", max_steps=10, validate=lambda s: {"mer": 0.0})
     assert again.fit().step == 4
+
+
+def test_sigterm_checkpoints_the_step_and_the_rerun_resumes_exactly(tiny_whisper, tiny_cuts, tmp_path):
+    # Slurm's preemption or time limit, or k2d.launch passing on a SIGTERM: no step of work is lost
+    import os
+    import signal
+
+    from k2d.train.trainer import Stopped
+
+    straight = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "straight", max_steps=6)
+    straight.fit()
+
+    def sigterm_at_step_4(state):
+        if state.step == 4:  # checkpoints every 3 steps: without the signal's checkpoint, step 4 would be redone
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopped = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "run", max_steps=6, callbacks=[sigterm_at_step_4])
+    with pytest.raises(Stopped):
+        stopped.fit()
+    assert torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=True)["state"]["step"] == 4
+    resumed = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "run", max_steps=6)
+    assert resumed.fit().step == 6
+    a, b = straight.model.student.state_dict(), resumed.model.student.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
