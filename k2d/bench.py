@@ -39,7 +39,8 @@ from pathlib import Path
 import torch
 
 from k2d.audio import SAMPLE_RATE
-from k2d.inference.recognizer import load_recognizer
+from k2d.cuts import teacher_topk_field
+from k2d.inference.backends import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.models.whisper import add_device_argument, count_parameters, load_whisper, resolve_device
 from k2d.speed import (
@@ -211,7 +212,7 @@ def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, dev
 
 
 def _without_topk(cut):
-    cut.custom = {k: v for k, v in cut.custom.items() if not k.startswith("teacher_topk_")}
+    cut.custom = {k: v for k, v in cut.custom.items() if not k.startswith(teacher_topk_field(""))}
     return cut
 
 
@@ -391,7 +392,7 @@ def bench_vad(teacher: str, config_path: Path, recordings_path: str, supervision
     from k2d.audio import read_window
     from k2d.config import build_config, load_yaml
     from k2d.filtering import load_truth
-    from k2d.inference.recognizer import recognizer_for
+    from k2d.inference.backends import recognizer_for
     from k2d.inference.transcribe import decode_windows, joined_text, transcribe_longform
     from k2d.metrics.hallucination import MIN_SPEECH, HallucinationCounts, hallucinations
     from k2d.pseudo_label import PseudoLabelConfig

@@ -40,42 +40,18 @@ from tqdm import tqdm
 
 from k2d.audio import load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, build_config, load_yaml, parse_stage_args
-from k2d.cuts import ChunkFields, chunk_key
+from k2d.cuts import TEACHER_CACHE_FIELD, TEACHER_ENCODER_FIELD, ChunkFields, chunk_key, teacher_topk_field
 from k2d.manifests import read_manifest
 from k2d.metrics.distances import METRICS, keep
-from k2d.models.packaged import resolve_model
+from k2d.models.names import resolve_model
 from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
+from k2d.train.config import DistillConfig
 from k2d.train.data import LabelOptions, training_view
 from k2d.train.labels import IGNORE_INDEX, LABEL_VARIANTS, LabelTooLong, build_decoder_labels
 from k2d.utils import array_block, atomic_path, remove_stray_temporaries, setup_logging
 
 log = logging.getLogger("k2d.cache_teacher")
-
-ENCODER_FIELD, INFO_FIELD = "teacher_encoder", "teacher_cache"
-
-
-def topk_field(variant: str) -> str:
-    return f"teacher_topk_{variant}"
-
-
-# ---- reading (the training data path) ----
-def cached_encoder_states(cut) -> np.ndarray | None:
-    array = (cut.custom or {}).get(ENCODER_FIELD)
-    return None if array is None else array.load()
-
-
-def cached_teacher_topk(cut, variant: str, labels) -> np.ndarray | None:
-    """(len(labels.targets), 2k) cached teacher log-probabilities and ids for the label form drawn, or None."""
-    array = (cut.custom or {}).get(topk_field(variant))
-    if array is None:
-        return None
-    stored = array.load()
-    if stored.shape[0] != len(labels.targets):
-        raise RuntimeError(f"cut {cut.id}: the cached teacher outputs were made for other labels ({variant}: "
-                           f"{stored.shape[0]} vs {len(labels.targets)} tokens); cache the teacher again")
-    return stored
-
 
 # ---- what to cache ----
 def kept_by_any(cut, metrics: list[str], alpha: float) -> bool:
@@ -194,10 +170,10 @@ def merge(records: list[dict], cuts, output: Path, info: dict) -> None:
     with atomic_path(output) as tmp, CutSet.open_writer(tmp) as writer:
         for cut, record in zip(cuts, records, strict=True):
             custom = dict(cut.custom or {})
-            custom[ENCODER_FIELD] = Array("numpy_hdf5", record["file"], f"{cut.id}/encoder", record["encoder"])
+            custom[TEACHER_ENCODER_FIELD] = Array("numpy_hdf5", record["file"], f"{cut.id}/encoder", record["encoder"])
             for name, shape in record["topk"].items():
-                custom[topk_field(name)] = Array("numpy_hdf5", record["file"], f"{cut.id}/{name}", shape)
-            custom[INFO_FIELD] = info
+                custom[teacher_topk_field(name)] = Array("numpy_hdf5", record["file"], f"{cut.id}/{name}", shape)
+            custom[TEACHER_CACHE_FIELD] = info
             cut.custom = custom
             writer.write(cut)
     log.info("stage 5 preparation: teacher outputs of %d chunk(s) -> %s (merged in %.1f s)", len(records),
@@ -233,14 +209,12 @@ def get_parser() -> argparse.ArgumentParser:
     add_device_argument(parser)
     parser.add_argument("--dry-run", action="store_true", help="only print how much the cache will store")
     add_shard_arguments(parser)
-    from k2d.distill import DistillConfig
 
     add_config_arguments(parser, DistillConfig)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from k2d.distill import DistillConfig
 
     setup_logging()
     parser = get_parser()

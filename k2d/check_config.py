@@ -17,11 +17,11 @@ def stage_configs() -> dict[str, type]:
     """Each stage config file a recipe may have, and the config class that reads it."""
     from k2d.chunking import ChunkConfig
     from k2d.decode import DecodeConfig
-    from k2d.distill import DistillConfig
     from k2d.filtering import FilterConfig
     from k2d.layout import RecipeConfig
     from k2d.pseudo_label import PseudoLabelConfig
     from k2d.report import ReportConfig
+    from k2d.train.config import DistillConfig
     from k2d.validate import ValidateConfig
 
     return {"recipe.yaml": RecipeConfig, "pseudo_label.yaml": PseudoLabelConfig, "chunk.yaml": ChunkConfig,

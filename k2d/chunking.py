@@ -29,7 +29,7 @@ from k2d import provenance
 from k2d.config import add_config_arguments, option, parse_stage_args, save_config
 from k2d.cuts import ChunkFields
 from k2d.manifests import ManifestError, read_manifest
-from k2d.models.packaged import resolve_model
+from k2d.models.names import resolve_model
 from k2d.models.tokenizer import window_seconds
 from k2d.text.script import join_texts
 from k2d.utils import atomic_path, setup_logging

@@ -64,3 +64,29 @@ def teacher_text(cut) -> str:
     if fields is not None:
         return fields.text
     return join_texts([s.text or "" for s in sorted(cut.supervisions, key=lambda s: s.start)])
+
+
+# ---- the teacher cache's fields ----
+TEACHER_ENCODER_FIELD, TEACHER_CACHE_FIELD = "teacher_encoder", "teacher_cache"
+
+
+def teacher_topk_field(variant: str) -> str:
+    return f"teacher_topk_{variant}"
+
+
+def cached_encoder_states(cut):
+    """The teacher's stored encoder states of the cut, (frames, d_model) float16, or None."""
+    array = (cut.custom or {}).get(TEACHER_ENCODER_FIELD)
+    return None if array is None else array.load()
+
+
+def cached_teacher_topk(cut, variant: str, targets: int):
+    """(targets, 2k) cached teacher log-probabilities and ids for the label form drawn, or None."""
+    array = (cut.custom or {}).get(teacher_topk_field(variant))
+    if array is None:
+        return None
+    stored = array.load()
+    if stored.shape[0] != targets:
+        raise RuntimeError(f"cut {cut.id}: the cached teacher outputs were made for other labels ({variant}: "
+                           f"{stored.shape[0]} vs {targets} tokens); cache the teacher again")
+    return stored

@@ -22,7 +22,6 @@ import logging
 import subprocess
 import sys
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,62 +30,21 @@ from lhotse import CutSet
 
 from k2d import provenance
 from k2d.audio import labelled_cut, load_cut_audio
-from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
+from k2d.config import ConfigError, add_config_arguments, parse_stage_args, save_config
 from k2d.cuts import teacher_text
-from k2d.models.packaged import resolve_model
+from k2d.models.names import resolve_model
 from k2d.models.student import create_student
 from k2d.models.tokenizer import window_seconds
 from k2d.models.whisper import add_device_argument, count_parameters, load_whisper, resolve_device, save_model_dir
+from k2d.train.config import DistillConfig
 from k2d.train.data import Collator, CutDataset, LabelOptions, make_sampler, training_view
 from k2d.train.labels import label_fits
 from k2d.train.model import WhisperKDModel
-from k2d.train.trainer import Stopped, TrainConfig, Trainer, init_distributed, rank
+from k2d.train.trainer import Stopped, Trainer, init_distributed, rank
 from k2d.train.validation import add_longform_validation_arguments, decode_mer, longform_validator
 from k2d.utils import AlreadyRunning, DiskFullError, atomic_path, setup_logging
 
 log = logging.getLogger("k2d.distill")
-
-
-@dataclass
-class DistillConfig(TrainConfig):
-    decoder_layers: list[int] = option([0, -1], "teacher decoder layers that make the student's decoder", minimum=1)
-    freeze_encoder: bool = option(True, "keep the copied encoder frozen (then it runs once for both models)")
-    freeze_decoder_positions: bool = option(
-        True, "keep the decoder's position embeddings frozen (the authors: distil-whisper's --freeze_embed_positions)")
-    beta: float = option(0.8, "weight of cross-entropy on the pseudo-labels", minimum=0)
-    gamma: float = option(1.0, "weight of KL(teacher || student); 0 = plain supervised training", minimum=0)
-    temperature: float = option(2.0, "KD temperature (the KL is scaled by its square)", positive=True)
-    freeze_token_embedding: bool = option(
-        False, "keep the token embedding (tied to the output projection: half the student's trainable "
-        "parameters) as the teacher's; training steps are cheaper")
-    whole_window: bool = option(
-        False, "train on each chunk's whole window (audio to the window's end, the next segment's start "
-        "timestamp closing the label) as long-form decoding sees a window; false: only the audio the label "
-        "covers (the authors)")
-    timestamp_prob: float = option(0.5, "share of labels that keep their timestamp tokens", minimum=0, maximum=1)
-    prompt_prob: float = option(0.2, "share of labels conditioned on the previous chunk's text", minimum=0, maximum=1)
-    language: str = option("zh", "language token of the labels")
-    mix_lang_emb: bool = option(False, "teacher's <|zh|> embedding = mean of <|zh|> and <|en|> (as in labelling)")
-    max_duration: float = option(300.0, "seconds of audio per batch (duration-bucketing sampler)", positive=True)
-    num_buckets: int = option(10, "duration buckets", minimum=1)
-    valid_percent: float = option(
-        2.0, "share of training chunks held out for validation (without --valid-cuts)", minimum=0, maximum=100)
-    valid_max_cuts: int = option(100, "most validation cuts decoded", minimum=0)
-    dtype: str = option("float32", "weights dtype (autocast on GPU is amp_dtype)")
-    cache_teacher: bool = option(
-        True, "train from the teacher outputs k2d.cache_teacher stored (run.sh makes them first; exact for a "
-        "frozen encoder)")
-    cache_topk: int = option(
-        0, "also cache the teacher's top-k log-probabilities: training then never loads the teacher (0: encoder only)",
-        minimum=0)
-    cache_batch_size: int = option(8, "chunks per encoder batch when caching", minimum=1)
-    cache_block_size: int = option(256, "chunks per cache file", minimum=1)
-    trainer: str = option("k2d", "k2d (this toolkit's trainer) or espnet (ESPnet's own trainer, k2d.espnet.asr_kd)")
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.trainer not in ("k2d", "espnet"):
-            raise ConfigError(f"trainer must be k2d or espnet, got {self.trainer!r}")
 
 
 def held_out(cut_id: str, percent: float) -> bool:

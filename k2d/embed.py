@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from k2d.audio import SAMPLE_RATE, load_cut_audio
 from k2d.manifests import read_manifest
-from k2d.models.packaged import resolve_model
+from k2d.models.names import resolve_model
 from k2d.models.whisper import add_device_argument, resolve_device
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
 from k2d.utils import array_block, atomic_path, setup_logging

@@ -32,7 +32,7 @@ def export_ctranslate2(model_dir: Path, out_dir: Path, quantization: str = "int8
 
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
-    from k2d.models.packaged import resolve_model
+    from k2d.models.names import resolve_model
 
     model_dir, out_dir = Path(resolve_model(str(model_dir))), Path(out_dir)
     check_model_files(model_dir)

@@ -50,7 +50,7 @@ def pipeline_labels(model_dir: str, recordings: list, settings: GenerationSettin
     """transformers' chunked long-form algorithm: windows with a 1/6 stride on each side, merged."""
     from transformers import pipeline
 
-    from k2d.models.packaged import resolve_model
+    from k2d.models.names import resolve_model
 
     asr = pipeline("automatic-speech-recognition", model=resolve_model(model_dir), device=device,
                    chunk_length_s=window, batch_size=batch_size)

@@ -25,11 +25,11 @@ from lhotse import SupervisionSegment, SupervisionSet
 from tqdm import tqdm
 
 from k2d.config import add_config_arguments, option, parse_stage_args, save_config
-from k2d.inference.recognizer import recognizer_for
+from k2d.inference.backends import recognizer_for
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import transcribe_longform
 from k2d.manifests import read_manifest
-from k2d.models.packaged import resolve_model
+from k2d.models.names import resolve_model
 from k2d.models.tokenizer import TIME_PRECISION
 from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from k2d.inference.recognizer import load_recognizer
+from k2d.inference.backends import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import transcribe_audios, transcribe_longform
 from k2d.models.whisper import count_parameters

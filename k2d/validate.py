@@ -28,13 +28,13 @@ from tqdm import tqdm
 from k2d.audio import labelled_cut, load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
 from k2d.cuts import ChunkFields, chunk_key, teacher_text
-from k2d.inference.recognizer import recognizer_for
+from k2d.inference.backends import recognizer_for
 from k2d.inference.rules import compression_ratio
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import decode_windows
 from k2d.manifests import read_manifest
 from k2d.metrics.distances import distances
-from k2d.models.packaged import resolve_model
+from k2d.models.names import resolve_model
 from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
 from k2d.text.phonemes import MANDARIN_SCHEMES

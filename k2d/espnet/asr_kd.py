@@ -97,7 +97,7 @@ class WhisperLabels:
                  window: float, train: bool):
         from transformers import WhisperTokenizer
 
-        from k2d.models.packaged import resolve_model
+        from k2d.models.names import resolve_model
 
         self.tokenizer = WhisperTokenizer.from_pretrained(resolve_model(tokenizer_dir))
         self.language, self.window, self.train = language, window, train

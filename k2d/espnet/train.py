@@ -56,7 +56,7 @@ def train_with_espnet(config, teacher: str, train_cuts, valid_cuts, out_dir: Pat
 
     from k2d.espnet.data_dir import write_data_dir
     from k2d.espnet.to_hf import espnet_to_hf
-    from k2d.models.packaged import resolve_model
+    from k2d.models.names import resolve_model
     from k2d.models.tokenizer import window_seconds
 
     teacher_config = WhisperConfig.from_pretrained(resolve_model(teacher))

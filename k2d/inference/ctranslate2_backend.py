@@ -76,7 +76,7 @@ class CTranslate2Recognizer(Recognizer):
 def converted_dir(model_dir: Path, mix_lang_emb: bool) -> Path:
     """Where the CTranslate2 conversion of a transformers model directory lives (made once)."""
     from k2d import provenance
-    from k2d.models.packaged import models_dir
+    from k2d.models.names import models_dir
 
     key = hashlib.sha256(f"{provenance.fingerprint(model_dir)}|{mix_lang_emb}".encode()).hexdigest()[:16]
     return models_dir() / "ct2-cache" / f"{Path(model_dir).name}-{key}"
@@ -88,7 +88,7 @@ def load_ctranslate2_recognizer(name_or_path, device: str = "cpu", dtype: str = 
     from transformers import GenerationConfig, WhisperConfig, WhisperProcessor
 
     from k2d.export import export_ctranslate2
-    from k2d.models.packaged import resolve_model
+    from k2d.models.names import resolve_model
     from k2d.models.whisper import load_whisper, resolve_device, save_model_dir
     from k2d.utils import exclusive
 

@@ -4,7 +4,7 @@ A recognizer decodes each window of a batch exactly once (`generate`), applying 
 itself (k2d.inference.rules) instead of transformers' `generate`, which may decode a window several times
 in one call and return the passes concatenated. Greedy, sampling at a temperature, and beam search.
 
-    recognizer = load_recognizer("egs/mini_cs/models/teacher")            # or backend="ctranslate2"
+    recognizer = load_recognizer("egs/mini_cs/models/teacher")   # k2d.inference.backends: or backend="ctranslate2"
     encoded = recognizer.encode([audio])
     [hypothesis] = recognizer.generate(encoded, [recognizer.prefix(settings)], temperature=0.0)
 """
@@ -212,23 +212,3 @@ class TransformersRecognizer(Recognizer):
             score, tokens = max(pool, key=lambda item: item[0] / max(1, len(item[1])))
             hypotheses.append(Hypothesis(tokens, score, float(no_speech[row * beams])))
         return hypotheses
-
-
-def load_recognizer(name_or_path, device: str = "cpu", dtype: str = "float32", backend: str = "transformers",
-                    mix_lang_emb: bool = False, compute_type: str = "auto") -> Recognizer:
-    """A model (Hub id, directory or installed name) behind the chosen backend, ready to decode."""
-    from k2d.models.whisper import load_whisper
-
-    if backend == "ctranslate2":
-        from k2d.inference.ctranslate2_backend import load_ctranslate2_recognizer
-
-        return load_ctranslate2_recognizer(name_or_path, device=device, dtype=dtype, mix_lang_emb=mix_lang_emb,
-                                           compute_type=compute_type)
-    model, processor = load_whisper(name_or_path, device=device, dtype=dtype, mix_lang_emb=mix_lang_emb)
-    return TransformersRecognizer(model, processor, str(name_or_path))
-
-
-def recognizer_for(settings, model: str, device: str) -> Recognizer:
-    """The recognizer a stage's settings ask for (backend, dtype, compute type, mixed embedding)."""
-    return load_recognizer(model, device=device, dtype=settings.dtype, backend=settings.backend,
-                           mix_lang_emb=settings.mix_lang_emb, compute_type=settings.compute_type)

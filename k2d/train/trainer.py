@@ -33,36 +33,11 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from k2d.config import ConfigError, option
+from k2d.train.config import TrainConfig
 from k2d.train.data import SkipBatches
 from k2d.utils import atomic_path, exclusive, remove_stray_temporaries
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    learning_rate: float = option(1e-4, "peak AdamW learning rate", positive=True)
-    weight_decay: float = option(0.0, "AdamW weight decay", minimum=0)
-    warmup_steps: int = option(50, "linear warm-up steps", minimum=0)
-    schedule: str = option("constant", "after warm-up: constant or linear (decay to 0 at max_steps)")
-    max_steps: int = option(1000, "optimiser steps", minimum=1)
-    grad_accum: int = option(1, "micro-batches per optimiser step", minimum=1)
-    clip_grad_norm: float = option(1.0, "gradient clipping (0 = off)", minimum=0)
-    amp_dtype: str = option("bfloat16", "autocast dtype on GPU: bfloat16, float16 or none")
-    cpu_amp: bool = option(False, "on CPU, autocast to bfloat16 too (only where the CPU computes it natively)")
-    valid_every: int = option(200, "validate every N steps (and at the end)", minimum=1)
-    patience: int = option(
-        0, "stop when this many validations in a row did not improve the best MER (0: train all max_steps)",
-        minimum=0)
-    checkpoint_every: int = option(100, "write checkpoints/latest.pt every N steps", minimum=1)
-    log_every: int = option(10, "TensorBoard scalars every N steps", minimum=1)
-    num_workers: int = option(1, "data loader worker processes", minimum=0)
-    seed: int = option(0, "random seed", unbounded=True)
-
-    def __post_init__(self):
-        if self.schedule not in ("constant", "linear"):
-            raise ConfigError(f"schedule must be constant or linear, got {self.schedule!r}")
 
 
 @dataclass

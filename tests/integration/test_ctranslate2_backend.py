@@ -18,7 +18,7 @@ import soundfile as sf
 from lhotse import Recording, RecordingSet
 
 from k2d import decode, pseudo_label, validate
-from k2d.inference.recognizer import load_recognizer
+from k2d.inference.backends import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import decode_windows, transcribe_longform
 from k2d.recipes.mini_cs.corpus import OOD_SPEAKERS, TRAIN_SPEAKERS, LongFormStyle, render_longform, render_utterance

@@ -100,7 +100,7 @@ def test_espnet_training_matches_k2d_training_and_converts_to_hugging_face(teach
     assert losses == pytest.approx(espnet_losses, rel=2e-3)
 
     from k2d.espnet.to_hf import espnet_to_hf
-    from k2d.inference.recognizer import load_recognizer
+    from k2d.inference.backends import load_recognizer
     from k2d.inference.settings import GenerationSettings
     from k2d.inference.transcribe import decode_windows
 

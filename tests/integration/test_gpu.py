@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from k2d.inference.recognizer import load_recognizer
+from k2d.inference.backends import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import decode_windows
 

@@ -11,7 +11,7 @@ import torch
 from k2d.inference.recognizer import TransformersRecognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import decode_windows, transcribe_longform
-from k2d.models.packaged import models_dir, resolve_model
+from k2d.models.names import models_dir, resolve_model
 from k2d.models.whisper import count_parameters, load_whisper
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import torch
 from lhotse import CutSet
 
 from k2d import cache_teacher, distill
-from k2d.cuts import ChunkFields
+from k2d.cuts import ChunkFields, cached_encoder_states
 from k2d.models.student import create_student
 from k2d.models.whisper import save_model_dir
 from k2d.train.data import Collator, CutDataset, LabelOptions, make_sampler
@@ -62,7 +62,7 @@ def test_cached_training_matches_the_teacher_run_every_step(tiny_whisper, teache
     cached_cuts = CutSet.from_file(output)
     assert len(cached_cuts) == 5  # the chunk no metric keeps is not cached
     first = next(iter(cached_cuts))
-    assert cache_teacher.cached_encoder_states(first).shape == (500, teacher.config.d_model)
+    assert cached_encoder_states(first).shape == (500, teacher.config.d_model)
     assert first.custom["teacher_cache"]["topk"] == vocab
 
     CutSet.from_file(validated).subset(cut_ids=list(cached_cuts.ids)).to_file(tmp_path / "plain.jsonl.gz")
@@ -123,7 +123,7 @@ def test_cache_resumes_after_a_kill_and_refuses_an_unfrozen_encoder(teacher_dir,
     a, b = CutSet.from_file(straight), CutSet.from_file(killed)
     assert list(a.ids) == list(b.ids)
     for x, y in zip(a, b, strict=True):
-        assert (cache_teacher.cached_encoder_states(x) == cache_teacher.cached_encoder_states(y)).all()
+        assert (cached_encoder_states(x) == cached_encoder_states(y)).all()
     with pytest.raises(SystemExit):
         run_cache(teacher_dir, validated, tmp_path / "no.jsonl.gz", "--freeze-encoder", "false")
 
