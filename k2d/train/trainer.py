@@ -109,6 +109,12 @@ class Stopped(Exception):
         self.signum = signum
 
 
+def _ignore_sigterm(worker_id: int) -> None:
+    """A data loader worker leaves SIGTERM to the training process (Slurm and pkill signal every process):
+    it would die, and the training process with it, before the step is finished and checkpointed."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _identity(batch):
     return batch
 
@@ -210,6 +216,7 @@ class Trainer:
                 batch_size=None,
                 num_workers=self.config.num_workers,
                 collate_fn=_identity,
+                worker_init_fn=_ignore_sigterm,
                 persistent_workers=False,
             )
             produced = False
