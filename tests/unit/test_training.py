@@ -193,3 +193,28 @@ def test_sigterm_checkpoints_the_step_and_the_rerun_resumes_exactly(tiny_whisper
     assert resumed.fit().step == 6
     a, b = straight.model.student.state_dict(), resumed.model.student.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_data_loader_workers_leave_sigterm_to_the_training_process():
+    # pkill and Slurm signal every process: a worker that died of SIGTERM took the training process down with
+    # it ("DataLoader worker ... is killed by signal: Terminated") before the step could be checkpointed
+    import multiprocessing
+    import signal
+
+    from k2d.train.trainer import _ignore_sigterm
+
+    def worker(queue):
+        _ignore_sigterm(0)
+        queue.put(signal.getsignal(signal.SIGTERM))
+
+    queue = multiprocessing.get_context("fork").Queue()
+    process = multiprocessing.get_context("fork").Process(target=worker, args=(queue,))
+    process.start()
+    assert queue.get(timeout=30) == signal.SIG_IGN
+    process.join(timeout=30)
+
+
+def test_training_with_a_loader_worker_process(tiny_whisper, tiny_cuts, tmp_path):
+    trainer = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "run", max_steps=2)
+    trainer.config.num_workers = 1  # the worker runs _ignore_sigterm at start
+    assert trainer.fit().step == 2
