@@ -108,9 +108,16 @@ def plot_mer_vs_speed(rows: list[dict], test_sets: list[str], path: Path) -> Non
         ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=s)
         for x, y, name in points:
             ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("decoding speed-up vs teacher (x)")
-    ax.set_ylabel("MER %")
-    ax.set_title("MER vs speed")
+    save_plot(fig, ax, "decoding speed-up vs teacher (x)", "MER %", "MER vs speed", path)
+
+
+def save_plot(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    """Label a figure and write it as PNG (atomically), then free it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -130,8 +137,8 @@ def learning_curves(exp_dir: Path, models: dict[str, str]) -> dict[str, list[dic
     return curves
 
 
-def plot_learning_curves(curves: dict[str, list[dict]], path: Path, reference: float | None = None) -> None:
-    """Validation MER against training steps, one line per student; the teacher's dev MER as a line."""
+def plot_learning_curves(curves: dict[str, list[dict]], path: Path) -> None:
+    """Validation MER against training steps, one line per student."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,16 +147,7 @@ def plot_learning_curves(curves: dict[str, list[dict]], path: Path, reference: f
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, records in curves.items():
         ax.plot([r["step"] for r in records], [100 * r["mer"] for r in records], marker="o", ms=3, label=name)
-    if reference is not None:
-        ax.axhline(100 * reference, color="grey", linestyle="--", label="teacher")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("validation MER % (dev, long-form)")
-    ax.set_title("learning curves")
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_plot(fig, ax, "training step", "validation MER % (dev, long-form)", "learning curves", path)
 
 
 def curves_table(curves: dict[str, list[dict]]) -> str:
