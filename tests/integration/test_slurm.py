@@ -5,6 +5,7 @@ decode, and an array task cancelled with scancel is named with its log and resum
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import gzip
 import json
@@ -119,6 +120,20 @@ def run(repo_root, conf, work, *options, env=None, wait=True):
     return result
 
 
+def array_task_processes(job_name: str, task_id: str) -> list[int]:
+    """This user's processes that run the given array task of the named Slurm job (found by their environment)."""
+    wanted = {f"SLURM_JOB_NAME={job_name}".encode(), f"SLURM_ARRAY_TASK_ID={task_id}".encode()}
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            variables = set(environ.read_bytes().split(b"\0"))
+        except OSError:  # another user's process, or one that has just ended
+            continue
+        if wanted <= variables:
+            pids.append(int(environ.parent.name))
+    return pids
+
+
 def records(path: Path) -> list[dict]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return [json.loads(line) for line in f]
@@ -189,9 +204,15 @@ def test_a_cancelled_array_task_is_named_and_resumed_by_a_rerun(repo_root, conf,
                 / "shard-00001-of-00002.jsonl")
     running = run(repo_root, conf, work, "--cmd", "slurm", "--stage", "1", "--stop-stage", "1", env=slurm,
                   wait=False)
-    deadline = time.time() + 600
+    # freeze task 1 the moment its first recording is recorded: a fast machine labels the rest of the shard
+    # between a poll and scancel (CI once saw all 3 done), and then nothing would be left to resume
+    deadline, task_1_processes = time.time() + 600, []
     while not (progress.is_file() and progress.read_text().count("\n") >= 1) and time.time() < deadline:
-        time.sleep(0.1)
+        task_1_processes = array_task_processes("k2d-pseudo_label", "1") or task_1_processes
+        time.sleep(0.005)
+    for pid in task_1_processes + array_task_processes("k2d-pseudo_label", "1"):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
     assert progress.is_file(), "task 1 recorded nothing in time"
     tasks = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-n", "k2d-pseudo_label"], env=slurm,
                            capture_output=True, text=True).stdout.split()
