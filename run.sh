@@ -47,7 +47,8 @@ Stages (reads -> writes; NAME = recipe, SPLIT = split):
   4 filter        validated chunks -> data/NAME/cuts/NAME_cuts_SPLIT-k2d_METRIC.jsonl.gz, data/NAME/filter_report/
   5 distill       kept cuts, teacher -> exp/NAME/student_METRIC/ (beta*CE + gamma*KL)
   6 decode+score  test sets, all models -> exp/NAME/MODEL/decode_SET/{hyp,ref,errs}.txt, MER summary
-  7 report        decode results, models -> exp/NAME/RESULTS.md (speed, size, MER table), export/ (HF), export_ct2/ (CTranslate2)
+  7 report        decode results, models -> exp/NAME/RESULTS.md (speed, size, MER, runtimes), export/ (HF),
+                  export_ct2/ (CTranslate2, faster-whisper), export_onnx/ (sherpa-onnx)
 
 Configuration: egs/NAME/conf/*.yaml (one file per stage)."
 
@@ -228,9 +229,9 @@ if run_stage 7 && [ -z "$test_sets" ]; then
   log "Stage 7: report: skipped, the recipe has no test sets (test_sets in $conf/recipe.yaml)"
 elif run_stage 7; then
   read -r -a scored <<< "${L[scored_sets]}"
-  begin_stage 7 "report: ${L[exp]}/*/decode_* -> ${L[exp]}/RESULTS.md, ${L[exp]}/export/, ${L[exp]}/export_ct2/"
+  begin_stage 7 "report: ${L[exp]}/*/decode_* -> ${L[exp]}/RESULTS.md, ${L[exp]}/export/, export_ct2/, export_onnx/"
   python -m k2d.report --exp-dir "${L[exp]}" --models "${models[@]}" --test-sets "${scored[@]}" \
-    --bench-recordings "${L[bench_recordings]}" --filter-report "${L[filter_report]}/report.yaml" \
+    --bench-recordings "${L[bench_recordings]}" --bench-supervisions "${L[bench_supervisions]}" --filter-report "${L[filter_report]}/report.yaml" \
     --config "$conf/report.yaml" --decode-config "$conf/decode.yaml" --device "$device" "${force_opt[@]}"
   end_stage 7
 fi

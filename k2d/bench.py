@@ -19,6 +19,11 @@
     python -m k2d.bench vad --teacher T --config egs/mini_cs_whisper/conf/pseudo_label.yaml \
         --recordings REC.jsonl.gz --supervisions SUP.jsonl.gz
 
+    # one model in every runtime a user may ship it with (k2d, CTranslate2, faster-whisper, sherpa-onnx;
+    # float32 and int8), utterance by utterance: size on disk, RTF, MER, same text as k2d
+    python -m k2d.bench runtimes --model exp/mini_cs/export --recordings REC.jsonl.gz --supervisions SUP.jsonl.gz \
+        --exports-dir exp/mini_cs/runtimes
+
 Each prints a Markdown table and can write it (--output FILE). Absolute times mean something only on the
 hardware named in the table; compare ratios within one table.
 """
@@ -433,6 +438,18 @@ def _decode_chunks_silently(recognizer, audios, settings, batch_size) -> dict:
     return {}
 
 
+def bench_runtimes(args) -> str:
+    from k2d.models.names import resolve_model
+    from k2d.runtimes import measure_runtimes, model_window, runtimes_header, runtimes_table, short_utterances
+
+    model = resolve_model(args.model)
+    audios, references = short_utterances(args.recordings, args.supervisions, args.utterances, model_window(model))
+    threads = torch.get_num_threads()
+    rows = measure_runtimes(model, args.exports_dir, audios, references, args.language, args.runs, threads)
+    header = runtimes_header(rows, audios, args.runs, threads)
+    return f"{hardware()}, {args.model}\n\n{header}\n\n{runtimes_table(rows)}"
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -477,7 +494,16 @@ def get_parser() -> argparse.ArgumentParser:
     vad.add_argument("--config", type=Path, required=True, help="stage 1's config (pseudo_label.yaml)")
     vad.add_argument("--recordings", required=True)
     vad.add_argument("--supervisions", required=True, help="the recordings' true supervisions")
-    for p in (rtf, shapes, train, one, through, vad):
+    runtimes = sub.add_parser("runtimes", help="one model in every runtime (k2d, CTranslate2, faster-whisper, "
+                              "sherpa-onnx; float32 and int8): size, RTF, MER, same text")
+    runtimes.add_argument("--model", required=True, help="model directory (save_pretrained) or installed name")
+    runtimes.add_argument("--recordings", required=True)
+    runtimes.add_argument("--supervisions", required=True, help="their utterances are decoded one by one")
+    runtimes.add_argument("--utterances", type=int, default=20)
+    runtimes.add_argument("--runs", type=int, default=1, help="timed runs after the one that gives the texts")
+    runtimes.add_argument("--exports-dir", type=Path, required=True, help="where the exports are made (kept)")
+    runtimes.add_argument("--language", default="zh")
+    for p in (rtf, shapes, train, one, through, vad, runtimes):
         add_device_argument(p)
         p.add_argument("--output", type=Path, help="also write the table to this file")
     return parser
@@ -503,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         stats = train_step_stats(args.work, args.mode, args.steps, args.max_duration, args.device, args.profile)
         print(json.dumps(stats))
         return 0
+    elif args.command == "runtimes":
+        table = bench_runtimes(args)
     elif args.command == "vad":
         table = bench_vad(args.teacher, args.config, args.recordings, args.supervisions, args.device)
     else:

@@ -29,10 +29,10 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from k2d.models.tokenizer import WHISPER_LANGUAGES, SpecialTokens
+from k2d.models.whisper import load_whisper
 from k2d.utils import TEMPORARY_MARK, WRITER, setup_logging
 
 log = logging.getLogger("k2d.export_onnx")
@@ -190,8 +190,6 @@ def trace_to_onnx(module: nn.Module, inputs: tuple, path: Path, **names_and_axes
 @torch.no_grad()
 def export_sherpa_onnx(model_dir: Path, out_dir: Path, int8: bool = False, mix_lang_emb: bool = False) -> Path:
     """Write `out_dir` (replaced as a whole, so an existing output is always complete)."""
-    from k2d.models.whisper import load_whisper
-
     model, processor = load_whisper(model_dir, mix_lang_emb=mix_lang_emb)
     model.float().eval()
     out_dir = Path(out_dir)

@@ -171,6 +171,8 @@ class Layout:
             ("dev_supervisions", self.manifest("supervisions", c.dev_set) if c.dev_set else ""),
             ("bench_recordings", self.manifest("recordings", self.test_sets[0].split, self.test_sets[0].corpus)
              if self.test_sets else ""),
+            ("bench_supervisions", self.manifest("supervisions", self.test_sets[0].split, self.test_sets[0].corpus)
+             if self.test_sets else ""),
         ]
         for model, _ in self.models():
             for test_set in self.test_sets:

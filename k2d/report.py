@@ -9,7 +9,8 @@ exported best student.
 
 Reads exp/NAME/MODEL/decode_SET/scores.yaml (stage 6); writes exp/NAME/RESULTS.md, exp/NAME/results.yaml,
 exp/NAME/mer_vs_speed.png, exp/NAME/export/ (the student with the lowest mean MER,
-loadable by transformers' ASR pipeline) and exp/NAME/export_ct2/ (the same for faster-whisper/CTranslate2).
+loadable by transformers' ASR pipeline), exp/NAME/export_ct2/ (the same for faster-whisper/CTranslate2) and
+exp/NAME/export_onnx/ (for sherpa-onnx); with --bench-supervisions, a table of that student in every runtime.
 """
 
 from __future__ import annotations
@@ -20,18 +21,22 @@ import json
 import logging
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import yaml
 from lhotse import RecordingSet
 
 from k2d import provenance
 from k2d.config import add_config_arguments, option, parse_stage_args
 from k2d.export import QUANTIZATIONS, export_ctranslate2
+from k2d.export_onnx import export_sherpa_onnx
 from k2d.inference.settings import settings_from_file
 from k2d.models.whisper import add_device_argument, load_whisper, save_model_dir
+from k2d.runtimes import measure_runtimes, model_window, runtimes_header, runtimes_table, short_utterances
 from k2d.speed import hardware, measure_rtf, rtf_table, select_audio
 from k2d.utils import atomic_path, setup_logging
 
@@ -45,6 +50,10 @@ class ReportConfig:
     bench_batch_size: int = option(8, "recordings decoded side by side in the benchmark", minimum=1)
     ctranslate2_quantization: str = option(
         "int8", "also convert the exported student for faster-whisper (export_ct2/) with this quantization; none: skip")
+    onnx_export: bool = option(True, "also export the student for sherpa-onnx (export_onnx/: float32 and int8)")
+    runtime_utterances: int = option(
+        20, "utterances of the first test set the exported student decodes in every runtime (0: no runtimes table)",
+        minimum=0)
 
 
 def load_scores(exp_dir: Path, model: str, test_set: str) -> dict | None:
@@ -192,12 +201,29 @@ def export_best(rows: list[dict], models: dict[str, str], test_sets: list[str], 
     return best["model"]
 
 
+def runtimes_report(exp_dir: Path, recordings: Path, supervisions: Path, count: int, settings, student: str) -> str:
+    """The exported student in every runtime, on the first test set's utterances (the conversions it needs
+    beyond export_onnx/ are made in a scratch directory and removed)."""
+    model = exp_dir / "export"
+    audios, references = short_utterances(recordings, supervisions, count, model_window(model))
+    language = settings.language if settings else "zh"
+    threads = torch.get_num_threads()
+    onnx = exp_dir / "export_onnx"
+    with tempfile.TemporaryDirectory(dir=exp_dir) as scratch:
+        rows = measure_runtimes(model, Path(scratch), audios, references, language, threads=threads,
+                                onnx_dir=onnx if onnx.is_dir() else None)
+    return (f"## Runtimes ({student}, exported)\n\n" + runtimes_header(rows, audios, 1, threads) + "\n\n"
+            + runtimes_table(rows))
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp-dir", type=Path, required=True, help="exp/NAME")
     parser.add_argument("--models", nargs="+", required=True, help="NAME=PATH pairs; the first is the reference")
     parser.add_argument("--test-sets", nargs="+", required=True)
     parser.add_argument("--bench-recordings", type=Path, required=True, help="recordings the speed benchmark decodes")
+    parser.add_argument("--bench-supervisions", type=Path,
+                        help="their supervisions: the utterances of the runtimes table (runtime_utterances)")
     parser.add_argument("--filter-report", type=Path, help="stage 4 report.yaml (data kept per metric)")
     parser.add_argument("--decode-config", type=Path,
                         help="stage 6's decode.yaml: the benchmark decodes as the test sets were decoded")
@@ -252,6 +278,13 @@ def main(argv: list[str] | None = None) -> int:
         export_ctranslate2(args.exp_dir / "export", args.exp_dir / "export_ct2", config.ctranslate2_quantization)
         ct2_note = (f"; `export_ct2/` = the same in CTranslate2 format ({config.ctranslate2_quantization}) "
                     "for faster-whisper")
+    onnx_note, runtimes_section = "", []
+    if exported and config.onnx_export:
+        export_sherpa_onnx(args.exp_dir / "export", args.exp_dir / "export_onnx", int8=True)
+        onnx_note = "; `export_onnx/` = the same for sherpa-onnx (float32, int8)"
+    if exported and config.runtime_utterances and args.bench_supervisions:
+        runtimes_section = [runtimes_report(args.exp_dir, args.bench_recordings, args.bench_supervisions,
+                                            config.runtime_utterances, settings, exported)]
     bench_note = (f"Speed: long-form decoding of {speed[0]['audio_seconds']} s of {args.bench_recordings.name}, "
                   f"mean of {config.bench_runs} runs after a warm-up, all models in one process on {hardware()} "
                   f"({platform.node() or 'this machine'}), float32, batch {config.bench_batch_size}.")
@@ -267,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         "![MER vs speed](mer_vs_speed.png)",
         *(["## Learning curves (the students' validations; best/ is the lowest)\n\n" + curves_table(curves),
             "![learning curves](learning_curves.png)"] if curves else []),
-        f"Exported model: `export/` = {exported}{ct2_note}" if exported else "No student to export.",
+        *runtimes_section,
+        f"Exported model: `export/` = {exported}{ct2_note}{onnx_note}" if exported else "No student to export.",
         made_by(),
     ]) + "\n"
     with atomic_path(args.exp_dir / "results.yaml") as tmp:

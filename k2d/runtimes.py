@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from k2d.audio import SAMPLE_RATE
+from k2d.audio import SAMPLE_RATE, read_window
 from k2d.export import export_ctranslate2
 from k2d.export_onnx import DECODER, ENCODER, TOKENS, export_sherpa_onnx, int8_name
 from k2d.inference.backends import load_recognizer
@@ -42,17 +42,34 @@ def model_window(model_dir: Path) -> float:
     return window_seconds(config["max_source_positions"])
 
 
-def make_exports(model_dir: Path, exports_dir: Path) -> dict[str, Path]:
-    """The CTranslate2 (float32, int8) and sherpa-onnx (float32 + int8) exports of `model_dir`, made if missing."""
+def make_exports(model_dir: Path, exports_dir: Path, onnx_dir: Path | None = None) -> dict[str, Path]:
+    """The CTranslate2 (float32, int8) and sherpa-onnx (float32 + int8) exports of `model_dir` under
+    `exports_dir`, made if missing; `onnx_dir`: an existing sherpa-onnx export to use instead."""
     exports_dir = Path(exports_dir)
     ct2 = {q: exports_dir / f"export_ct2_{q}" for q in ("float32", "int8")}
     for quantization, directory in ct2.items():
         if not (directory / "model.bin").is_file():
             export_ctranslate2(model_dir, directory, quantization)
-    onnx = exports_dir / "export_onnx"
+    onnx = Path(onnx_dir) if onnx_dir else exports_dir / "export_onnx"
     if not (onnx / int8_name(DECODER)).is_file():
         export_sherpa_onnx(model_dir, onnx, int8=True)
     return {"ctranslate2": ct2["float32"], "ctranslate2_int8": ct2["int8"], "onnx": onnx}
+
+
+def short_utterances(recordings_path, supervisions_path, count: int,
+                     window: float) -> tuple[list[np.ndarray], list[str]]:
+    """The first `count` utterances of a test set that fit in one window: their audio and reference text."""
+    from lhotse import RecordingSet, SupervisionSet
+
+    recordings = RecordingSet.from_file(recordings_path)
+    audios, texts = [], []
+    for supervision in SupervisionSet.from_file(supervisions_path):
+        if len(audios) == count:
+            break
+        if supervision.duration <= window and supervision.text:
+            audios.append(read_window(recordings[supervision.recording_id], supervision.start, supervision.duration))
+            texts.append(supervision.text)
+    return audios, texts
 
 
 def files_mb(*paths: Path) -> float:
@@ -120,18 +137,15 @@ def runtimes(model_dir: Path, exports: dict[str, Path], language: str, threads: 
 
 
 def measure_runtimes(model_dir: Path, exports_dir: Path, audios: list[np.ndarray], references: list[str],
-                     language: str = "zh", runs: int = 1, threads: int = 1,
-                     only: tuple[str, ...] = RUNTIMES) -> list[dict]:
+                     language: str = "zh", runs: int = 1, threads: int = 1, onnx_dir: Path | None = None) -> list[dict]:
     """Every runtime on the same utterances in this process: texts first (also the warm-up), then `runs` timed
     passes. The first runtime (k2d) is the reference of the same-text column."""
     model_dir = Path(resolve_model(str(model_dir)))
-    exports = make_exports(model_dir, exports_dir)
+    exports = make_exports(model_dir, exports_dir, onnx_dir)
     audio_seconds = sum(a.size for a in audios) / SAMPLE_RATE
     ids = [str(i) for i in range(len(audios))]
     rows, reference_texts = [], None
     for name, (size, make) in runtimes(model_dir, exports, language, threads).items():
-        if name not in only:
-            continue
         if isinstance(make, str):
             rows.append({"runtime": name, "size_mb": size, "note": make})
             continue
@@ -146,10 +160,18 @@ def measure_runtimes(model_dir: Path, exports_dir: Path, audios: list[np.ndarray
             times.append(time.perf_counter() - started)
         rows.append({
             "runtime": name, "size_mb": size, "rtf": statistics.mean(times) / audio_seconds,
-            "mer": score_texts(dict(zip(ids, references)), dict(zip(ids, texts)))[0].mer.rate,
-            "same_text": sum(a == b for a, b in zip(texts, reference_texts)) / len(texts), "texts": texts,
+            "mer": score_texts(dict(zip(ids, references, strict=True)), dict(zip(ids, texts, strict=True)))[0].mer.rate,
+            "same_text": sum(a == b for a, b in zip(texts, reference_texts, strict=True)) / len(texts),
+            "texts": texts,
         })
     return rows
+
+
+def runtimes_header(rows: list[dict], audios: list[np.ndarray], runs: int, threads: int) -> str:
+    seconds = sum(a.size for a in audios) / SAMPLE_RATE
+    return (f"{len(audios)} utterances ({seconds:.1f} s), each decoded on its own (greedy, no timestamps), "
+            f"{runs} timed run(s) after the run that gave the texts, all runtimes in one process, {threads} "
+            f"thread(s); size: the weights on disk; same text: utterances whose text is {rows[0]['runtime']}'s.")
 
 
 def runtimes_table(rows: list[dict]) -> str:

@@ -1,8 +1,8 @@
 """Deploying a model: the sherpa-onnx export decoded by the sherpa-onnx package from the registry gives k2d's
-text (float32: every utterance; its Python result gives no token ids to compare; int8: its MER stated), the exported encoder sees sherpa-onnx's
-zero-padded features as k2d's padded audio, the export's metadata and tokens.txt are Whisper's by hand, and
-faster-whisper's own transcribe runs an export with a 30 s window (and is reported as not runnable for a
-shorter one, which it pads wrongly)."""
+text (float32: every utterance; its Python result has no token ids to compare; int8: its MER stated), the
+exported encoder sees sherpa-onnx's zero-padded features as k2d's padded audio, the export's metadata and
+tokens.txt are Whisper's by hand, and faster-whisper's own transcribe runs an export with a 30 s window (and
+is reported as not runnable for a shorter one, which it pads wrongly)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ NO_TIMESTAMPS = GenerationSettings(no_speech_threshold=None, timestamps=False)
 @pytest.fixture(scope="module")
 def utterances():
     items = [render_utterance(9, "test_in", i, TRAIN_SPEAKERS) for i in range(6)]
-    return [item.audio.astype(np.float32) for item in items], [" ".join(s.text for s in item.segments) for item in items]
+    texts = [" ".join(segment.text for segment in item.segments) for item in items]
+    return [item.audio.astype(np.float32) for item in items], texts
 
 
 @pytest.fixture(scope="module")
