@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import write_tiny_cuts  # light: no torch or transformers at import
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -44,32 +46,6 @@ def tiny_whisper(tokenizer):
 @pytest.fixture
 def rng():
     return random.Random(1234)
-
-
-def write_tiny_cuts(directory: Path, count: int = 8, seconds: float = 2.0) -> Path:
-    """`count` short noisy recordings with one generated sentence each, as a lhotse cuts manifest."""
-    import numpy as np
-    import soundfile as sf
-    from lhotse import CutSet, Recording, SupervisionSegment
-
-    from k2d.recipes.mini_cs.text import generate_sentence
-
-    directory.mkdir(parents=True, exist_ok=True)
-    text_rng = random.Random(0)
-    audio_rng = np.random.default_rng(0)
-    cuts = []
-    for i in range(count):
-        path = directory / f"utt{i}.flac"
-        samples = (audio_rng.standard_normal(int(16000 * seconds)) * 0.05).astype("float32")
-        sf.write(path, samples, 16000)
-        recording = Recording.from_file(path, recording_id=f"utt{i}")
-        cut = recording.to_cut()
-        cut.supervisions = [SupervisionSegment(f"utt{i}-0", f"utt{i}", 0.2, seconds - 0.4,
-                                               text=generate_sentence(text_rng).text)]
-        cuts.append(cut)
-    path = directory / "cuts.jsonl.gz"
-    CutSet.from_cuts(cuts).to_file(path)
-    return path
 
 
 @pytest.fixture

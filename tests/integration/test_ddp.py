@@ -9,7 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from k2d.models.student import create_student
-from tests.unit.test_training import make_trainer
+from tests.helpers import make_trainer
 
 pytestmark = pytest.mark.slow
 

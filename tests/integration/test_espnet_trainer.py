@@ -15,7 +15,7 @@ from k2d.cuts import ChunkFields
 from k2d.espnet.asr_kd import ASRKDTask, ESPnetWhisperKD
 from k2d.espnet.data_dir import check_data_dir, write_data_dir
 from k2d.models.whisper import save_model_dir
-from tests.conftest import write_tiny_cuts
+from tests.helpers import write_tiny_cuts
 
 pytestmark = pytest.mark.slow
 

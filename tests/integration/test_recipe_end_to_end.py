@@ -1,38 +1,13 @@
 """The mini_cs recipe end to end (stages 0-7) at its smallest size with the shipped demo models, run twice:
 the second run must change nothing. Also the demo-model bootstrap for two steps."""
 
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
 from k2d.recipes.mini_cs import bootstrap
-
-TINY_CORPUS = {
-    "seed": 11, "train_labelled_utterances": 4, "dev_utterances": 2, "train_unlabelled_recordings": 2,
-    "train_unlabelled_minutes": 0.4, "test_recordings": 1, "test_minutes": 0.25,
-}
-
-
-def write_tiny_conf(repo_root, conf):
-    shutil.copytree(repo_root / "egs" / "mini_cs" / "conf", conf)
-    (conf / "prepare.yaml").write_text(yaml.safe_dump(TINY_CORPUS))
-    distill = yaml.safe_load((conf / "distill.yaml").read_text())
-    distill.update(max_steps=2, warmup_steps=1, valid_every=2, checkpoint_every=1, max_duration=40, num_workers=0,
-                   valid_max_cuts=3, valid_percent=20.0)
-    (conf / "distill.yaml").write_text(yaml.safe_dump(distill))
-    (conf / "report.yaml").write_text(yaml.safe_dump({"bench_seconds": 8, "bench_runs": 1, "bench_batch_size": 2}))
-
-
-def tiny_corpus(repo_root, tmp_path):
-    """Stage 0 of mini_cs at the tiny size into tmp_path/work (the recipes built on mini_cs start from it)."""
-    work = tmp_path / "work"
-    write_tiny_conf(repo_root, tmp_path / "mini_cs_conf")
-    stage0 = subprocess.run(["./run.sh", "--conf-dir", str(tmp_path / "mini_cs_conf"), "--work-dir", str(work),
-                             "--stop-stage", "0"], cwd=repo_root, capture_output=True, text=True, timeout=600)
-    assert stage0.returncode == 0, stage0.stderr[-3000:]
-    return work
+from tests.helpers import write_tiny_conf
 
 
 def run(repo_root, conf, work):

@@ -128,7 +128,7 @@ def test_training_stops_when_its_chunks_changed(model_dir, tmp_path, capsys):
     from lhotse import CutSet
 
     from k2d import distill
-    from tests.conftest import write_tiny_cuts
+    from tests.helpers import write_tiny_cuts
 
     cuts = write_tiny_cuts(tmp_path / "cuts", count=4)
     args = ["--teacher", str(model_dir), "--train-cuts", str(cuts), "--out-dir", str(tmp_path / "student"),

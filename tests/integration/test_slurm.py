@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.test_recipe_end_to_end import write_tiny_conf
+from tests.helpers import write_tiny_conf
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from tests.integration.test_recipe_end_to_end import tiny_corpus
+from tests.helpers import tiny_corpus
 
 pytestmark = pytest.mark.slow
 

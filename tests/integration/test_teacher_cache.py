@@ -13,7 +13,7 @@ from k2d.models.whisper import save_model_dir
 from k2d.train.data import Collator, CutDataset, LabelOptions, make_sampler
 from k2d.train.model import WhisperKDModel
 from k2d.train.trainer import TrainConfig, Trainer
-from tests.conftest import write_tiny_cuts
+from tests.helpers import write_tiny_cuts
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ import torch
 from lhotse import CutSet
 
 from k2d.models.student import create_student, resolve_layers
-from k2d.train.data import Collator, CutDataset, LabelOptions, make_sampler
+from k2d.train.data import Collator, CutDataset, LabelOptions
 from k2d.train.model import WhisperKDModel
-from k2d.train.trainer import TrainConfig, Trainer, autocast_dtype, cpu_supports_bf16
+from k2d.train.trainer import TrainConfig, autocast_dtype, cpu_supports_bf16
+from tests.helpers import make_trainer
 
 
 def test_resolve_layers():
@@ -50,21 +51,6 @@ def test_student_freezes_decoder_positions_and_gets_its_own_alignment_heads(tiny
     assert teacher.generation_config.alignment_heads == [[3, 1]]
     unfrozen = create_student(teacher, [0, -1], freeze_decoder_positions=False)
     assert unfrozen.model.decoder.embed_positions.weight.requires_grad
-
-
-def make_trainer(tiny_whisper, cuts_path, out_dir, max_steps, callbacks=None, gamma=1.0, validate=None):
-    teacher, processor = tiny_whisper
-    torch.manual_seed(0)
-    student = create_student(teacher, [0, -1])
-    model = WhisperKDModel(student, teacher, gamma=gamma)
-    sampler = make_sampler(CutSet.from_file(cuts_path), max_duration=4.0, num_buckets=2, seed=3)
-    tokenizer = processor.tokenizer
-    collator = Collator(processor.feature_extractor, tokenizer.eos_token_id)
-    dataset = CutDataset(tokenizer, collator, LabelOptions(window=10.0))
-    config = TrainConfig(learning_rate=1e-3, warmup_steps=2, max_steps=max_steps, checkpoint_every=3, valid_every=1000,
-                         num_workers=0)
-    return Trainer(model, sampler, dataset, out_dir, config, torch.device("cpu"), callbacks=callbacks,
-                   validate=validate)
 
 
 def test_frozen_encoder_is_unchanged_and_shared(tiny_whisper, tiny_cuts, tmp_path):
