@@ -61,7 +61,7 @@ def short_utterances(recordings_path, supervisions_path, count: int,
     """The first `count` utterances of a test set that fit in one window: their audio and reference text."""
     from lhotse import RecordingSet, SupervisionSet
 
-    recordings = RecordingSet.from_file(recordings_path)
+    recordings = {recording.id: recording for recording in RecordingSet.from_file(recordings_path)}
     audios, texts = [], []
     for supervision in SupervisionSet.from_file(supervisions_path):
         if len(audios) == count:

@@ -18,7 +18,7 @@ from k2d.inference.backends import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import decode_windows
 from k2d.recipes.mini_cs.corpus import TRAIN_SPEAKERS, render_utterance
-from k2d.runtimes import measure_runtimes, runtimes_table, sherpa_transcriber
+from k2d.runtimes import measure_runtimes, runtimes_table, sherpa_transcriber, short_utterances
 
 NO_TIMESTAMPS = GenerationSettings(no_speech_threshold=None, timestamps=False)
 
@@ -61,6 +61,25 @@ def test_every_runtime_on_the_same_utterances(repo_root, validator_onnx, utteran
     assert abs(rows["sherpa_onnx_int8"]["mer"] - rows["k2d"]["mer"]) < 0.10
     assert "10 s" in rows["faster_whisper"]["note"] and "rtf" not in rows["faster_whisper"]
     assert "| sherpa_onnx_int8 |" in runtimes_table(list(rows.values()))
+
+
+def test_short_utterances_reads_those_that_fit_in_the_window(utterances, tmp_path):
+    import soundfile as sf
+    from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    audios, texts = utterances
+    sf.write(tmp_path / "a.flac", np.concatenate([audios[0], audios[1]]), SAMPLE_RATE)
+    recording = Recording.from_file(tmp_path / "a.flac", recording_id="a")
+    first, second = audios[0].size / SAMPLE_RATE, audios[1].size / SAMPLE_RATE
+    supervisions = [SupervisionSegment("a-0", "a", 0.0, first, text=texts[0]),
+                    SupervisionSegment("a-1", "a", first, second, text=texts[1]),
+                    SupervisionSegment("a-2", "a", 0.0, first + second, text="too long")]
+    RecordingSet.from_recordings([recording]).to_file(tmp_path / "r.jsonl.gz")
+    SupervisionSet.from_segments(supervisions).to_file(tmp_path / "s.jsonl.gz")
+    read, references = short_utterances(tmp_path / "r.jsonl.gz", tmp_path / "s.jsonl.gz", 5,
+                                        window=max(first, second) + 0.1)
+    assert references == texts[:2] and [a.size for a in read] == [audios[0].size, audios[1].size]
+    assert np.allclose(read[1], audios[1], atol=1e-4)  # flac is 16-bit
 
 
 def test_the_encoder_reads_sherpa_onnx_zero_padding_as_the_silence_k2d_pads_with(tiny_whisper):
