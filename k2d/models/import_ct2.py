@@ -1,7 +1,7 @@
 """Import a CTranslate2 Whisper model (a faster-whisper model directory) as a Hugging Face transformers model
 directory: the exact inverse of k2d.export.
 
-    python -m k2d.import_ct2 --model CT2_DIR --out HF_DIR [--dtype float16]
+    python -m k2d.models.import_ct2 --model CT2_DIR --out HF_DIR [--dtype float16]
 
 CT2_DIR holds model.bin (CTranslate2's binary format, version 6, a WhisperSpec), config.json and
 tokenizer.json (preprocessor_config.json when the model has one, e.g. 128 mel bins for large-v3). HF_DIR
@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from k2d.models.tokenizer import TIME_PRECISION, SpecialTokens, check_whisper_tokenizer, timestamp_tokens
+from k2d.models.whisper import DTYPES, save_model_dir
 from k2d.utils import setup_logging
 
-log = logging.getLogger("k2d.import_ct2")
+log = logging.getLogger("k2d.models.import_ct2")
 
 # CTranslate2's DataType enum (include/ctranslate2/types.h), in order
 CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
@@ -151,7 +153,6 @@ def load_ct2_tokenizer(ct2_dir: Path):
     """A transformers WhisperTokenizer from faster-whisper's tokenizer.json, with the timestamp tokens added."""
     from transformers import WhisperTokenizer
 
-    from k2d.models.tokenizer import check_whisper_tokenizer, timestamp_tokens
 
     path = ct2_dir / "tokenizer.json"
     if not path.is_file():
@@ -176,7 +177,6 @@ def load_ct2_tokenizer(ct2_dir: Path):
 def generation_config(ct2_config: dict, tokenizer, max_target_positions: int):
     from transformers import GenerationConfig
 
-    from k2d.models.tokenizer import TIME_PRECISION, SpecialTokens
 
     specials = SpecialTokens.of(tokenizer)
     lang_ids = ct2_config.get("lang_ids") or []
@@ -201,8 +201,6 @@ def import_ct2(ct2_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
     """Convert CT2_DIR into OUT_DIR (replaced whole, so an existing output is complete)."""
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
-    from k2d.models.whisper import DTYPES
-    from k2d.models.whisper import save_model_dir as save
 
     ct2_dir, out_dir = Path(ct2_dir), Path(out_dir)
     for name in ("model.bin", "config.json"):
@@ -246,7 +244,7 @@ def import_ct2(ct2_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
                                             chunk_length=int(config.max_source_positions / 50))
     from transformers import WhisperProcessor
 
-    save(model.to(DTYPES[dtype]), WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer), out_dir)
+    save_model_dir(model.to(DTYPES[dtype]), WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer), out_dir)
     return out_dir
 
 
