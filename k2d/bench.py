@@ -47,6 +47,7 @@ from k2d.audio import SAMPLE_RATE
 from k2d.cuts import teacher_topk_field
 from k2d.inference.backends import load_recognizer
 from k2d.inference.settings import GenerationSettings
+from k2d.metrics.scoring import score_texts
 from k2d.models.whisper import add_device_argument, count_parameters, load_whisper, resolve_device
 from k2d.speed import (
     decode_chunks,
@@ -303,8 +304,6 @@ def truth_by_recording(supervisions_path: str | None, recordings: list) -> dict[
 
 
 def labels_mer(references: dict[str, str], hypotheses: dict[str, str]) -> float | None:
-    from k2d.score import score_texts
-
     return score_texts(references, hypotheses)[0].mer.rate if references else None
 
 
@@ -401,7 +400,6 @@ def bench_vad(teacher: str, config_path: Path, recordings_path: str, supervision
     from k2d.inference.transcribe import decode_windows, joined_text, transcribe_longform
     from k2d.metrics.hallucination import MIN_SPEECH, HallucinationCounts, hallucinations
     from k2d.pseudo_label import PseudoLabelConfig
-    from k2d.score import score_texts
 
     config = build_config(PseudoLabelConfig, load_yaml(config_path), str(config_path))
     recordings = list(RecordingSet.from_file(recordings_path))

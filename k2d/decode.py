@@ -31,10 +31,11 @@ from k2d.config import ConfigError, add_config_arguments, option, parse_stage_ar
 from k2d.inference.backends import recognizer_for
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import joined_text, transcribe_audios, transcribe_longform
+from k2d.kaldi_text import write_text_file
 from k2d.manifests import references_by_recording, utterance_cuts
+from k2d.metrics.scoring import score_files
 from k2d.models.names import resolve_model
 from k2d.models.whisper import add_device_argument
-from k2d.score import score_files, write_text_file
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.decode")

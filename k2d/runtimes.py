@@ -27,9 +27,9 @@ from k2d.export_onnx import DECODER, ENCODER, TOKENS, export_sherpa_onnx, int8_n
 from k2d.inference.backends import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import transcribe_audios
+from k2d.metrics.scoring import score_texts
 from k2d.models.names import resolve_model
 from k2d.models.tokenizer import window_seconds
-from k2d.score import score_texts
 
 FASTER_WHISPER_WINDOW = 30.0  # seconds: faster-whisper 1.2.1's transcribe pads features to 3000 frames
 RUNTIMES = ("k2d", "ctranslate2", "ctranslate2_int8", "faster_whisper", "sherpa_onnx", "sherpa_onnx_int8")

@@ -29,6 +29,8 @@ import torch
 import yaml
 
 from k2d.audio import SAMPLE_RATE
+from k2d.kaldi_text import write_text_file
+from k2d.metrics.scoring import score_files
 from k2d.streaming import chunk_mask, ctc_collapse
 from k2d.utils import atomic_path, setup_logging
 
@@ -167,7 +169,6 @@ def decode_set(model, args, cuts, chunk_ms: float, out_dir: Path) -> dict:
     from tqdm import tqdm
 
     from k2d.audio import load_cut_audio
-    from k2d.score import score_files, write_text_file
 
     hyps, refs, compute, delays, seconds = {}, {}, [], [], 0.0
     for cut in tqdm(cuts, desc=f"stream {out_dir.name}", unit="utt"):

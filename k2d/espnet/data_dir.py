@@ -24,6 +24,7 @@ from pathlib import Path
 
 from k2d.audio import SAMPLE_RATE, labelled_cut, load_cut_audio
 from k2d.cuts import ChunkFields, teacher_text
+from k2d.kaldi_text import read_text_file
 from k2d.manifests import read_manifest
 from k2d.models.tokenizer import snap_time
 from k2d.train.data import cut_segments
@@ -89,8 +90,6 @@ def write_data_dir(cuts, out_dir: Path, dump_audio: bool = False) -> int:
 
 
 def read_lines(path: Path) -> dict[str, str]:
-    from k2d.score import read_text_file
-
     return read_text_file(path)
 
 

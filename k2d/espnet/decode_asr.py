@@ -24,9 +24,10 @@ import yaml
 from tqdm import tqdm
 
 from k2d.audio import load_cut_audio
+from k2d.kaldi_text import write_text_file
 from k2d.manifests import utterance_cuts
+from k2d.metrics.scoring import score_files
 from k2d.models.whisper import add_device_argument, resolve_device
-from k2d.score import score_files, write_text_file
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.espnet.decode_asr")

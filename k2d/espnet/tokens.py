@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from k2d.score import read_text_file
+from k2d.kaldi_text import read_text_file
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.espnet.tokens")

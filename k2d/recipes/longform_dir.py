@@ -24,6 +24,7 @@ from lhotse import RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.kaldi import load_kaldi_data_dir
 
 from k2d.config import option
+from k2d.kaldi_text import read_text_file
 from k2d.layout import manifest_path
 from k2d.recipes import Preparer
 from k2d.recipes.common import (
@@ -117,8 +118,6 @@ def probe(path: Path, recording_id: str, transcode_dir: Path):
 
 
 def test_set_manifests(name: str, path: Path) -> tuple[RecordingSet, SupervisionSet]:
-    from k2d.score import read_text_file
-
     transcripts = read_text_file(path / "text") if (path / "text").is_file() else {}  # UTF-8, checked
     if (path / "wav.scp").is_file():
         recordings, supervisions, _ = load_kaldi_data_dir(path, sampling_rate=16000)

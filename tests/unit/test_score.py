@@ -5,7 +5,8 @@ import random
 import jiwer
 import pytest
 
-from k2d.score import read_text_file, score_files, score_texts
+from k2d.kaldi_text import read_text_file
+from k2d.metrics.scoring import score_files, score_texts
 from k2d.text.units import text_units
 
 
