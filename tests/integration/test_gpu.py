@@ -33,7 +33,12 @@ def test_kd_step_under_bf16_autocast(tiny_whisper):
     audio = (0.1 * np.random.default_rng(0).standard_normal(32000)).astype("float32")
     example = make_example("e", audio, [TimedText(0.0, 1.5, "模型")], processor.tokenizer, LabelOptions(window=10.0), 0)
     batch = Collator(processor.feature_extractor, processor.tokenizer.eos_token_id)([example]).to(torch.device("cuda"))
+    with torch.no_grad():
+        reference, _, _ = model(batch=batch)  # float32 on the same device
     with torch.autocast("cuda", dtype=torch.bfloat16):
         loss, _, _ = model(batch=batch)
     loss.backward()
-    assert torch.isfinite(loss)
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(reference.item(), rel=0.02)  # bf16: within 2%
+    gradients = [p.grad for p in model.student.model.decoder.parameters() if p.requires_grad]
+    assert gradients and all(g is not None and torch.isfinite(g).all() for g in gradients)
+    assert any(g.abs().sum() > 0 for g in gradients)

@@ -72,9 +72,13 @@ def test_cmd_yaml_gives_the_resources_of_a_kind_and_names_unknown_keys(tmp_path)
 
 
 def test_the_shipped_cmd_yaml_files_are_valid(repo_root):
-    for path in sorted(repo_root.glob("egs/*/conf/cmd.yaml")):
-        for kind in launch.KINDS:
-            launch.read_cmd_config(path, kind)
+    paths = sorted(repo_root.glob("egs/*/conf/cmd.yaml"))
+    assert paths, "no recipe ships a cmd.yaml"
+    for path in paths:
+        resources = {kind: launch.read_cmd_config(path, kind) for kind in launch.KINDS}
+        for kind, given in resources.items():
+            assert set(given) <= set(launch.RESOURCES + launch.CLUSTER), (path, kind, given)
+        assert any(resources.values()), f"{path} gives no kind any resource"
 
 
 def test_run_sh_rejects_an_unknown_cmd(repo_root):
