@@ -3,8 +3,8 @@
 #   stage 0  the mini_cs corpus (./run.sh --recipe mini_cs --stage 0 --stop-stage 0)
 #   stage 1  cuts: labelled utterances (fine-tuning; their audio is the pre-training audio), dev utterances,
 #            extra unlabelled audio (train_unlabelled in windows); ESPnet ASR data dirs; sentencepiece tokens
-#   stage 2  teacher embeddings (k2d.embed) of the pre-training audio, with and without the extra audio
-#   stage 3  encoder pre-training (k2d.espnet.encoder_kd): one teacher; several; several + extra audio
+#   stage 2  teacher embeddings (k2d.mtkd.embed) of the pre-training audio, with and without the extra audio
+#   stage 3  encoder pre-training (k2d.mtkd.task): one teacher; several; several + extra audio
 #   stage 4  fine-tuning (espnet2.bin.asr_train, CTC/attention), from scratch and from each pre-trained encoder
 #   stage 5  decoding and scoring (k2d.espnet.decode_asr) of test_in and test_ood, utterance by utterance;
 #            the results table (exp/mini_cs_mtkd/RESULTS.md)
@@ -60,15 +60,15 @@ for teacher in "${teachers[@]}"; do teacher_opts+=(--teacher "$teacher"); done
 if run_stage 2; then
   for set in pretrain extra valid; do
     log "Stage 2: teacher embeddings of $set (${teachers[*]}) -> $data/embeddings/$set.jsonl.gz"
-    python -m k2d.embed --cuts "$(cuts $set)" "${teacher_opts[@]}" --output "$data/embeddings/$set.jsonl.gz" \
+    python -m k2d.mtkd.embed --cuts "$(cuts $set)" "${teacher_opts[@]}" --output "$data/embeddings/$set.jsonl.gz" \
       --device "$device"
   done
   # ESPnet data dirs: the pre-training audio, the same plus the extra audio, validation
-  python -m k2d.espnet.embed_data_dir --embeddings "$data/embeddings/pretrain.jsonl.gz" \
+  python -m k2d.mtkd.data_dir --embeddings "$data/embeddings/pretrain.jsonl.gz" \
     --out-dir "$data/espnet/emb_labelled"
-  python -m k2d.espnet.embed_data_dir --embeddings "$data/embeddings/pretrain.jsonl.gz" \
+  python -m k2d.mtkd.data_dir --embeddings "$data/embeddings/pretrain.jsonl.gz" \
     --embeddings "$data/embeddings/extra.jsonl.gz" --out-dir "$data/espnet/emb_labelled+extra"
-  python -m k2d.espnet.embed_data_dir --embeddings "$data/embeddings/valid.jsonl.gz" --out-dir "$data/espnet/emb_valid"
+  python -m k2d.mtkd.data_dir --embeddings "$data/embeddings/valid.jsonl.gz" --out-dir "$data/espnet/emb_valid"
 fi
 
 # data options of an ESPnet pre-training run: SPLIT TEACHERS DIR
@@ -96,7 +96,7 @@ if run_stage 3; then
       --targets "$data/espnet/emb_valid/targets.yaml" --teachers "$names" --output "$out/k2d_config.yaml"
     [ -d "$data/espnet/emb_$audio" ] || die "system $name: pre-training audio must be labelled or labelled+extra"
     # shellcheck disable=SC2046  # one option per word
-    python -m k2d.espnet.encoder_kd --config "$out/k2d_config.yaml" --output_dir "$out" --ngpu "$ngpu" \
+    python -m k2d.mtkd.task --config "$out/k2d_config.yaml" --output_dir "$out" --ngpu "$ngpu" \
       $(embed_data train "$names" "$data/espnet/emb_$audio") $(embed_data valid "$names" "$data/espnet/emb_valid") \
       > "$out/train.log" 2>&1 || die "pre-training $name failed: see $out/train.log"
   done

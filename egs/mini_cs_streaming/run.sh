@@ -4,9 +4,9 @@
 #   stage 1  cuts (labelled utterances, dev utterances), ESPnet ASR data dirs, sentencepiece tokens
 #   stage 2  the non-streaming teacher: the same model with full-context attention (chunk_size 0), CTC
 #   stage 3  the streaming students (conf/systems.txt): alone; token KD; layer KD; auxiliary non-streaming
-#            branches; branches + APC (k2d.espnet.streaming_kd)
+#            branches; branches + APC (k2d.streaming.task)
 #   stage 4  export (teacher, heads and branches dropped), streaming decoding of test_in and test_ood at each
-#            --decode-chunks-ms (k2d.stream: MER, compute per chunk, first-token delay); the teacher decoded
+#            --decode-chunks-ms (k2d.streaming.stream: MER, compute per chunk, first-token delay); the teacher decoded
 #            with full context; the tables (exp/mini_cs_streaming/RESULTS.md)
 #
 # Usage: egs/mini_cs_streaming/run.sh [--work-dir DIR] [--device cpu] [--stage N] [--stop-stage M]
@@ -64,7 +64,7 @@ train() {
   [ -f "$out/valid.loss.best.pth" ] && { log "$out exists: skipping"; return; }
   log "train $name -> $out (log: $out/train.log)"
   mkdir -p "$out"
-  python -m k2d.espnet.streaming_kd --config "$conf/train.yaml" --output_dir "$out" --ngpu "$ngpu" \
+  python -m k2d.streaming.task --config "$conf/train.yaml" --output_dir "$out" --ngpu "$ngpu" \
     --token_list "$data/tokens/tokens.txt" --bpemodel "$data/tokens/bpe.model" \
     --train_data_path_and_name_and_type "$data/espnet/asr_finetune/wav.scp,speech,sound" \
     --train_data_path_and_name_and_type "$data/espnet/asr_finetune/text,text,text" \
@@ -96,7 +96,7 @@ if run_stage 4; then
   decode() {  # decode NAME CHUNK_MS SUFFIX
     for set in test_in test_ood; do
       [ -f "$exp/asr_$1/decode_${set}_$3/scores.yaml" ] && continue
-      python -m k2d.stream --model "$exp/asr_$1/export" --chunk-ms "$2" \
+      python -m k2d.streaming.stream --model "$exp/asr_$1/export" --chunk-ms "$2" \
         --recordings "$manifests/mini_cs_recordings_$set.jsonl.gz" \
         --supervisions "$manifests/mini_cs_supervisions_$set.jsonl.gz" --out-dir "$exp/asr_$1/decode_${set}_$3"
     done
@@ -104,7 +104,7 @@ if run_stage 4; then
   for system in teacher "${systems[@]}"; do
     name=${system%%=*}
     log "Stage 4: export and decode $name"
-    python -m k2d.espnet.streaming_kd export --config "$exp/asr_$name/config.yaml" \
+    python -m k2d.streaming.task export --config "$exp/asr_$name/config.yaml" \
       --checkpoint "$exp/asr_$name/valid.loss.best.pth" --out-dir "$exp/asr_$name/export" > /dev/null
     if [ "$name" = teacher ]; then decode teacher 0 full; continue; fi
     names+=("$name")
@@ -120,7 +120,7 @@ if run_stage 4; then
     echo "## Non-streaming teacher (full context)"
     python -m k2d.recipes.mini_cs.mtkd results --exp-dir "$exp" --systems teacher --test-sets test_in_full,test_ood_full
     echo
-    echo "## Latency (k2d.stream, this machine)"
+    echo "## Latency (k2d.streaming.stream, this machine)"
     python -m k2d.recipes.mini_cs.streaming --exp-dir "$exp"
   } | tee "$exp/RESULTS.md"
 fi

@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
-from k2d.embed import SpeechEncoderTeacher, TeacherSpec
-from k2d.encoder_kd import assign_codes, codebook_loss, kmeans, l1_cosine_loss, shifted_pairs, stack_frames
+from k2d.mtkd.embed import SpeechEncoderTeacher, TeacherSpec
+from k2d.mtkd.losses import assign_codes, codebook_loss, kmeans, l1_cosine_loss, shifted_pairs, stack_frames
 
 
 def test_stacking_puts_successive_frames_side_by_side_and_drops_an_incomplete_group():
@@ -122,7 +122,7 @@ ESPNET_CONFIG = {
 
 
 def build_task_model(tmp_path, config):
-    from k2d.espnet.encoder_kd import EncoderKDTask
+    from k2d.mtkd.task import EncoderKDTask
 
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -150,7 +150,7 @@ def test_the_task_builds_from_yaml_with_a_head_per_target_and_trains(tmp_path):
 def test_codebook_targets_and_a_checkpoint_through_espnets_loader(tmp_path):
     from safetensors.torch import save_file
 
-    from k2d.espnet.encoder_kd import EncoderKDTask
+    from k2d.mtkd.task import EncoderKDTask
 
     save_file({"a_l1": torch.randn(8, 6), "b_l2": torch.randn(4, 3)}, str(tmp_path / "books.safetensors"))
     config = {**ESPNET_CONFIG, "model_conf": {**ESPNET_CONFIG["model_conf"], "loss": "codebook",

@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from k2d.encoder_kd import l1_cosine_loss
-from k2d.streaming import chunk_mask, ctc_collapse, frame_kl, future_pairs
+from k2d.mtkd.losses import l1_cosine_loss
+from k2d.streaming.kd import chunk_mask, ctc_collapse, frame_kl, future_pairs
 
 
 def test_chunk_mask_by_hand():
@@ -63,7 +63,7 @@ def test_ctc_collapse_merges_repeats_drops_blanks_and_continues_across_pieces():
 
 
 def test_encoder_frames_by_hand():
-    from k2d.stream import encoder_frames
+    from k2d.streaming.stream import encoder_frames
 
     # 7 feature frames (the conv2d subsampling's context) give the first encoder frame;
     # 7 frames of 512 samples every 160 need 512 + 6 * 160 = 1472 samples
@@ -84,7 +84,7 @@ def task_config(chunk_size: int, **model_conf) -> dict:
 
 
 def build(tmp_path, name: str, config: dict):
-    from k2d.espnet.streaming_kd import StreamingKDTask
+    from k2d.streaming.task import StreamingKDTask
 
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -137,7 +137,7 @@ def test_a_kd_student_without_a_teacher_is_refused(tmp_path):
 
 @pytest.mark.parametrize("chunk_ms,left_chunks", [(40, -1), (160, -1), (320, 1)])
 def test_streaming_decoding_equals_full_decoding_with_the_same_masks(tmp_path, chunk_ms, left_chunks):
-    from k2d.stream import chunk_frames_of, full_decode, stream
+    from k2d.streaming.stream import chunk_frames_of, full_decode, stream
 
     config = task_config(4)
     config["streaming_encoder_conf"]["left_chunks"] = left_chunks
@@ -157,8 +157,8 @@ def test_streaming_decoding_equals_full_decoding_with_the_same_masks(tmp_path, c
 
 
 def test_export_drops_teacher_heads_and_branches_and_decodes_identically(tmp_path, teacher):
-    from k2d.espnet.streaming_kd import TRAINING_ONLY, export
-    from k2d.stream import full_decode, load_model, stream
+    from k2d.streaming.stream import full_decode, load_model, stream
+    from k2d.streaming.task import TRAINING_ONLY, export
 
     _, teacher_config, teacher_model = teacher
     config = {**task_config(2, kd="branch", kd_layers=[1, 2], apc_shift=2),

@@ -1,6 +1,6 @@
 """The helpers of egs/mini_cs_mtkd (seed 002 on the mini_cs corpus): its cut manifests, its ESPnet configs
-and its results table. egs/mini_cs_mtkd/run.sh calls them; every model step is k2d.embed, ESPnet's trainer
-(k2d.espnet.encoder_kd, espnet2.bin.asr_train) or k2d.espnet.decode_asr.
+and its results table. egs/mini_cs_mtkd/run.sh calls them; every model step is k2d.mtkd.embed, ESPnet's trainer
+(k2d.mtkd.task, espnet2.bin.asr_train) or k2d.espnet.decode_asr.
 
     python -m k2d.recipes.mini_cs.mtkd cuts --manifests DIR --config conf/data.yaml --out-dir DIR
     python -m k2d.recipes.mini_cs.mtkd config --student conf/student.yaml --stage conf/pretrain.yaml \\
@@ -74,7 +74,7 @@ def make_cuts(manifests: Path, config: DataConfig, out_dir: Path) -> dict[str, i
 def compose_config(student: Path, stage: Path, targets: Path | None = None, teachers: list[str] | None = None,
                    weights: dict[str, float] | None = None) -> dict:
     """An ESPnet config: the stage's options over the student's parts (front end, normalisation, encoder,
-    shared by pre-training and fine-tuning: one owner). With targets.yaml (k2d.espnet.embed_data_dir),
+    shared by pre-training and fine-tuning: one owner). With targets.yaml (k2d.mtkd.data_dir),
     model_conf.targets gets each target of `teachers` with its dim, frame stacking and weight."""
     config = {**load_yaml(student), **load_yaml(stage)}
     if targets is not None:

@@ -1,7 +1,7 @@
 """Teacher embeddings for encoder distillation (seed 002, and seed 003's layer KD): chosen layers of one or
 more teacher encoders for every cut of a manifest, stored once as float16.
 
-    python -m k2d.embed --cuts data/mini_cs/manifests/mini_cs_cuts_pretrain.jsonl.gz \\
+    python -m k2d.mtkd.embed --cuts data/mini_cs/manifests/mini_cs_cuts_pretrain.jsonl.gz \\
         --teacher whisper_base=whisper-base:6 --teacher demo=egs/mini_cs/models/teacher:2,4 \\
         --output data/mini_cs_mtkd/embeddings/pretrain.jsonl.gz [--device cuda] [--shard I --num-shards N]
 
@@ -16,7 +16,7 @@ by window.
 Storage: lhotse `numpy_hdf5` arrays in block files under OUTPUT's `.embeddings/` directory, attached to the
 cuts of OUTPUT as custom fields `embedding_<target>`, and `embeddings` = {target: {dim, frame_rate, teacher,
 layer}}. Resumable (a block is written whole, then its cuts are recorded) and sharded like stage 1.
-`python -m k2d.espnet.embed_data_dir` makes an ESPnet data directory of it.
+`python -m k2d.mtkd.data_dir` makes an ESPnet data directory of it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from k2d.models.whisper import add_device_argument, resolve_device
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
 from k2d.utils import array_block, atomic_path, setup_logging
 
-log = logging.getLogger("k2d.embed")
+log = logging.getLogger("k2d.mtkd.embed")
 
 INFO_FIELD = "embeddings"
 

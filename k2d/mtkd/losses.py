@@ -1,6 +1,6 @@
 """The pieces of encoder distillation from teacher embeddings (seed 002; the streaming KD of seed 003 reuses
 them): frame-rate matching, the shift of a streaming student, the regression and codebook losses, k-means
-codebooks. Pure tensor functions; the ESPnet model (k2d.espnet.encoder_kd) puts them together.
+codebooks. Pure tensor functions; the ESPnet model (k2d.mtkd.task) puts them together.
 
 Frames: a teacher at 50 Hz against a student at 25 Hz (4x subsampling of 10 ms features) is matched by
 stacking each 2 successive teacher frames into one target of twice the width. Shift: with delta > 0 the

@@ -1,6 +1,6 @@
 """The pieces of streaming KD (seed 003): chunk-wise attention masks, the APC pairing of a streaming frame with
 the teacher frame N ahead, frame-level token distillation and CTC greedy emission. Pure tensor functions; the
-ESPnet model (k2d.espnet.streaming_kd) and the streaming decoder (k2d.stream) put them together.
+ESPnet model (k2d.streaming.task) and the streaming decoder (k2d.streaming.stream) put them together.
 
 Chunks: the encoder's frames are cut into chunks of `chunk` frames; frame t sees every frame of its own chunk
 and of the `left_chunks` chunks before it (all earlier chunks when left_chunks < 0), never a later chunk. The

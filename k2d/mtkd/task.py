@@ -1,19 +1,19 @@
 """Encoder pre-training on teacher embeddings (seed 002, stage 1) as an ESPnet task, trained by ESPnet's own
 trainer like any `asr.sh` step (logs, resume, checkpoints, best-model selection).
 
-    python -m k2d.espnet.encoder_kd --config conf/pretrain.yaml \\
+    python -m k2d.mtkd.task --config conf/pretrain.yaml \\
         --train_data_path_and_name_and_type dump/pretrain/wav.scp,speech,sound \\
         --train_data_path_and_name_and_type dump/pretrain/whisper_base_l6.h5,whisper_base_l6,hdf5 \\
         --train_shape_file dump/pretrain/speech_shape --valid_... --output_dir exp/pretrain
 
-The data directory comes from `python -m k2d.espnet.embed_data_dir` (audio, one HDF5 file per target,
+The data directory comes from `python -m k2d.mtkd.data_dir` (audio, one HDF5 file per target,
 targets.yaml). The student is ESPnet's own front end, normalisation and encoder (any of ESPnet's ASR
 `--encoder` choices, Conformer by default, configured in YAML as in any ESPnet recipe). The model
 (`--model encoder_kd`) puts one projection head per target (teacher x layer) on the encoder output; each
 teacher's frames are matched to the student's rate by stacking (`stack` frames per student frame), optionally
 shifted by `delta` frames (a streaming student predicts the past), and learnt by L1 + cosine regression
 or, with `loss: codebook`, by cross-entropy against the index of the nearest k-means centroid (codebooks
-fitted by `python -m k2d.codebooks`). `weight` per target weighs the teachers. The encoder of the best
+fitted by `python -m k2d.mtkd.codebooks`). `weight` per target weighs the teachers. The encoder of the best
 checkpoint initialises an ESPnet ASR model:
 `python -m espnet2.bin.asr_train ... --init_param exp/pretrain/valid.loss.best.pth:encoder:encoder`.
 """
@@ -33,7 +33,7 @@ from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.train.trainer import Trainer
 
-from k2d.encoder_kd import assign_codes, codebook_loss, l1_cosine_loss, shifted_pairs, stack_frames
+from k2d.mtkd.losses import assign_codes, codebook_loss, l1_cosine_loss, shifted_pairs, stack_frames
 
 
 def load_codebooks(path: str) -> dict[str, torch.Tensor]:
@@ -62,7 +62,8 @@ class EncoderKDModel(AbsESPnetModel):
         size = encoder.output_size()
         if loss == "codebook":
             if codebooks is None:
-                raise ValueError("loss codebook needs model_conf codebooks (a file made by python -m k2d.codebooks)")
+                raise ValueError("loss codebook needs model_conf codebooks "
+                                 "(a file made by python -m k2d.mtkd.codebooks)")
             books = load_codebooks(codebooks)
             missing = [name for name in self.targets if name not in books]
             if missing:

@@ -1,13 +1,13 @@
-"""An ESPnet data directory of teacher embeddings (k2d.embed output) for encoder pre-training.
+"""An ESPnet data directory of teacher embeddings (k2d.mtkd.embed output) for encoder pre-training.
 
-    python -m k2d.espnet.embed_data_dir --embeddings data/mini_cs_mtkd/embeddings/pretrain.jsonl.gz \\
+    python -m k2d.mtkd.data_dir --embeddings data/mini_cs_mtkd/embeddings/pretrain.jsonl.gz \\
         [--embeddings data/mini_cs_mtkd/embeddings/extra.jsonl.gz ...] --out-dir data/mini_cs_mtkd/espnet/pretrain
 
 Several manifests make one directory (ESPnet pairs the files of one directory utterance by utterance, so
 training on more audio takes one directory holding all of it).
 
 OUT_DIR gets each cut's audio as FLAC (audio/), wav.scp, speech_shape, utt2spk, spk2utt, one HDF5 file per
-target (TARGET.h5: each utterance id links to its array in k2d.embed's block files, nothing is copied; ESPnet's
+target (TARGET.h5: each utterance id links to its array in k2d.mtkd.embed's block files, nothing is copied; ESPnet's
 `hdf5` data type reads it) and targets.yaml ({target: {dim, frame_rate, teacher, layer}}).
 """
 
@@ -21,12 +21,12 @@ from pathlib import Path
 import yaml
 
 from k2d.audio import SAMPLE_RATE, load_cut_audio
-from k2d.embed import embedding_field, embedding_targets
 from k2d.espnet.data_dir import write_lines
 from k2d.manifests import read_manifest
+from k2d.mtkd.embed import embedding_field, embedding_targets
 from k2d.utils import atomic_path, setup_logging
 
-log = logging.getLogger("k2d.espnet.embed_data_dir")
+log = logging.getLogger("k2d.mtkd.data_dir")
 
 
 def write_embed_data_dir(cuts, out_dir: Path) -> tuple[int, dict]:
@@ -41,7 +41,7 @@ def write_embed_data_dir(cuts, out_dir: Path) -> tuple[int, dict]:
     for cut in cuts:
         info = embedding_targets(cut)
         if not info:
-            raise RuntimeError(f"cut {cut.id} has no embeddings (is this a k2d.embed output?)")
+            raise RuntimeError(f"cut {cut.id} has no embeddings (is this a k2d.mtkd.embed output?)")
         if targets and set(info) != set(targets):
             raise RuntimeError(f"cut {cut.id} has targets {sorted(info)}, the cuts before it {sorted(targets)}")
         targets = info
@@ -71,7 +71,7 @@ def write_embed_data_dir(cuts, out_dir: Path) -> tuple[int, dict]:
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embeddings", type=Path, action="append", required=True,
-                        help="cuts with embeddings (k2d.embed output); repeat to join several")
+                        help="cuts with embeddings (k2d.mtkd.embed output); repeat to join several")
     parser.add_argument("--out-dir", type=Path, required=True, help="data directory to write")
     return parser
 

@@ -1,7 +1,7 @@
 """Streaming KD (seed 003) as an ESPnet task, trained by ESPnet's own trainer on an ASR data dir (wav.scp,
 text, tokens from k2d.espnet.data_dir and k2d.espnet.tokens):
 
-    python -m k2d.espnet.streaming_kd --config conf/student.yaml --token_list tokens.txt --bpemodel bpe.model \\
+    python -m k2d.streaming.task --config conf/student.yaml --token_list tokens.txt --bpemodel bpe.model \\
         --train_data_path_and_name_and_type dump/train/wav.scp,speech,sound \\
         --train_data_path_and_name_and_type dump/train/text,text,text --train_shape_file ... --output_dir exp/x
 
@@ -17,7 +17,7 @@ chunk_size 0) is run on the same audio and the student learns, besides CTC:
 with `apc_shift` N > 0 a head on the streaming layer also predicts the teacher layer N frames ahead (APC).
 Layer losses are L1 - log sigmoid(cosine), summed over frames like ESPnet's CTC loss. The teacher, heads and
 branches exist in training only:
-`python -m k2d.espnet.streaming_kd export` writes the streaming model alone (k2d.stream decodes it).
+`python -m k2d.streaming.task export` writes the streaming model alone (k2d.streaming.stream decodes it).
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.train.class_choices import ClassChoices
 from espnet2.utils.nested_dict_action import NestedDictAction
 
-from k2d.encoder_kd import frame_mask, l1_cosine_loss
-from k2d.streaming import chunk_mask, frame_kl, future_pairs
+from k2d.mtkd.losses import frame_mask, l1_cosine_loss
+from k2d.streaming.kd import chunk_mask, frame_kl, future_pairs
 
-log = logging.getLogger("k2d.espnet.streaming_kd")
+log = logging.getLogger("k2d.streaming.task")
 KD_KINDS = ("none", "token", "layer", "branch")
 TRAINING_ONLY = ("teacher.", "layer_heads.", "branches.", "apc_heads.")  # parameters the export drops
 
@@ -241,7 +241,7 @@ def export(config: Path, checkpoint: Path, out_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["export"]:
-        parser = argparse.ArgumentParser(prog="python -m k2d.espnet.streaming_kd export",
+        parser = argparse.ArgumentParser(prog="python -m k2d.streaming.task export",
                                          description=export.__doc__)
         parser.add_argument("--config", type=Path, required=True)
         parser.add_argument("--checkpoint", type=Path, required=True)

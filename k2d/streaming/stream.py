@@ -1,9 +1,9 @@
-"""Streaming decoding of a streaming KD student (k2d.espnet.streaming_kd, exported): audio goes in pieces of
+"""Streaming decoding of a streaming KD student (k2d.streaming.task, exported): audio goes in pieces of
 `--chunk-ms`, text comes out as soon as the chunk of encoder frames it belongs to is complete.
 
-    python -m k2d.stream --model exp/x/export --audio a.wav --chunk-ms 320
-    python -m k2d.stream --model exp/x/export --chunk-ms 320 --recordings R.jsonl.gz --supervisions S.jsonl.gz \\
-        --out-dir exp/x/stream_test_in_320ms
+    python -m k2d.streaming.stream --model exp/x/export --audio a.wav --chunk-ms 320
+    python -m k2d.streaming.stream --model exp/x/export --chunk-ms 320 --recordings R.jsonl.gz \\
+        --supervisions S.jsonl.gz --out-dir exp/x/stream_test_in_320ms
 
 The decoder computes features and subsampling for the new audio only (with `center: false` a frame never
 changes when more audio arrives), keeps each encoder layer's input for the frames already done and runs every
@@ -31,10 +31,10 @@ import yaml
 from k2d.audio import SAMPLE_RATE
 from k2d.kaldi_text import write_text_file
 from k2d.metrics.scoring import score_files
-from k2d.streaming import chunk_mask, ctc_collapse
+from k2d.streaming.kd import chunk_mask, ctc_collapse
 from k2d.utils import atomic_path, setup_logging
 
-log = logging.getLogger("k2d.stream")
+log = logging.getLogger("k2d.streaming.stream")
 SUBSAMPLING = 4  # ESPnet's conv2d input layer
 SUBSAMPLING_CONTEXT = 7  # feature frames behind one subsampled frame (two 3-wide convolutions, stride 2)
 
@@ -151,7 +151,7 @@ def stream(model, audio: np.ndarray, chunk_ms: float) -> tuple[list[int], dict]:
 
 
 def load_model(model_dir: Path, device: str = "cpu"):
-    from k2d.espnet.streaming_kd import StreamingKDTask
+    from k2d.streaming.task import StreamingKDTask
 
     model, args = StreamingKDTask.build_model_from_file(model_dir / "config.yaml", model_dir / "model.pth", device)
     return model, args
@@ -199,7 +199,7 @@ def decode_set(model, args, cuts, chunk_ms: float, out_dir: Path) -> dict:
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True,
-                        help="an exported model dir (python -m k2d.espnet.streaming_kd export)")
+                        help="an exported model dir (python -m k2d.streaming.task export)")
     parser.add_argument("--chunk-ms", type=float, default=320.0,
                         help="audio per step and encoder chunk size; 0: whole utterances with full context")
     parser.add_argument("--audio", type=Path, help="one audio file: prints the text as it comes")
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("config.yaml", "model.pth"):
         if not (args.model / name).is_file():
             parser.error(f"--model {args.model} has no {name}: export a trained model with "
-                         "python -m k2d.espnet.streaming_kd export")
+                         "python -m k2d.streaming.task export")
     if (args.audio is None) == (args.recordings is None):
         parser.error("give either --audio or --recordings/--supervisions/--out-dir")
     model, train_args = load_model(args.model)

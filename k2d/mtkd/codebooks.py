@@ -1,12 +1,12 @@
 """k-means codebooks of teacher embeddings, for encoder KD with codebook-index targets (seed 002's second loss).
 
-    python -m k2d.codebooks --embeddings data/mini_cs_mtkd/embeddings/pretrain.jsonl.gz --size 64 \\
+    python -m k2d.mtkd.codebooks --embeddings data/mini_cs_mtkd/embeddings/pretrain.jsonl.gz --size 64 \\
         --output exp/mini_cs_mtkd/codebooks.safetensors [--sample-frames 20000]
 
-For each target of the embeddings manifest (k2d.embed), centroids fitted on a random sample of its frames
+For each target of the embeddings manifest (k2d.mtkd.embed), centroids fitted on a random sample of its frames
 (k-means++ seeding, Lloyd iterations; seeded, so the same input gives the same codebooks). The file holds
 one (size, dim) float32 tensor per target; `model_conf: {loss: codebook, codebooks: FILE}` of
-k2d.espnet.encoder_kd uses it to turn each teacher frame into the index of its nearest centroid.
+k2d.mtkd.task uses it to turn each teacher frame into the index of its nearest centroid.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from k2d.embed import embedding_targets, load_embedding
-from k2d.encoder_kd import kmeans
 from k2d.manifests import read_manifest
+from k2d.mtkd.embed import embedding_targets, load_embedding
+from k2d.mtkd.losses import kmeans
 from k2d.utils import atomic_path, setup_logging
 
-log = logging.getLogger("k2d.codebooks")
+log = logging.getLogger("k2d.mtkd.codebooks")
 
 
 def sample_frames(cuts, target: str, count: int, seed: int) -> torch.Tensor:
@@ -47,7 +47,7 @@ def sample_frames(cuts, target: str, count: int, seed: int) -> torch.Tensor:
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--embeddings", type=Path, required=True, help="cuts with embeddings (k2d.embed output)")
+    parser.add_argument("--embeddings", type=Path, required=True, help="cuts with embeddings (k2d.mtkd.embed output)")
     parser.add_argument("--size", type=int, default=64, help="centroids per codebook")
     parser.add_argument("--sample-frames", type=int, default=20000, help="frames sampled per target to fit on")
     parser.add_argument("--iterations", type=int, default=20, help="k-means iterations")
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         first = next(iter(read_manifest(args.embeddings, "cuts")), None)
         if first is None or not embedding_targets(first):
-            log.error("%s has no cuts with embeddings (run python -m k2d.embed first)", args.embeddings)
+            log.error("%s has no cuts with embeddings (run python -m k2d.mtkd.embed first)", args.embeddings)
             return 1
         books = {}
         for target in embedding_targets(first):
