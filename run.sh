@@ -143,8 +143,8 @@ if run_stage 0; then
   python -m k2d.prepare --preparer "${L[corpus]}" --data-dir "${L[data]}" --config "$conf/prepare.yaml" \
     --nj "$nj" "${corpus_opt[@]}" "${force_opt[@]}"
   for other in ${L[other_corpora]}; do
-    log "test corpus $other: egs/$other/conf/prepare.yaml -> ${L[data:$other]}"
-    python -m k2d.prepare --preparer "$other" --data-dir "${L[data:$other]}" --config "egs/$other/conf/prepare.yaml" \
+    log "test corpus $other: ${L[corpus_config:$other]} -> ${L[data:$other]}"
+    python -m k2d.prepare --preparer "$other" --data-dir "${L[data:$other]}" --config "${L[corpus_config:$other]}" \
       --nj "$nj" "${force_opt[@]}"
   done
   end_stage 0

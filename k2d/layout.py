@@ -5,7 +5,7 @@
     data/RECIPE/cuts/RECIPE_cuts_UNLABELLED-{chunks,validated,teacher,k2d_METRIC}.jsonl.gz   stages 2-5
     data/RECIPE/filter_report/                                              stage 4
     data/CORPUS/manifests/...                  a corpus that is only a test set (prepared with its own
-                                               egs/CORPUS/conf/prepare.yaml)
+                                               egs/test_sets/CORPUS/conf/prepare.yaml)
     exp/RECIPE/{teacher,validator,student_METRIC}/decode_SET[_short]/      stages 5-6
     exp/RECIPE/RESULTS.md                                                  stage 7
     exp/RECIPE/log/JOB/task-I.{log,status}     the jobs k2d.launch ran (--cmd local|slurm)
@@ -185,7 +185,13 @@ class Layout:
                          self.manifest("supervisions", test_set.split, test_set.corpus)))
         for corpus in {t.corpus for t in self.test_sets if not t.own}:
             rows.append((f"data:{corpus}", self.corpus_data(corpus)))
+            rows.append((f"corpus_config:{corpus}", test_corpus_config(corpus)))
         return [(key, str(value)) for key, value in rows]
+
+
+def test_corpus_config(corpus: str) -> Path:
+    """The prepare.yaml of a corpus that only gives test sets (egs/test_sets/CORPUS, not a recipe)."""
+    return Path("egs") / "test_sets" / corpus / "conf" / "prepare.yaml"
 
 
 def preparer_name(prepare_config: Path, default: str) -> str:
