@@ -98,3 +98,29 @@ def up_to_date(output: Path, inputs: dict, stage: str, force: bool = False) -> b
         return False
     log.info("%s exists: skipping %s (use --force to redo)", output, stage)
     return True
+
+
+def made_by() -> str:
+    """The commit, the key package versions and the machine that made a results file (its last line)."""
+    import importlib.metadata
+    import os
+    import platform
+    import subprocess
+
+    here = Path(__file__).parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=here, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=here, check=True).stdout.strip()
+        commit += " (with uncommitted changes)" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown (not a git checkout)"
+    versions = []
+    for package in ("torch", "transformers", "lhotse", "ctranslate2", "espnet"):
+        try:
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    machine = f"{platform.machine()} with {os.cpu_count()} CPU cores"
+    return f"Made by k2d commit {commit}; {', '.join(versions)}; Python {platform.python_version()}; {machine}."

@@ -169,28 +169,6 @@ def curves_table(curves: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def made_by() -> str:
-    """The commit and the versions that made a results file."""
-    import importlib.metadata
-    import subprocess
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
-        commit += " (with uncommitted changes)" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown (not a git checkout)"
-    versions = []
-    for package in ("torch", "transformers", "lhotse", "ctranslate2"):
-        try:
-            versions.append(f"{package} {importlib.metadata.version(package)}")
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return f"Made by k2d commit {commit}; {', '.join(versions)}; Python {platform.python_version()}."
-
-
 def export_best(rows: list[dict], models: dict[str, str], test_sets: list[str], out_dir: Path) -> str | None:
     students = [r for r in rows if r["model"].startswith("student_") and all(s in r["mer"] for s in test_sets)]
     if not students:
@@ -302,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             "![learning curves](learning_curves.png)"] if curves else []),
         *runtimes_section,
         f"Exported model: `export/` = {exported}{ct2_note}{onnx_note}" if exported else "No student to export.",
-        made_by(),
+        provenance.made_by(),
     ]) + "\n"
     with atomic_path(args.exp_dir / "results.yaml") as tmp:
         tmp.write_text(yaml.safe_dump({"rows": [{k: v for k, v in r.items() if k != "scores"} for r in rows]},

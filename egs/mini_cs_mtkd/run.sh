@@ -141,5 +141,5 @@ if run_stage 5; then
     done
   done
   list=$(IFS=,; echo "${names[*]}")
-  python -m k2d.recipes.mini_cs.mtkd results --exp-dir "$exp" --systems "$list" | tee "$exp/RESULTS.md"
+  python -m k2d.recipes.mini_cs.mtkd results --exp-dir "$exp" --systems "$list" --made-by | tee "$exp/RESULTS.md"
 fi

@@ -22,3 +22,17 @@ def test_any_other_directory_is_all_of_its_files(tmp_path):
     before = fingerprint(tmp_path)
     (tmp_path / "sub" / "a.txt").write_text("b")
     assert fingerprint(tmp_path) != before
+
+
+def test_made_by_names_this_commit_the_versions_and_the_machine():
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from k2d.provenance import made_by
+
+    line = made_by()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent).stdout.strip()
+    assert line.startswith(f"Made by k2d commit {head}")
+    assert "torch " in line and "transformers " in line and f"{os.cpu_count()} CPU cores" in line

@@ -22,6 +22,7 @@ from lhotse import CutSet, RecordingSet
 from k2d.config import add_config_arguments, load_yaml, option
 from k2d.layout import manifest_path
 from k2d.manifests import read_manifest, utterance_cuts
+from k2d.provenance import made_by
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.recipes.mini_cs.mtkd")
@@ -127,6 +128,7 @@ def get_parser() -> argparse.ArgumentParser:
     results.add_argument("--exp-dir", type=Path, required=True)
     results.add_argument("--systems", required=True, help="comma-separated, the baseline first")
     results.add_argument("--test-sets", default="test_in_short,test_ood_short")
+    results.add_argument("--made-by", action="store_true", help="end with the commit, versions and machine")
     return parser
 
 
@@ -153,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             args = parser.parse_args(argv)
             systems = args.systems.split(",")
             print(results_table(args.exp_dir, systems, args.test_sets.split(","), systems[0]), end="")
+            if args.made_by:
+                print(f"\n{made_by()}")
     except (ConfigError, ValueError, FileNotFoundError) as error:
         log.error("%s", error)
         return 1

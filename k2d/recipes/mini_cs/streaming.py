@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from k2d.provenance import made_by
+
 
 def latency_table(exp_dir: Path) -> str:
     lines = ["| model | decoding | chunk | compute per chunk (mean / max) | RTF | first token after its audio |",
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exp-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     print(latency_table(args.exp_dir), end="")
+    print(f"\n{made_by()}")  # the last table of RESULTS.md: the commit, versions and machine that made it
     return 0
 
 
