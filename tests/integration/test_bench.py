@@ -3,8 +3,10 @@
 import pytest
 from lhotse import CutSet, RecordingSet
 
-from k2d import bench
-from k2d.models.whisper import save_model_dir
+from k2d import speed
+from k2d.bench import labelling, shapes, training
+from k2d.inference.settings import GenerationSettings
+from k2d.models.whisper import count_parameters, save_model_dir
 
 pytestmark = pytest.mark.slow
 
@@ -12,20 +14,20 @@ pytestmark = pytest.mark.slow
 def test_rtf_and_shapes(tiny_whisper, tiny_cuts, tmp_path):
     save_model_dir(*tiny_whisper, tmp_path / "m")
     recordings = RecordingSet.from_recordings(c.recording for c in CutSet.from_file(tiny_cuts))
-    chosen = bench.select_audio(recordings, seconds=3.0)
+    chosen = speed.select_audio(recordings, seconds=3.0)
     assert [round(r.duration, 2) for r in chosen] == [2.0, 1.0]  # the second one truncated to make 3 s
-    settings = bench.GenerationSettings(max_new_tokens=4)
-    rows = bench.measure_rtf({"a": str(tmp_path / "m"), "b": str(tmp_path / "m")}, chosen, runs=1, settings=settings)
-    table = bench.rtf_table(rows)
+    settings = GenerationSettings(max_new_tokens=4)
+    rows = speed.measure_rtf({"a": str(tmp_path / "m"), "b": str(tmp_path / "m")}, chosen, runs=1, settings=settings)
+    table = speed.rtf_table(rows)
     assert "| a |" in table and "| b |" in table and rows[0]["rtf"] > 0
-    shapes = bench.bench_shapes("tiny-test", tokens=3, batch=1, runs=1, device="cpu", dtype="float32")
-    assert "2 decoder layers" in shapes and "speed-up" in shapes
+    shape_table = shapes.bench_shapes("tiny-test", tokens=3, batch=1, runs=1, device="cpu", dtype="float32")
+    assert "2 decoder layers" in shape_table and "speed-up" in shape_table
 
 
 def test_train_benchmark(tiny_whisper, tiny_cuts, tmp_path):
     save_model_dir(*tiny_whisper, tmp_path / "m")
-    table = bench.bench_train(str(tmp_path / "m"), str(tiny_cuts), steps=1, max_duration=4.0, device="cpu")
-    for mode in bench.TRAIN_MODES.values():
+    table = training.bench_train(str(tmp_path / "m"), str(tiny_cuts), steps=1, max_duration=4.0, device="cpu")
+    for mode in training.TRAIN_MODES.values():
         assert f"| {mode} |" in table
 
 
@@ -33,8 +35,8 @@ def test_the_train_benchmark_caches_only_the_audio_its_steps_need():
     from types import SimpleNamespace
 
     cuts = [SimpleNamespace(duration=d) for d in (10.0, 20.0, 30.0, 40.0)]
-    assert [c.duration for c in bench.bench_cuts(cuts, 25.0)] == [10.0, 20.0]  # 30 s >= 25 s: stop there
-    assert len(bench.bench_cuts(cuts, 1000.0)) == 4
+    assert [c.duration for c in training.bench_cuts(cuts, 25.0)] == [10.0, 20.0]  # 30 s >= 25 s: stop there
+    assert len(training.bench_cuts(cuts, 1000.0)) == 4
 
 
 def test_throughput_spreads_audio_over_the_batch(tiny_whisper, tiny_cuts, tmp_path):
@@ -42,11 +44,11 @@ def test_throughput_spreads_audio_over_the_batch(tiny_whisper, tiny_cuts, tmp_pa
     cuts = CutSet.from_file(tiny_cuts)
     recordings = RecordingSet.from_recordings(c.recording for c in cuts)
     # 3 s over a batch of 2: the first two 2 s recordings, 1.5 s of each
-    assert [r.duration for r in bench.spread_audio(recordings, seconds=3.0, count=2)] == [1.5, 1.5]
+    assert [r.duration for r in speed.spread_audio(recordings, seconds=3.0, count=2)] == [1.5, 1.5]
     recordings.to_file(tmp_path / "recordings.jsonl.gz")
-    table = bench.bench_throughput(str(tmp_path / "m"), str(tmp_path / "m"), str(tmp_path / "recordings.jsonl.gz"),
+    table = labelling.bench_throughput(str(tmp_path / "m"), str(tmp_path / "m"), str(tmp_path / "recordings.jsonl.gz"),
                                    str(tiny_cuts), seconds=4.0, batch=2, device="cpu",
-                                   settings=bench.GenerationSettings(max_new_tokens=4))
+                                   settings=GenerationSettings(max_new_tokens=4))
     assert "from 2 recordings" in table and "| stage 3, validator on chunks (transformers) | 2 |" in table
     assert "| stage 1, k2d (ctranslate2) + Silero VAD | 2 |" in table
 
@@ -59,7 +61,7 @@ def test_vad_benchmark_decodes_without_vad_and_skips_noise_with_it(tiny_whisper,
     RecordingSet.from_recordings(c.recording for c in cuts).to_file(tmp_path / "recordings.jsonl.gz")
     SupervisionSet.from_segments(s for c in cuts for s in c.supervisions).to_file(tmp_path / "sups.jsonl.gz")
     (tmp_path / "pl.yaml").write_text("max_new_tokens: 4\nbatch_size: 2\ntimestamps: false\n")
-    table = bench.bench_vad(str(tmp_path / "m"), tmp_path / "pl.yaml", str(tmp_path / "recordings.jsonl.gz"),
+    table = labelling.bench_vad(str(tmp_path / "m"), tmp_path / "pl.yaml", str(tmp_path / "recordings.jsonl.gz"),
                             str(tmp_path / "sups.jsonl.gz"), device="cpu")
     without, with_vad = (line.split(" | ") for line in table.splitlines()[-2:])
     assert without[0] == "| without VAD" and with_vad[0] == "| with VAD"
@@ -69,4 +71,4 @@ def test_vad_benchmark_decodes_without_vad_and_skips_noise_with_it(tiny_whisper,
 
 def test_real_shape_has_whisper_base_parameter_count():
     # openai/whisper-base has 72,593,920 parameters (its Hub page: 72.6M; output projection tied to the embedding)
-    assert bench.count_parameters(bench.random_whisper("base")) == 72_593_920
+    assert count_parameters(shapes.random_whisper("base")) == 72_593_920
