@@ -36,7 +36,8 @@ def bench_runtimes(args) -> str:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m k2d.bench", description=BENCH_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m k2d.bench", description=BENCH_DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     rtf = sub.add_parser("rtf", help="real-time factor of models on the same audio")
     rtf.add_argument("--models", nargs="+", required=True, help="NAME=PATH pairs (the first is the reference)")
