@@ -22,6 +22,6 @@ exp=exp/mini_cs/bootstrap
   || ./run.sh --stage 0 --stop-stage 0
 for model in $which; do
   log "training the demo $model: data/mini_cs train_labelled -> $exp/$model -> egs/mini_cs/models/$model"
-  python -m k2d.recipes.mini_cs.bootstrap --data-dir data/mini_cs --config "egs/mini_cs/conf/bootstrap_$model.yaml" \
+  python -m k2d.bootstrap --data-dir data/mini_cs --config "egs/mini_cs/conf/bootstrap_$model.yaml" \
     --tokenizer-dir "$exp/tokenizer" --out-dir "$exp/$model" --export-dir "egs/mini_cs/models/$model" --device "$device"
 done

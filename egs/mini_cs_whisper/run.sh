@@ -41,7 +41,7 @@ if [ "$stage" -le 0 ]; then
 fi
 if [ "$stage" -le 1 ]; then
   log "adapting Whisper base to mini_cs train_labelled -> $teacher"
-  timed teacher_adaptation python -m k2d.recipes.mini_cs.bootstrap --data-dir "$data" --config "$conf/bootstrap_teacher.yaml" \
+  timed teacher_adaptation python -m k2d.bootstrap --data-dir "$data" --config "$conf/bootstrap_teacher.yaml" \
     --tokenizer-dir "$work_dir/exp/mini_cs_whisper/bootstrap/tokenizer" \
     --out-dir "$work_dir/exp/mini_cs_whisper/bootstrap/teacher" --export-dir "$teacher" --device "$device" \
     --valid-recordings "$data/manifests/mini_cs_recordings_dev_ood.jsonl.gz" \

@@ -6,7 +6,7 @@ import pytest
 
 MODULES = [
     "k2d.prepare", "k2d.pseudo_label", "k2d.chunking", "k2d.validate", "k2d.filtering", "k2d.distill",
-    "k2d.decode", "k2d.score", "k2d.report", "k2d.bench.__main__", "k2d.recipes.mini_cs.bootstrap",
+    "k2d.decode", "k2d.score", "k2d.report", "k2d.bench.__main__", "k2d.bootstrap",
     "k2d.espnet.data_dir",
     "k2d.export", "k2d.models.import_ct2", "k2d.cache_teacher", "k2d.layout", "k2d.models.packaged", "k2d.check_config",
     "k2d.espnet.to_hf", "k2d.calibrate", "k2d.launch", "k2d.mtkd.embed", "k2d.mtkd.codebooks", "k2d.mtkd.data_dir",

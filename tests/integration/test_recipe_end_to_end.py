@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from k2d.recipes.mini_cs import bootstrap
+from k2d import bootstrap
 from tests.helpers import write_tiny_conf
 
 

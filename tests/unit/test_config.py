@@ -63,6 +63,7 @@ def test_bad_command_line_value():
 
 
 def stage_config_classes():
+    from k2d.bootstrap import BootstrapConfig
     from k2d.chunking import ChunkConfig
     from k2d.decode import DecodeConfig
     from k2d.distill import DistillConfig
@@ -70,7 +71,6 @@ def stage_config_classes():
     from k2d.layout import RecipeConfig
     from k2d.pseudo_label import PseudoLabelConfig
     from k2d.recipes import known_preparers, load_preparer
-    from k2d.recipes.mini_cs.bootstrap import BootstrapConfig
     from k2d.report import ReportConfig
     from k2d.validate import ValidateConfig
 

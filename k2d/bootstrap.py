@@ -6,7 +6,7 @@ silence or low noise, utterances separated by pauses, and often a last utterance
 (labelled with its start timestamp only, as Whisper's long-form decoding expects). An auxiliary CTC head
 on the encoder makes attention training converge on two CPU cores; it is dropped at export.
 
-    python -m k2d.recipes.mini_cs.bootstrap --data-dir data/mini_cs --config egs/mini_cs/conf/bootstrap_teacher.yaml \\
+    python -m k2d.bootstrap --data-dir data/mini_cs --config egs/mini_cs/conf/bootstrap_teacher.yaml \\
         --tokenizer-dir exp/mini_cs/bootstrap/tokenizer --out-dir exp/mini_cs/bootstrap/teacher \\
         --export-dir egs/mini_cs/models/teacher
 """
