@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import shutil
 import subprocess
 import sys
 import zlib
@@ -104,12 +105,8 @@ def train_by_espnet(args, config: DistillConfig, summary_path: Path, inputs: dic
         summary = train_with_espnet(config, resolve_model(args.teacher), train, valid, args.out_dir,
                                     str(resolve_device(args.device)))
     except (RuntimeError, ConfigError, OSError, subprocess.CalledProcessError) as error:
-        log.error("%s", error)
-        return 1
-    with atomic_path(summary_path) as tmp:
-        tmp.write_text(yaml.safe_dump({**summary, "validation": f"{len(valid)} chunks"}, sort_keys=False),
-                       encoding="utf-8")
-    provenance.write_record(summary_path, inputs)
+        raise DistillError(str(error)) from None
+    write_summary(summary_path, inputs, {**summary, "validation": f"{len(valid)} chunks"})
     log.info("stage 5 (ESPnet's trainer): student in %s", args.out_dir / "best")
     return 0
 
@@ -129,62 +126,55 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    args, config = parse_stage_args(get_parser(), DistillConfig, argv)
-    summary_path = args.out_dir / "summary.yaml"
-    inputs = {"training chunks": args.train_cuts, "teacher": resolve_model(args.teacher), "config": config}
-    if summary_path.exists() and not args.force:
-        changed = provenance.changes(summary_path, inputs)
-        if changed:
-            log.error("stage 5: %s changed since the student in %s was trained; train it again with --force",
-                      " and ".join(changed), args.out_dir)
-            return 1
-        log.info("%s exists: student already trained (use --force to redo)", summary_path)
-        return 0
-    if args.force and rank() == 0:
-        import shutil
+class DistillError(Exception):
+    """Stage 5 cannot go on; the message says why (logged, exit status 1)."""
 
-        shutil.rmtree(args.out_dir, ignore_errors=True)
-    if not args.train_cuts.is_file():
-        log.error("training cuts %s do not exist (run stage 4 first)", args.train_cuts)
-        return 1
-    if config.trainer == "espnet":
-        return train_by_espnet(args, config, summary_path, inputs)
-    device = init_distributed(resolve_device(args.device))
-    torch.manual_seed(config.seed)
+
+def already_trained(args, summary_path: Path, inputs: dict) -> bool:
+    """True when OUT_DIR holds a student trained from these inputs; an error when they changed since."""
+    if not summary_path.exists() or args.force:
+        return False
+    changed = provenance.changes(summary_path, inputs)
+    if changed:
+        raise DistillError(f"stage 5: {' and '.join(changed)} changed since the student in {args.out_dir} was "
+                           "trained; train it again with --force")
+    log.info("%s exists: student already trained (use --force to redo)", summary_path)
+    return True
+
+
+def use_teacher_cache(args, config: DistillConfig) -> bool:
+    """Point args.train_cuts at the kept chunks joined with the teacher cache; whether top-k is cached."""
     if not config.cache_teacher:
         args.teacher_cache = None
-    if args.teacher_cache is not None:
-        if not config.freeze_encoder:
-            log.error("cached teacher outputs are exact only for a frozen encoder: freeze_encoder is false")
-            return 1
-        train_path = args.out_dir / "train_cuts.jsonl.gz"
-        try:
-            log.info("training from cached teacher outputs: %d chunks -> %s",
-                     attach_cache(args.train_cuts, args.teacher_cache, train_path), train_path)
-        except RuntimeError as error:
-            log.error("%s", error)
-            return 1
-        args.train_cuts = train_path
-    cached_topk = args.teacher_cache is not None and config.cache_topk > 0
+    if args.teacher_cache is None:
+        return False
+    if not config.freeze_encoder:
+        raise DistillError("cached teacher outputs are exact only for a frozen encoder: freeze_encoder is false")
+    train_path = args.out_dir / "train_cuts.jsonl.gz"
     try:
-        # The student is built on the CPU; the teacher reaches the training device only when its decoder is
-        # needed there (no cached top-k), so a device too small for both can still train the student.
+        count = attach_cache(args.train_cuts, args.teacher_cache, train_path)
+    except RuntimeError as error:
+        raise DistillError(str(error)) from None
+    log.info("training from cached teacher outputs: %d chunks -> %s", count, train_path)
+    args.train_cuts = train_path
+    return config.cache_topk > 0
+
+
+def load_models(args, config: DistillConfig):
+    """(teacher, processor, student), both on the CPU: the teacher reaches the training device only when its
+    decoder is needed there (no cached top-k), so a device too small for both can still train the student."""
+    try:
         teacher, processor = load_whisper(args.teacher, device="cpu", dtype=config.dtype,
                                           mix_lang_emb=config.mix_lang_emb)
         student = create_student(teacher, config.decoder_layers, config.freeze_encoder,
                                  config.freeze_decoder_positions, config.freeze_token_embedding)
     except (RuntimeError, FileNotFoundError, ValueError) as error:
-        log.error("%s", error)
-        return 1
-    sizes = {"teacher_parameters": count_parameters(teacher), "student_parameters": count_parameters(student)}
-    kd_teacher = None if cached_topk or config.gamma == 0 else teacher.to(device)
-    log.info("student: decoder layers %s of the teacher; %.2fM parameters vs the teacher's %.2fM (%.2fx smaller)",
-             config.decoder_layers, sizes["student_parameters"] / 1e6, sizes["teacher_parameters"] / 1e6,
-             sizes["teacher_parameters"] / sizes["student_parameters"])
-    save_config(config, args.out_dir / "train_config.yaml")
-    window = window_seconds(teacher.config.max_source_positions)
+        raise DistillError(str(error)) from None
+    return teacher, processor, student
+
+
+def training_data(args, config: DistillConfig, processor, window: float):
+    """(sampler, dataset, ids of chunks left out because their labels do not fit the decoder's context)."""
     train_cuts = CutSet.from_jsonl_lazy(args.train_cuts)
     too_long = frozenset(too_long_labels(train_cuts, processor.tokenizer, window, config.language,
                                          config.whole_window))
@@ -197,22 +187,63 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sampler = make_sampler(train_cuts, config.max_duration, config.num_buckets, config.seed)
     except RuntimeError as error:
-        log.error("%s in %s (did the filter keep nothing?)", error, args.train_cuts)
-        return 1
+        raise DistillError(f"{error} in {args.train_cuts} (did the filter keep nothing?)") from None
     options = LabelOptions(window=window, language=config.language, timestamp_prob=config.timestamp_prob,
                            prompt_prob=config.prompt_prob, seed=config.seed, whole_window=config.whole_window)
     tokenizer = processor.tokenizer
     dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id), options)
+    return sampler, dataset, too_long
+
+
+def validation(args, config: DistillConfig, processor):
+    """(validate(student) -> MER or None, what it validates on): long-form dev recordings when given, else
+    held-out chunks; only rank 0 validates."""
+    if rank() != 0:
+        return None, "none"
     try:
-        validate_longform = longform_validator(args, processor, config.language) if rank() == 0 else None
+        longform = longform_validator(args, processor, config.language)
     except (ConfigError, OSError, ValueError) as error:
-        log.error("%s", error)
-        return 1
-    valid = validation_items(args, config) if rank() == 0 and validate_longform is None else []
-    if rank() == 0 and not valid and validate_longform is None:
+        raise DistillError(str(error)) from None
+    if longform is not None:
+        return longform, f"{args.valid_recordings} (long-form)"
+    valid = validation_items(args, config)
+    if not valid:
         log.warning("no validation chunks (valid_percent %.1f%% of %s held out none, or --valid-cuts is empty): "
                     "best/ will be the model of the last step, not one chosen by validation", config.valid_percent,
                     args.train_cuts)
+        return None, "none: best/ is the last step"
+    return ((lambda s: decode_mer(s, processor, valid, config.language)),
+            str(args.valid_cuts) if args.valid_cuts else f"{len(valid)} held-out chunks")
+
+
+def write_summary(summary_path: Path, inputs: dict, summary: dict) -> None:
+    with atomic_path(summary_path) as tmp:
+        tmp.write_text(yaml.safe_dump(summary, sort_keys=False), encoding="utf-8")
+    provenance.write_record(summary_path, inputs)
+
+
+def distill(args, config: DistillConfig, summary_path: Path, inputs: dict) -> int:
+    if already_trained(args, summary_path, inputs):
+        return 0
+    if args.force and rank() == 0:
+        shutil.rmtree(args.out_dir, ignore_errors=True)
+    if not args.train_cuts.is_file():
+        raise DistillError(f"training cuts {args.train_cuts} do not exist (run stage 4 first)")
+    if config.trainer == "espnet":
+        return train_by_espnet(args, config, summary_path, inputs)
+    device = init_distributed(resolve_device(args.device))
+    torch.manual_seed(config.seed)
+    cached_topk = use_teacher_cache(args, config)
+    teacher, processor, student = load_models(args, config)
+    sizes = {"teacher_parameters": count_parameters(teacher), "student_parameters": count_parameters(student)}
+    log.info("student: decoder layers %s of the teacher; %.2fM parameters vs the teacher's %.2fM (%.2fx smaller)",
+             config.decoder_layers, sizes["student_parameters"] / 1e6, sizes["teacher_parameters"] / 1e6,
+             sizes["teacher_parameters"] / sizes["student_parameters"])
+    save_config(config, args.out_dir / "train_config.yaml")
+    sampler, dataset, too_long = training_data(args, config, processor,
+                                               window_seconds(teacher.config.max_source_positions))
+    validate, validated_on = validation(args, config, processor)
+    kd_teacher = None if cached_topk or config.gamma == 0 else teacher.to(device)
     model = WhisperKDModel(student.to(device), kd_teacher, beta=config.beta, gamma=config.gamma,
                            temperature=config.temperature)
     del teacher
@@ -220,34 +251,36 @@ def main(argv: list[str] | None = None) -> int:
              config.temperature, "cached" if args.teacher_cache else (
                  "shared with the teacher (runs once per batch)" if model.share_encoder else "run separately"),
              "top-k cached (not loaded)" if cached_topk else "decoder run per batch")
-    trainer = Trainer(
-        model, sampler, dataset, args.out_dir, config, device,
-        validate=validate_longform or ((lambda s: decode_mer(s, processor, valid, config.language)) if valid else None),
-        save_best=lambda s, out: save_model_dir(s, processor, out),
-    )
+    trainer = Trainer(model, sampler, dataset, args.out_dir, config, device, validate=validate,
+                      save_best=lambda s, out: save_model_dir(s, processor, out))
     try:
         state = trainer.fit()
     except (DiskFullError, AlreadyRunning) as error:  # a full disk (checkpoints), a second run in OUT_DIR
-        log.error("%s", error)
-        return 1
+        raise DistillError(str(error)) from None
     except Stopped as stopped:  # SIGTERM: checkpointed; the same command resumes
         return 128 + stopped.signum
     if rank() == 0:
-        validated = bool(valid) or validate_longform is not None
-        summary = {**sizes, "steps": state.step, "best_step": state.best_step,
-                   "best_valid_mer": state.best_mer if validated else None, "plateaued": state.plateaued,
-                   "train_seconds": round(state.train_seconds, 1),
-                   "dropped_too_long_labels": len(too_long),
-                   "validation": (f"{args.valid_recordings} (long-form)" if validate_longform else
-                                  str(args.valid_cuts) if args.valid_cuts else f"{len(valid)} held-out chunks")
-                   if validated else "none: best/ is the last step"}
-        with atomic_path(summary_path) as tmp:
-            tmp.write_text(yaml.safe_dump(summary, sort_keys=False), encoding="utf-8")
-        provenance.write_record(summary_path, inputs)
+        validated = validate is not None
+        write_summary(summary_path, inputs, {
+            **sizes, "steps": state.step, "best_step": state.best_step,
+            "best_valid_mer": state.best_mer if validated else None, "plateaued": state.plateaued,
+            "train_seconds": round(state.train_seconds, 1), "dropped_too_long_labels": len(too_long),
+            "validation": validated_on})
         log.info("stage 5: student in %s (%s)", args.out_dir / "best",
                  f"best validation MER {state.best_mer:.4f} at step {state.best_step}" if validated
                  else f"the last step, {state.step}: no validation data")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args, config = parse_stage_args(get_parser(), DistillConfig, argv)
+    inputs = {"training chunks": args.train_cuts, "teacher": resolve_model(args.teacher), "config": config}
+    try:
+        return distill(args, config, args.out_dir / "summary.yaml", inputs)
+    except DistillError as error:
+        log.error("%s", error)
+        return 1
 
 
 if __name__ == "__main__":
