@@ -26,7 +26,7 @@ set -euo pipefail
 # 10x the CPU recipe's training: 4x the audio per batch, 2.5x the steps (patience still stops a plateau)
 settings=(
   bootstrap_teacher.batch_size=32 bootstrap_teacher.num_workers=4
-  distill.max_duration=320 distill.max_steps=7500 distill.valid_every=500 distill.num_workers=4
+  distill.max_duration=320 distill.max_steps=7500 distill.min_steps=3750 distill.valid_every=500 distill.num_workers=4
   distill.cache_batch_size=64 distill.amp_dtype=bfloat16
   pseudo_label.batch_size=32 validate.batch_size=64 decode.batch_size=16
 )

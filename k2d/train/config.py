@@ -23,6 +23,9 @@ class TrainConfig:
     patience: int = option(
         0, "stop when this many validations in a row did not improve the best MER (0: train all max_steps)",
         minimum=0)
+    min_steps: int = option(
+        0, "no early stopping before this step (a long-form dev MER is noisy while the student still loops)",
+        minimum=0)
     checkpoint_every: int = option(100, "write checkpoints/latest.pt every N steps", minimum=1)
     log_every: int = option(10, "TensorBoard scalars every N steps", minimum=1)
     num_workers: int = option(1, "data loader worker processes", minimum=0)

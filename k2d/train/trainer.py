@@ -275,13 +275,18 @@ class Trainer:
                 self.state.best_mer, self.state.best_step = mer, self.state.step
                 if self.save_best is not None:
                     self.save_best(self.model.student, self.out_dir / "best")
-        plateaued = [self.config.patience > 0 and self.state.stale_validations >= self.config.patience]
+        plateaued = [self._plateau_reached()]
         if is_distributed():
             dist.broadcast_object_list(plateaued, src=0)  # every rank stops at the same step
         if plateaued[0]:
             self.state.plateaued = True
             log.info("step %d: %d validations without a better MER than step %d's: stopping (patience)",
                      self.state.step, self.state.stale_validations, self.state.best_step)
+
+    def _plateau_reached(self) -> bool:
+        """`patience` validations without a better MER, at or after `min_steps`."""
+        return (self.config.patience > 0 and self.state.stale_validations >= self.config.patience
+                and self.state.step >= self.config.min_steps)
 
     def fit(self) -> TrainState:
         # a second run in the same directory would race on the checkpoints and the best model
@@ -303,6 +308,8 @@ class Trainer:
     def _fit(self) -> TrainState:
         torch.manual_seed(self.config.seed)
         resumed = self.load_checkpoint()
+        # a run stopped on a plateau goes on when resumed with more patience or a later min_steps
+        self.state.plateaued = self.state.plateaued and self._plateau_reached()
         if rank() == 0:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -152,9 +152,28 @@ def test_best_checkpoint_is_the_lowest_validation_mer_and_patience_stops(tiny_wh
     assert saved == [1, 2]
     curve = [json.loads(line) for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
     assert [(r["step"], r["mer"]) for r in curve] == [(1, 0.5), (2, 0.3), (3, 0.4), (4, 0.35)]
-    # a rerun of a finished (plateaued) run trains no further
+    # a rerun of a finished (plateaued) run with the same settings trains no further
     again = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "run", max_steps=10, validate=lambda s: {"mer": 0.0})
+    again.config.valid_every, again.config.patience = 1, 2
     assert again.fit().step == 4
+    # resumed with patience 4 it goes on: steps 5 and 6 are the 3rd and 4th validations without a better MER
+    more = iter([0.45, 0.46])
+    patient = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "run", max_steps=10,
+                           validate=lambda student: {"mer": next(more), "loop_events": 0.0})
+    patient.config.valid_every, patient.config.patience = 1, 4
+    state = patient.fit()
+    assert (state.step, state.best_step, state.plateaued) == (6, 2, True)
+
+
+def test_no_early_stopping_before_min_steps(tiny_whisper, tiny_cuts, tmp_path):
+    # best at step 2; with patience 2 the plateau is reached at step 4, but min_steps 6 keeps training until
+    # step 6 (4 validations without a better MER by then)
+    mers = iter([0.5, 0.3, 0.4, 0.35, 0.36, 0.37, 0.38])
+    trainer = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "run", max_steps=10,
+                           validate=lambda student: {"mer": next(mers), "loop_events": 0.0})
+    trainer.config.valid_every, trainer.config.patience, trainer.config.min_steps = 1, 2, 6
+    state = trainer.fit()
+    assert (state.step, state.best_step, state.best_mer, state.plateaued) == (6, 2, 0.3, True)
 
 
 def test_sigterm_checkpoints_the_step_and_the_rerun_resumes_exactly(tiny_whisper, tiny_cuts, tmp_path):
