@@ -32,7 +32,6 @@ from k2d.models.names import resolve_model
 from k2d.models.tokenizer import window_seconds
 
 FASTER_WHISPER_WINDOW = 30.0  # seconds: faster-whisper 1.2.1's transcribe pads features to 3000 frames
-RUNTIMES = ("k2d", "ctranslate2", "ctranslate2_int8", "faster_whisper", "sherpa_onnx", "sherpa_onnx_int8")
 
 Transcriber = Callable[[np.ndarray], str]
 
