@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from k2d.audio import SAMPLE_RATE, read_window
+from k2d.audio import SAMPLE_RATE, load_cut_audio
 from k2d.export import export_ctranslate2
 from k2d.export_onnx import DECODER, ENCODER, TOKENS, export_sherpa_onnx, int8_name
 from k2d.inference.backends import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import transcribe_audios
+from k2d.manifests import utterance_cuts
 from k2d.metrics.scoring import score_texts
 from k2d.models.names import resolve_model
 from k2d.models.tokenizer import window_seconds
@@ -58,17 +59,9 @@ def make_exports(model_dir: Path, exports_dir: Path, onnx_dir: Path | None = Non
 def short_utterances(recordings_path, supervisions_path, count: int,
                      window: float) -> tuple[list[np.ndarray], list[str]]:
     """The first `count` utterances of a test set that fit in one window: their audio and reference text."""
-    from lhotse import RecordingSet, SupervisionSet
-
-    recordings = {recording.id: recording for recording in RecordingSet.from_file(recordings_path)}
-    audios, texts = [], []
-    for supervision in SupervisionSet.from_file(supervisions_path):
-        if len(audios) == count:
-            break
-        if supervision.duration <= window and supervision.text:
-            audios.append(read_window(recordings[supervision.recording_id], supervision.start, supervision.duration))
-            texts.append(supervision.text)
-    return audios, texts
+    cuts = [cut for cut in utterance_cuts(recordings_path, supervisions_path)
+            if cut.duration <= window and cut.supervisions[0].text][:count]
+    return [load_cut_audio(cut) for cut in cuts], [cut.supervisions[0].text for cut in cuts]
 
 
 def files_mb(*paths: Path) -> float:
