@@ -1,20 +1,28 @@
 """The long-form labellers stage 1 is measured against, on the same model and audio: k2d itself (each
 backend), faster-whisper's sequential `transcribe` and its batched pipeline, and transformers' chunked ASR
-pipeline. Each returns {recording id: text}; `python -m k2d.bench throughput` times them side by side and
-scores their labels (a fast labeller that writes worse labels does not win).
+pipeline. Each returns {recording id: [(start, end, text)]}, its timed segments; `python -m k2d.bench
+throughput` times them side by side and scores their labels (a fast labeller that writes worse labels does not
+win).
 """
 
 from __future__ import annotations
 
 from k2d.audio import SAMPLE_RATE, read_whole
+from k2d.inference.batched import transcribe_batched
 from k2d.inference.settings import GenerationSettings
-from k2d.inference.transcribe import joined_text, transcribe_longform
+from k2d.inference.transcribe import transcribe_longform
+
+Segments = dict[str, list[tuple[float, float, str]]]
 
 
 def k2d_labels(recognizer, recordings: list, settings: GenerationSettings, batch_size: int,
-               vad: bool = False) -> dict[str, str]:
-    return {r.recording_id: joined_text(r.segments)
-            for r in transcribe_longform(recognizer, recordings, settings, batch_size, vad=vad)}
+               vad: bool = False, mode: str = "sequential") -> Segments:
+    """Stage 1's labeller in either mode (k2d.pseudo_label's `mode`)."""
+    if mode == "batched":
+        results = transcribe_batched(recognizer, recordings, settings, batch_size)
+    else:
+        results = transcribe_longform(recognizer, recordings, settings, batch_size, vad=vad)
+    return {r.recording_id: [(s.start, s.end, s.text) for s in r.segments] for r in results}
 
 
 def _temperatures(settings: GenerationSettings):
@@ -22,7 +30,7 @@ def _temperatures(settings: GenerationSettings):
 
 
 def faster_whisper_labels(ct2_dir: str, recordings: list, settings: GenerationSettings, device: str,
-                          compute_type: str, batch_size: int = 0) -> dict[str, str]:
+                          compute_type: str, batch_size: int = 0) -> Segments:
     """faster-whisper with k2d's decoding options; batch_size > 0: its BatchedInferencePipeline (which
     cuts the audio at voice-activity boundaries and decodes the pieces in batches, without previous text)."""
     from faster_whisper import BatchedInferencePipeline, WhisperModel
@@ -41,12 +49,12 @@ def faster_whisper_labels(ct2_dir: str, recordings: list, settings: GenerationSe
         else:
             segments, _ = model.transcribe(audio, condition_on_previous_text=settings.condition_on_previous_text,
                                            vad_filter=False, **options)
-        texts[recording.id] = " ".join(s.text.strip() for s in segments)
+        texts[recording.id] = [(s.start, s.end, s.text.strip()) for s in segments]
     return texts
 
 
 def pipeline_labels(model_dir: str, recordings: list, settings: GenerationSettings, window: float, device: str,
-                    batch_size: int) -> dict[str, str]:
+                    batch_size: int) -> Segments:
     """transformers' chunked long-form algorithm: windows with a 1/6 stride on each side, merged."""
     from transformers import pipeline
 
@@ -59,4 +67,11 @@ def pipeline_labels(model_dir: str, recordings: list, settings: GenerationSettin
     outputs = asr([{"raw": read_whole(r), "sampling_rate": SAMPLE_RATE} for r in recordings],
                   generate_kwargs={"language": settings.language, "task": settings.task,
                                    "num_beams": settings.num_beams}, return_timestamps=settings.timestamps)
-    return {r.id: out["text"].strip() for r, out in zip(recordings, outputs, strict=True)}
+    return {r.id: [pipeline_segment(chunk, r.duration) for chunk in out.get("chunks", [])]
+            or [(0.0, r.duration, out["text"].strip())] for r, out in zip(recordings, outputs, strict=True)}
+
+
+def pipeline_segment(chunk: dict, duration: float) -> tuple[float, float, str]:
+    """A pipeline chunk as a segment (its last chunk may have no end time: the recording's end)."""
+    start, end = chunk["timestamp"]
+    return (start or 0.0, duration if end is None else end, chunk["text"].strip())

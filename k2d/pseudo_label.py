@@ -24,8 +24,9 @@ import yaml
 from lhotse import SupervisionSegment, SupervisionSet
 from tqdm import tqdm
 
-from k2d.config import add_config_arguments, option, parse_stage_args, save_config
+from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
 from k2d.inference.backends import recognizer_for
+from k2d.inference.batched import transcribe_batched
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import transcribe_longform
 from k2d.manifests import read_manifest
@@ -38,12 +39,25 @@ from k2d.utils import atomic_path, setup_logging
 log = logging.getLogger("k2d.pseudo_label")
 
 
+MODES = ("sequential", "batched")
+
+
 @dataclass
 class PseudoLabelConfig(GenerationSettings):
-    batch_size: int = option(8, "recordings decoded side by side", minimum=1)
-    silence_rms: float = option(1e-4, "windows quieter than this RMS are not decoded", minimum=0)
-    vad: bool = option(False, "voice activity detection (Silero): windows without speech are not decoded")
+    mode: str = option(
+        "sequential", "long-form decoding: sequential (openai's and the paper's: each window starts where the last "
+        "complete segment ended; batch_size recordings side by side) or batched (faster-whisper's batched "
+        "pipeline: VAD speech regions merged into windows, decoded independently, batch_size windows at a time)")
+    batch_size: int = option(8, "sequential: recordings decoded side by side; batched: windows per batch", minimum=1)
+    silence_rms: float = option(1e-4, "sequential: windows quieter than this RMS are not decoded", minimum=0)
+    vad: bool = option(False, "sequential: voice activity detection (Silero), windows without speech are not "
+                       "decoded (batched mode always uses it)")
     dtype: str = option("float32", "model dtype: float32, float16 or bfloat16")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
 
 def report_path(output: Path) -> Path:
@@ -58,8 +72,11 @@ def label(recognizer_factory, recordings: list, config: PseudoLabelConfig) -> It
     """Stage 1's work: one record per recording (its segments, or why it was skipped)."""
     recognizer = recognizer_factory()
     keys = {r.id: recording_key(r) for r in recordings}
-    results = transcribe_longform(recognizer, recordings, config, config.batch_size, config.silence_rms,
-                                  config.vad)
+    if config.mode == "batched":
+        results = transcribe_batched(recognizer, recordings, config, config.batch_size)
+    else:
+        results = transcribe_longform(recognizer, recordings, config, config.batch_size, config.silence_rms,
+                                      config.vad)
     for result in tqdm(results, total=len(recordings), desc="pseudo-label", unit="rec"):
         if result.error:
             log.warning("skipped %s: %s", result.recording_id, result.error)

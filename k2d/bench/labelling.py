@@ -41,54 +41,72 @@ def truth_by_recording(supervisions_path: str | None, recordings: list) -> dict[
     return {key: join_texts(texts) for key, texts in grouped.items()}
 
 
-def labels_mer(references: dict[str, str], hypotheses: dict[str, str]) -> float | None:
-    return score_texts(references, hypotheses)[0].mer.rate if references else None
+def label_quality(references: dict[str, str], speech: dict[str, list], labels: dict[str, list]) -> str:
+    """A labeller's output against the truth: MER (S / D / I), segments over non-speech, loop events."""
+    from k2d.metrics.hallucination import HallucinationCounts, hallucinations
+    from k2d.text.script import join_texts
+
+    if not references:
+        return "- | - | -"
+    mer = score_texts(references, {key: join_texts([t for *_, t in segments]) for key, segments in labels.items()}
+                      )[0].mer
+    counts = sum((hallucinations(segments, speech.get(key, [])) for key, segments in labels.items()),
+                 HallucinationCounts())
+    return (f"{100 * mer.rate:.2f}% ({mer.substitutions} / {mer.deletions} / {mer.insertions}) | "
+            f"{counts.over_non_speech} of {counts.segments} | {counts.loop_events}")
 
 
 def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_path: str, seconds: float, batch: int,
                      device: str, settings: GenerationSettings | None = None, supervisions_path: str | None = None,
                      compute_type: str = "auto", external: bool = True) -> str:
     """Stage 1 (long-form labelling) and stage 3 (chunks) throughput, batch 1 vs batched, for both of k2d's
-    backends, beside faster-whisper (sequential and batched) and transformers' chunked pipeline on the same
-    model and audio; with the true text (--supervisions), the MER of each labeller's output."""
+    backends and both stage-1 modes, beside faster-whisper (sequential and batched) and transformers' chunked
+    pipeline on the same model and audio; with the true supervisions, the quality of each labeller's output."""
     from lhotse import CutSet, RecordingSet
 
     from k2d import labellers
     from k2d.audio import load_cut_audio
+    from k2d.filtering import load_truth
 
     recordings = spread_audio(RecordingSet.from_file(recordings_path), seconds, batch)
     audio_seconds = sum(r.duration for r in recordings)
     settings = settings or GenerationSettings()
     references = truth_by_recording(supervisions_path, recordings)
+    speech = ({key: sorted((s.start, s.end) for s in sups) for key, sups in load_truth(Path(supervisions_path)).items()}
+              if supervisions_path else {})
     dev = str(resolve_device(device))
     rows = []
 
     def row(name, b, fn, base_seconds, optional=False):
-        texts = {}
+        labels = {}
 
         def run():
-            texts.update(fn())
+            labels.update(fn())
 
         try:
             elapsed = statistics.mean(timed(run, 1))
         except Exception as error:  # an outside labeller that cannot run this model: said in the table
             if not optional:
                 raise
-            rows.append((name, b, None, f"cannot run: {str(error).splitlines()[0][:100]}"))
+            rows.append((name, b, None, f"cannot run: {str(error).splitlines()[0][:100]} | - | -"))
             log.warning("%s cannot run this model: %s", name, error)
             return
-        rows.append((name, b, base_seconds / elapsed, labels_mer(references, texts) if texts else None))
+        rows.append((name, b, base_seconds / elapsed, label_quality(references, speech, labels) if labels
+                     else "- | - | -"))
         log.info("%s, batch %d: %.1f audio s/s", name, b, rows[-1][2])
 
     recognizers = {backend: load_recognizer(teacher, device=dev, backend=backend, compute_type=compute_type)
                    for backend in ("transformers", "ctranslate2")}
     for backend, recognizer in recognizers.items():
         for b in (1, batch):  # one recording at a time, then `batch` recordings side by side
-            row(f"stage 1, k2d ({backend})", b,
+            row(f"stage 1, k2d sequential ({backend})", b,
                 functools.partial(labellers.k2d_labels, recognizer, recordings, settings, b), audio_seconds)
     # stage 1's `vad: true`: no window without speech reaches the teacher (fewer hallucinations, less work)
-    row("stage 1, k2d (ctranslate2) + Silero VAD", batch, functools.partial(
+    row("stage 1, k2d sequential (ctranslate2) + Silero VAD", batch, functools.partial(
         labellers.k2d_labels, recognizers["ctranslate2"], recordings, settings, batch, vad=True), audio_seconds)
+    for b in (batch, 2 * batch):  # stage 1's `mode: batched`: `b` VAD windows per batch
+        row("stage 1, k2d batched (ctranslate2, VAD windows)", b, functools.partial(
+            labellers.k2d_labels, recognizers["ctranslate2"], recordings, settings, b, mode="batched"), audio_seconds)
     if external:
         ct2_dir, ct2_type = str(recognizers["ctranslate2"].model_dir), recognizers["ctranslate2"].model.compute_type
         row("faster-whisper transcribe (sequential)", 1, functools.partial(
@@ -111,17 +129,18 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
     lines = [f"{hardware()}; {teacher}; stage 1 on {audio_seconds:.0f} s of long-form audio from {len(recordings)} "
              f"recordings, stage 3 on {len(audios)} chunks ({cut_seconds:.0f} s) of {validator}; greedy, "
              f"timestamps {'on' if settings.timestamps else 'off'}, language {settings.language}; ctranslate2 "
-             f"compute type {recognizers['ctranslate2'].model.compute_type}; one timed run after a warm-up", "",
-             "| work | batch | audio seconds per second | vs k2d transformers, batch 1 | label MER |",
-             "|---|---|---|---|---|"]
+             f"compute type {recognizers['ctranslate2'].model.compute_type}; one timed run after a warm-up; over "
+             "non-speech: segments less than a quarter of whose time is reference speech", "",
+             "| work | batch | audio seconds per second | vs k2d transformers, batch 1 | label MER (S / D / I) "
+             "| segments over non-speech | loop events |",
+             "|---|---|---|---|---|---|---|"]
     stage1_base, stage3_base = rows[0][2], next(r[2] for r in rows if r[0].startswith("stage 3"))
-    for name, b, rate, mer in rows:
+    for name, b, rate, quality in rows:
         if rate is None:
-            lines.append(f"| {name} | {b} | - | - | {mer} |")
+            lines.append(f"| {name} | {b} | - | - | {quality} |")
             continue
         base = stage3_base if name.startswith("stage 3") else stage1_base
-        lines.append(f"| {name} | {b} | {rate:.1f} | {rate / base:.2f}x | "
-                     f"{'-' if mer is None else f'{100 * mer:.2f}%'} |")
+        lines.append(f"| {name} | {b} | {rate:.1f} | {rate / base:.2f}x | {quality} |")
     return "\n".join(lines)
 
 

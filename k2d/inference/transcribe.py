@@ -42,8 +42,10 @@ class WindowResult:
 
 
 def decode_windows(recognizer, audios: list[np.ndarray], settings: GenerationSettings,
-                   prompts: list[list[int] | None] | None = None) -> list[WindowResult]:
-    """Decode each audio (at most one window long) once, with temperature fallback when asked for."""
+                   prompts: list[list[int] | None] | None = None, keep_unfinished: bool = False
+                   ) -> list[WindowResult]:
+    """Decode each audio (at most one window long) once, with temperature fallback when asked for;
+    `keep_unfinished`: a window's unfinished last segment is kept (k2d.inference.windows)."""
     if not audios:
         return []
     prompts = prompts or [None] * len(audios)
@@ -75,7 +77,7 @@ def decode_windows(recognizer, audios: list[np.ndarray], settings: GenerationSet
         segments, seek = [], None
         if settings.timestamps:
             segments, seek = split_segments(hypothesis.tokens, recognizer.specials, recognizer.decode_text,
-                                            audio.size / SAMPLE_RATE)
+                                            audio.size / SAMPLE_RATE, keep_unfinished)
         results.append(WindowResult(text, segments, seek, hypothesis, temperature))
     return results
 

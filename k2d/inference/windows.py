@@ -7,6 +7,9 @@
     <|0.00|> a <|3.00|>                              one segment, closed by its only end timestamp
     <|1.00|> a                                       one segment from 1.00 to the window end
 
+With `keep_unfinished` (batched long-form: a window ends in silence, so nothing is decoded again) the
+unfinished last segment is kept, up to the window end: `<|0.00|> a <|2.00|><|2.40|> b` gives a and b.
+
 Times are relative to the window and clipped to the audio it holds.
 """
 
@@ -28,7 +31,7 @@ class Segment:
 
 
 def split_segments(
-    tokens: list[int], specials: SpecialTokens, decode_text, audio_seconds: float
+    tokens: list[int], specials: SpecialTokens, decode_text, audio_seconds: float, keep_unfinished: bool = False
 ) -> tuple[list[Segment], float | None]:
     """(segments, seek) of one window's generated tokens (without prefix and <|endoftext|>).
 
@@ -53,6 +56,9 @@ def split_segments(
             segments.append(segment(piece, clip(piece[0]), clip(piece[-1])))
             last = end_index
         seek = None if single_timestamp_ending else clip(tokens[last - 1])
+        if seek is not None and keep_unfinished:
+            segments.append(segment(tokens[last:], clip(tokens[last]), audio_seconds))
+            seek = None
     else:
         # a closing timestamp ends the segment, else it runs to the window's end
         end = clip(tokens[-1]) if single_timestamp_ending else audio_seconds

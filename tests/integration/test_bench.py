@@ -50,7 +50,8 @@ def test_throughput_spreads_audio_over_the_batch(tiny_whisper, tiny_cuts, tmp_pa
                                    str(tiny_cuts), seconds=4.0, batch=2, device="cpu",
                                    settings=GenerationSettings(max_new_tokens=4))
     assert "from 2 recordings" in table and "| stage 3, validator on chunks (transformers) | 2 |" in table
-    assert "| stage 1, k2d (ctranslate2) + Silero VAD | 2 |" in table
+    assert "| stage 1, k2d sequential (ctranslate2) + Silero VAD | 2 |" in table
+    assert "| stage 1, k2d batched (ctranslate2, VAD windows) | 4 |" in table
 
 
 def test_vad_benchmark_decodes_without_vad_and_skips_noise_with_it(tiny_whisper, tiny_cuts, tmp_path):

@@ -46,6 +46,14 @@ def test_an_unfinished_segment_is_dropped_and_decoded_again(tokenizer, specials)
     assert split(tokenizer, specials, tokens) == ([(0.0, 1.5, "模型")], 1.5)
 
 
+def test_batched_mode_keeps_the_unfinished_segment_to_the_window_end(tokenizer, specials):
+    # a batched window ends where speech ends: nothing decodes the tail again, so it is kept, up to 10 s
+    tokens = ids(tokenizer, "<|0.00|>", "模型", "<|1.50|>", "<|2.00|>", "资料")
+    segments, seek = split_segments(tokens, specials, lambda t: tokenizer.decode(t), 10.0, keep_unfinished=True)
+    assert [(s.start, s.end, s.text) for s in segments] == [(0.0, 1.5, "模型"), (2.0, 10.0, "资料")]
+    assert seek is None
+
+
 def test_text_no_timestamp_closes_is_kept_to_the_window_end(tokenizer, specials):
     tokens = ids(tokenizer, "<|1.00|>", "模型", "资料")
     assert split(tokenizer, specials, tokens) == ([(1.0, 10.0, "模型资料")], None)
