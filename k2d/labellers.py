@@ -7,6 +7,9 @@ win).
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 from k2d.audio import SAMPLE_RATE, read_whole
 from k2d.inference.batched import transcribe_batched
 from k2d.inference.settings import GenerationSettings
@@ -33,7 +36,7 @@ def faster_whisper_labels(ct2_dir: str, recordings: list, settings: GenerationSe
                           compute_type: str, batch_size: int = 0) -> Segments:
     """faster-whisper with k2d's decoding options; batch_size > 0: its BatchedInferencePipeline (which
     cuts the audio at voice-activity boundaries and decodes the pieces in batches, without previous text)."""
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
+    from faster_whisper import WhisperModel
 
     model = WhisperModel(ct2_dir, device=device, compute_type=compute_type)
     options = dict(language=settings.language, task=settings.task, beam_size=settings.num_beams, best_of=1,
@@ -42,15 +45,36 @@ def faster_whisper_labels(ct2_dir: str, recordings: list, settings: GenerationSe
                    log_prob_threshold=settings.logprob_threshold, no_speech_threshold=settings.no_speech_threshold,
                    without_timestamps=not settings.timestamps, word_timestamps=False)
     texts = {}
-    for recording in recordings:
-        audio = read_whole(recording)
-        if batch_size > 0:
-            segments, _ = BatchedInferencePipeline(model).transcribe(audio, batch_size=batch_size, **options)
-        else:
-            segments, _ = model.transcribe(audio, condition_on_previous_text=settings.condition_on_previous_text,
-                                           vad_filter=False, **options)
-        texts[recording.id] = [(s.start, s.end, s.text.strip()) for s in segments]
+    with window_padding(model.feature_extractor.nb_max_frames):
+        for recording in recordings:
+            texts[recording.id] = _faster_whisper_segments(model, read_whole(recording), settings, options,
+                                                           batch_size)
     return texts
+
+
+@contextlib.contextmanager
+def window_padding(frames: int):
+    """faster-whisper pads every window's features to 3,000 frames (30 s) whatever the model's window; a
+    model with a shorter one (k2d's adapted 10 s teachers) needs them padded to its own `frames`."""
+    import faster_whisper.transcribe as module
+
+    original = module.pad_or_trim
+    module.pad_or_trim = functools.partial(original, length=frames)
+    try:
+        yield
+    finally:
+        module.pad_or_trim = original
+
+
+def _faster_whisper_segments(model, audio, settings: GenerationSettings, options: dict, batch_size: int):
+    from faster_whisper import BatchedInferencePipeline
+
+    if batch_size > 0:
+        segments, _ = BatchedInferencePipeline(model).transcribe(audio, batch_size=batch_size, **options)
+    else:
+        segments, _ = model.transcribe(audio, condition_on_previous_text=settings.condition_on_previous_text,
+                                       vad_filter=False, **options)
+    return [(s.start, s.end, s.text.strip()) for s in segments]
 
 
 def pipeline_labels(model_dir: str, recordings: list, settings: GenerationSettings, window: float, device: str,

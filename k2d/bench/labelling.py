@@ -58,10 +58,11 @@ def label_quality(references: dict[str, str], speech: dict[str, list], labels: d
 
 def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_path: str, seconds: float, batch: int,
                      device: str, settings: GenerationSettings | None = None, supervisions_path: str | None = None,
-                     compute_type: str = "auto", external: bool = True) -> str:
+                     compute_type: str = "auto", external: bool = True, ctranslate2_only: bool = False) -> str:
     """Stage 1 (long-form labelling) and stage 3 (chunks) throughput, batch 1 vs batched, for both of k2d's
     backends and both stage-1 modes, beside faster-whisper (sequential and batched) and transformers' chunked
-    pipeline on the same model and audio; with the true supervisions, the quality of each labeller's output."""
+    pipeline on the same model and audio; with the true supervisions, the quality of each labeller's output.
+    `ctranslate2_only`: the rows a CTranslate2 compute type changes (k2d's ctranslate2 backend, faster-whisper)."""
     from lhotse import CutSet, RecordingSet
 
     from k2d import labellers
@@ -95,8 +96,9 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
                      else "- | - | -"))
         log.info("%s, batch %d: %.1f audio s/s", name, b, rows[-1][2])
 
+    backends = ("ctranslate2",) if ctranslate2_only else ("transformers", "ctranslate2")
     recognizers = {backend: load_recognizer(teacher, device=dev, backend=backend, compute_type=compute_type)
-                   for backend in ("transformers", "ctranslate2")}
+                   for backend in backends}
     for backend, recognizer in recognizers.items():
         for b in (1, batch):  # one recording at a time, then `batch` recordings side by side
             row(f"stage 1, k2d sequential ({backend})", b,
@@ -115,13 +117,14 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
         row("faster-whisper BatchedInferencePipeline (VAD chunks)", batch, functools.partial(
             labellers.faster_whisper_labels, ct2_dir, recordings, settings, dev.split(":")[0], ct2_type, batch),
             audio_seconds, optional=True)
-        row("transformers pipeline (chunked)", batch, functools.partial(
-            labellers.pipeline_labels, teacher, recordings, settings, recognizers["transformers"].window, dev, batch),
-            audio_seconds, optional=True)
+        if not ctranslate2_only:
+            row("transformers pipeline (chunked)", batch, functools.partial(
+                labellers.pipeline_labels, teacher, recordings, settings, recognizers["ctranslate2"].window, dev,
+                batch), audio_seconds, optional=True)
     cuts = CutSet.from_file(cuts_path).subset(first=32)
     audios = [load_cut_audio(c) for c in cuts]
     cut_seconds = sum(a.size for a in audios) / SAMPLE_RATE
-    for backend in ("transformers", "ctranslate2"):
+    for backend in backends:
         v_recognizer = load_recognizer(validator, device=dev, backend=backend, compute_type=compute_type)
         for b in (1, batch):
             row(f"stage 3, validator on chunks ({backend})", b,
@@ -131,7 +134,8 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
              f"timestamps {'on' if settings.timestamps else 'off'}, language {settings.language}; ctranslate2 "
              f"compute type {recognizers['ctranslate2'].model.compute_type}; one timed run after a warm-up; over "
              "non-speech: segments less than a quarter of whose time is reference speech", "",
-             "| work | batch | audio seconds per second | vs k2d transformers, batch 1 | label MER (S / D / I) "
+             f"| work | batch | audio seconds per second | vs {rows[0][0].removeprefix('stage 1, ')}, batch 1 "
+             "| label MER (S / D / I) "
              "| segments over non-speech | loop events |",
              "|---|---|---|---|---|---|---|"]
     stage1_base, stage3_base = rows[0][2], next(r[2] for r in rows if r[0].startswith("stage 3"))
