@@ -121,6 +121,7 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
             row("transformers pipeline (chunked)", batch, functools.partial(
                 labellers.pipeline_labels, teacher, recordings, settings, recognizers["ctranslate2"].window, dev,
                 batch), audio_seconds, optional=True)
+    window = recognizers["ctranslate2"].window
     cuts = CutSet.from_file(cuts_path).subset(first=32)
     audios = [load_cut_audio(c) for c in cuts]
     cut_seconds = sum(a.size for a in audios) / SAMPLE_RATE
@@ -133,7 +134,9 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
              f"recordings, stage 3 on {len(audios)} chunks ({cut_seconds:.0f} s) of {validator}; greedy, "
              f"timestamps {'on' if settings.timestamps else 'off'}, language {settings.language}; ctranslate2 "
              f"compute type {recognizers['ctranslate2'].model.compute_type}; one timed run after a warm-up; over "
-             "non-speech: segments less than a quarter of whose time is reference speech", "",
+             "non-speech: segments less than a quarter of whose time is reference speech"
+             + (f"; faster-whisper with its feature padding set to the model's {window:g} s window (it pads to 30 s)"
+                if external and window != 30.0 else ""), "",
              f"| work | batch | audio seconds per second | vs {rows[0][0].removeprefix('stage 1, ')}, batch 1 "
              "| label MER (S / D / I) "
              "| segments over non-speech | loop events |",
