@@ -62,10 +62,13 @@ def load_scores(exp_dir: Path, model: str, test_set: str) -> dict | None:
 
 
 def kept_share(filter_report: dict | None, model: str) -> str:
-    """'74%' for a student trained on the chunks a metric kept; '-' for teacher and validator."""
+    """'74%' for a student trained on the chunks a metric kept (student_METRIC, or student_METRIC_anything
+    for another run of it, e.g. a second seed); '-' for teacher and validator."""
     if not model.startswith("student_") or filter_report is None:
         return "-"
-    summary = filter_report["metrics"].get(model.removeprefix("student_"))
+    name = model.removeprefix("student_")
+    metrics = [m for m in filter_report["metrics"] if name == m or name.startswith(m + "_")]
+    summary = filter_report["metrics"][max(metrics, key=len)] if metrics else None
     return f"{summary['kept_percent']:.0f}%" if summary else "?"
 
 

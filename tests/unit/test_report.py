@@ -23,6 +23,10 @@ def test_kept_share_of_each_student():
     assert kept_share(report, "student_composite") == "74%"
     assert kept_share(report, "teacher") == "-" and kept_share(None, "student_none") == "-"
     assert kept_share(report, "student_per") == "?"  # a metric the report does not cover
+    assert kept_share(report, "student_composite_seed1") == "74%"  # another run of the same student
+    report["metrics"]["two_validators"] = {"kept_percent": 40.2}
+    report["metrics"]["two"] = {"kept_percent": 1.0}  # a shorter name that is a prefix: the longest match wins
+    assert kept_share(report, "student_two_validators_seed1") == "40%"
 
 
 def test_learning_curves_keep_the_last_validation_of_each_step(tmp_path):
