@@ -75,6 +75,7 @@ def get_parser() -> argparse.ArgumentParser:
     through.add_argument("--supervisions", help="true supervisions of --recordings: score each labeller's output")
     through.add_argument("--compute-type", default="auto", help="CTranslate2 compute type (float32, int8, ...)")
     through.add_argument("--language", default="zh")
+    through.add_argument("--labels-dir", type=Path, help="write each stage-1 row's labels (supervisions) here")
     through.add_argument("--ctranslate2-only", action="store_true",
                          help="only the rows a compute type changes (k2d's ctranslate2 backend, faster-whisper)")
     vad = sub.add_parser("vad", help="stage 1 with and without voice activity detection: hallucinations, MER, speed")
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         table = bench_throughput(args.teacher, args.validator, args.recordings, args.cuts, args.seconds, args.batch,
                                  args.device, GenerationSettings(language=args.language), args.supervisions,
-                                 args.compute_type, ctranslate2_only=args.ctranslate2_only)
+                                 args.compute_type, ctranslate2_only=args.ctranslate2_only,
+                                 labels_dir=args.labels_dir)
     print(table)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -58,11 +58,14 @@ def label_quality(references: dict[str, str], speech: dict[str, list], labels: d
 
 def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_path: str, seconds: float, batch: int,
                      device: str, settings: GenerationSettings | None = None, supervisions_path: str | None = None,
-                     compute_type: str = "auto", external: bool = True, ctranslate2_only: bool = False) -> str:
+                     compute_type: str = "auto", external: bool = True, ctranslate2_only: bool = False,
+                     labels_dir: Path | None = None) -> str:
     """Stage 1 (long-form labelling) and stage 3 (chunks) throughput, batch 1 vs batched, for both of k2d's
     backends and both stage-1 modes, beside faster-whisper (sequential and batched) and transformers' chunked
     pipeline on the same model and audio; with the true supervisions, the quality of each labeller's output.
-    `ctranslate2_only`: the rows a CTranslate2 compute type changes (k2d's ctranslate2 backend, faster-whisper)."""
+    `ctranslate2_only`: the rows a CTranslate2 compute type changes (k2d's ctranslate2 backend, faster-whisper).
+    `labels_dir`: each stage-1 row's labels as a supervisions manifest beside the (truncated) recordings', for
+    stages 2-4 (what the filter keeps of each labeller's labels)."""
     from lhotse import CutSet, RecordingSet
 
     from k2d import labellers
@@ -77,6 +80,9 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
               if supervisions_path else {})
     dev = str(resolve_device(device))
     rows = []
+    if labels_dir:
+        labels_dir.mkdir(parents=True, exist_ok=True)
+        RecordingSet.from_recordings(recordings).to_file(labels_dir / "recordings.jsonl.gz")
 
     def row(name, b, fn, base_seconds, optional=False):
         labels = {}
@@ -94,6 +100,8 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
             return
         rows.append((name, b, base_seconds / elapsed, label_quality(references, speech, labels) if labels
                      else "- | - | -"))
+        if labels_dir and labels:
+            write_labels(labels, labels_dir / f"{slug(name)}_b{b}.jsonl.gz")
         log.info("%s, batch %d: %.1f audio s/s", name, b, rows[-1][2])
 
     backends = ("ctranslate2",) if ctranslate2_only else ("transformers", "ctranslate2")
@@ -149,6 +157,21 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
         base = stage3_base if name.startswith("stage 3") else stage1_base
         lines.append(f"| {name} | {b} | {rate:.1f} | {rate / base:.2f}x | {quality} |")
     return "\n".join(lines)
+
+
+def slug(name: str) -> str:
+    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+
+
+def write_labels(labels: dict[str, list], path: Path) -> None:
+    """A labeller's segments as stage 1 writes them (one lhotse supervision per segment)."""
+    from lhotse import SupervisionSegment, SupervisionSet
+
+    SupervisionSet.from_segments(
+        SupervisionSegment(f"{key}-pl{n:05d}", key, round(start, 3), round(max(end - start, 0.0), 3), channel=0,
+                           text=text)
+        for key, segments in labels.items() for n, (start, end, text) in enumerate(segments) if end > start
+    ).to_file(path)
 
 
 def bench_vad(teacher: str, config_path: Path, recordings_path: str, supervisions_path: str, device: str) -> str:

@@ -48,12 +48,15 @@ def test_throughput_spreads_audio_over_the_batch(tiny_whisper, tiny_cuts, tmp_pa
     recordings.to_file(tmp_path / "recordings.jsonl.gz")
     table = labelling.bench_throughput(str(tmp_path / "m"), str(tmp_path / "m"), str(tmp_path / "recordings.jsonl.gz"),
                                    str(tiny_cuts), seconds=4.0, batch=2, device="cpu",
-                                   settings=GenerationSettings(max_new_tokens=4))
+                                   settings=GenerationSettings(max_new_tokens=4), labels_dir=tmp_path / "labels")
     assert "from 2 recordings" in table and "| stage 3, validator on chunks (transformers) | 2 |" in table
     assert "| stage 1, k2d sequential (ctranslate2) + Silero VAD | 2 |" in table
     assert "| stage 1, k2d batched (ctranslate2, VAD windows) | 4 |" in table
     # faster-whisper runs a model whose window is not 30 s (its padding set to the model's window)
     assert "cannot run" not in table and "| faster-whisper BatchedInferencePipeline (VAD chunks) | 2 |" in table
+    # each stage-1 labeller's segments, for stages 2-4 (the random model writes some text on the noise)
+    assert (tmp_path / "labels" / "recordings.jsonl.gz").is_file()
+    assert (tmp_path / "labels" / "stage_1_k2d_sequential_ctranslate2_b1.jsonl.gz").is_file()
 
 
 def test_vad_benchmark_decodes_without_vad_and_skips_noise_with_it(tiny_whisper, tiny_cuts, tmp_path):
