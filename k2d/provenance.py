@@ -117,7 +117,7 @@ def made_by() -> str:
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown (not a git checkout)"
     versions = []
-    for package in ("torch", "transformers", "lhotse", "ctranslate2", "espnet"):
+    for package in ("torch", "transformers", "lhotse", "ctranslate2", "faster-whisper", "espnet"):
         try:
             versions.append(f"{package} {importlib.metadata.version(package)}")
         except importlib.metadata.PackageNotFoundError:

@@ -16,6 +16,7 @@ from k2d.bench.training import TRAIN_MODES, bench_train, train_step_stats
 from k2d.inference.settings import GenerationSettings
 from k2d.models.names import resolve_model
 from k2d.models.whisper import add_device_argument
+from k2d.provenance import made_by
 from k2d.runtimes import measure_runtimes, model_window, runtimes_header, runtimes_table, short_utterances
 from k2d.speed import (
     hardware,
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                                  args.device, GenerationSettings(language=args.language), args.supervisions,
                                  args.compute_type, ctranslate2_only=args.ctranslate2_only,
                                  labels_dir=args.labels_dir)
+    table += "\n\n" + made_by()  # every benchmark table says which code and versions made it
     print(table)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
