@@ -11,9 +11,8 @@ import contextlib
 import functools
 
 from k2d.audio import SAMPLE_RATE, read_whole
-from k2d.inference.batched import transcribe_batched
+from k2d.inference.batched import transcribe_recordings
 from k2d.inference.settings import GenerationSettings
-from k2d.inference.transcribe import transcribe_longform
 
 Segments = dict[str, list[tuple[float, float, str]]]
 
@@ -21,10 +20,7 @@ Segments = dict[str, list[tuple[float, float, str]]]
 def k2d_labels(recognizer, recordings: list, settings: GenerationSettings, batch_size: int,
                vad: bool = False, mode: str = "sequential") -> Segments:
     """Stage 1's labeller in either mode (k2d.pseudo_label's `mode`)."""
-    if mode == "batched":
-        results = transcribe_batched(recognizer, recordings, settings, batch_size)
-    else:
-        results = transcribe_longform(recognizer, recordings, settings, batch_size, vad=vad)
+    results = transcribe_recordings(recognizer, recordings, settings, mode, batch_size, vad=vad)
     return {r.recording_id: [(s.start, s.end, s.text) for s in r.segments] for r in results}
 
 

@@ -26,9 +26,8 @@ from tqdm import tqdm
 
 from k2d.config import ConfigError, add_config_arguments, option, parse_stage_args, save_config
 from k2d.inference.backends import recognizer_for
-from k2d.inference.batched import transcribe_batched
+from k2d.inference.batched import MODES, transcribe_recordings
 from k2d.inference.settings import GenerationSettings
-from k2d.inference.transcribe import transcribe_longform
 from k2d.manifests import read_manifest
 from k2d.models.names import resolve_model
 from k2d.models.tokenizer import TIME_PRECISION
@@ -37,9 +36,6 @@ from k2d.progress import ShardJob, add_shard_arguments, run_sharded
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.pseudo_label")
-
-
-MODES = ("sequential", "batched")
 
 
 @dataclass
@@ -72,11 +68,8 @@ def label(recognizer_factory, recordings: list, config: PseudoLabelConfig) -> It
     """Stage 1's work: one record per recording (its segments, or why it was skipped)."""
     recognizer = recognizer_factory()
     keys = {r.id: recording_key(r) for r in recordings}
-    if config.mode == "batched":
-        results = transcribe_batched(recognizer, recordings, config, config.batch_size)
-    else:
-        results = transcribe_longform(recognizer, recordings, config, config.batch_size, config.silence_rms,
-                                      config.vad)
+    results = transcribe_recordings(recognizer, recordings, config, config.mode, config.batch_size,
+                                    config.silence_rms, config.vad)
     for result in tqdm(results, total=len(recordings), desc="pseudo-label", unit="rec"):
         if result.error:
             log.warning("skipped %s: %s", result.recording_id, result.error)

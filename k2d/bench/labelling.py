@@ -41,6 +41,13 @@ def truth_by_recording(supervisions_path: str | None, recordings: list) -> dict[
     return {key: join_texts(texts) for key, texts in grouped.items()}
 
 
+def reference_speech(supervisions_path) -> dict[str, list[tuple[float, float]]]:
+    """Each recording's reference utterances as sorted (start, end) spans (where speech is)."""
+    from k2d.filtering import load_truth
+
+    return {key: sorted((s.start, s.end) for s in sups) for key, sups in load_truth(Path(supervisions_path)).items()}
+
+
 def label_quality(references: dict[str, str], speech: dict[str, list], labels: dict[str, list]) -> str:
     """A labeller's output against the truth: MER (S / D / I), segments over non-speech, loop events."""
     from k2d.metrics.hallucination import HallucinationCounts, hallucinations
@@ -70,14 +77,12 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
 
     from k2d import labellers
     from k2d.audio import load_cut_audio
-    from k2d.filtering import load_truth
 
     recordings = spread_audio(RecordingSet.from_file(recordings_path), seconds, batch)
     audio_seconds = sum(r.duration for r in recordings)
     settings = settings or GenerationSettings()
     references = truth_by_recording(supervisions_path, recordings)
-    speech = ({key: sorted((s.start, s.end) for s in sups) for key, sups in load_truth(Path(supervisions_path)).items()}
-              if supervisions_path else {})
+    speech = reference_speech(supervisions_path) if supervisions_path else {}
     dev = str(resolve_device(device))
     rows = []
     if labels_dir:
@@ -107,6 +112,7 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
     backends = ("ctranslate2",) if ctranslate2_only else ("transformers", "ctranslate2")
     recognizers = {backend: load_recognizer(teacher, device=dev, backend=backend, compute_type=compute_type)
                    for backend in backends}
+    window = recognizers["ctranslate2"].window
     for backend, recognizer in recognizers.items():
         for b in (1, batch):  # one recording at a time, then `batch` recordings side by side
             row(f"stage 1, k2d sequential ({backend})", b,
@@ -127,9 +133,8 @@ def bench_throughput(teacher: str, validator: str, recordings_path: str, cuts_pa
             audio_seconds, optional=True)
         if not ctranslate2_only:
             row("transformers pipeline (chunked)", batch, functools.partial(
-                labellers.pipeline_labels, teacher, recordings, settings, recognizers["ctranslate2"].window, dev,
-                batch), audio_seconds, optional=True)
-    window = recognizers["ctranslate2"].window
+                labellers.pipeline_labels, teacher, recordings, settings, window, dev, batch), audio_seconds,
+                optional=True)
     cuts = CutSet.from_file(cuts_path).subset(first=32)
     audios = [load_cut_audio(c) for c in cuts]
     cut_seconds = sum(a.size for a in audios) / SAMPLE_RATE
@@ -181,7 +186,6 @@ def bench_vad(teacher: str, config_path: Path, recordings_path: str, supervision
 
     from k2d.audio import read_window
     from k2d.config import build_config, load_yaml
-    from k2d.filtering import load_truth
     from k2d.inference.backends import recognizer_for
     from k2d.inference.transcribe import decode_windows, joined_text, transcribe_longform
     from k2d.metrics.hallucination import MIN_SPEECH, HallucinationCounts, hallucinations
@@ -191,7 +195,7 @@ def bench_vad(teacher: str, config_path: Path, recordings_path: str, supervision
     recordings = list(RecordingSet.from_file(recordings_path))
     audio_seconds = sum(r.duration for r in recordings)
     references = truth_by_recording(supervisions_path, recordings)
-    speech = {key: sorted((s.start, s.end) for s in sups) for key, sups in load_truth(Path(supervisions_path)).items()}
+    speech = reference_speech(supervisions_path)
     recognizer = recognizer_for(config, teacher, str(resolve_device(device)))
     list(decode_windows(recognizer, [read_window(recordings[0], 0.0, recognizer.window)], config, [None]))  # warm-up
     lines = [f"{hardware()}; {teacher}; stage 1 ({config_path}, backend {config.backend}, batch "

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 from k2d.audio import AudioError, read_window
 from k2d.inference.settings import GenerationSettings
-from k2d.inference.transcribe import LongFormResult, decode_windows
+from k2d.inference.transcribe import LongFormResult, decode_windows, transcribe_longform
 from k2d.inference.vad import PAD_MS, speech_spans
 from k2d.inference.windows import Segment
 
+MODES = ("sequential", "batched")  # stage 1's long-form modes
 VAD_BLOCK = 600.0  # seconds given to the detector at once: hours-long files are never loaded whole
 EPSILON = 1e-6
 
@@ -73,6 +74,15 @@ def recording_speech_spans(recording, window: float, block: float = VAD_BLOCK) -
 def vad_windows(recording, window: float) -> list[tuple[float, float]]:
     """The batched mode's windows of a recording: its speech regions, merged."""
     return speech_windows(recording_speech_spans(recording, window), window)
+
+
+def transcribe_recordings(recognizer, recordings, settings: GenerationSettings, mode: str, batch_size: int,
+                          silence_rms: float = 1e-4, vad: bool = False) -> Iterator[LongFormResult]:
+    """Long-form results of every recording in either of MODES (stage 1's `mode`); `silence_rms` and `vad`
+    are the sequential mode's (the batched one always finds speech with VAD)."""
+    if mode == "batched":
+        return transcribe_batched(recognizer, recordings, settings, batch_size)
+    return transcribe_longform(recognizer, recordings, settings, batch_size, silence_rms, vad)
 
 
 @dataclass(eq=False)  # compared by identity
@@ -140,9 +150,4 @@ def _decode(recognizer, batch: list[tuple[_Job, float, float]], settings) -> Ite
         result.decoded_seconds += end - start
         result.segments += [Segment(start + s.start, start + s.end, s.text, s.tokens, window.hypothesis.avg_logprob,
                                     window.hypothesis.no_speech_prob) for s in window.segments]
-    done = []
-    for job, _, _ in batch:
-        if job.left == 0 and job not in done:
-            done.append(job)
-    for job in done:
-        yield job.result
+    yield from (job.result for job in dict.fromkeys(job for job, _, _ in batch if job.left == 0))

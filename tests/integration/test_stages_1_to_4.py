@@ -151,7 +151,7 @@ def test_stage_1_and_3_resume_after_a_crash(model_dir, tmp_path, monkeypatch):
         segments, chunks, validated = out / "pl.jsonl.gz", out / "chunks.jsonl.gz", out / "validated.jsonl.gz"
         if crash_stage == 1:
             with monkeypatch.context() as m:
-                crash_after(pseudo_label, "transcribe_longform", 2, m)
+                crash_after(pseudo_label, "transcribe_recordings", 2, m)
                 with pytest.raises(Crash):
                     pseudo_label.main(["--recordings", str(manifest), "--output", str(segments), *common])
             assert not segments.exists()  # no half-written output

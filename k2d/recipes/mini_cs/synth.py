@@ -38,7 +38,7 @@ def espeak_binary() -> str:
 
 
 def _parse_espeak_wav(data: bytes, text: str) -> np.ndarray:
-    # espeak-ng writes a 44-byte RIFF header with placeholder lengths when writing to a pipe.
+    # To a pipe, espeak-ng writes a 44-byte RIFF header whose length fields it cannot fill in: read past it.
     if len(data) < 44 or data[:4] != b"RIFF" or data[36:40] != b"data":
         raise RuntimeError(f"espeak-ng returned no audio for {text!r}")
     return np.frombuffer(data[44:], dtype="<i2").astype(np.float32) / 32768.0
