@@ -37,6 +37,7 @@ import yaml
 from lhotse import CutSet
 from lhotse.array import Array
 from tqdm import tqdm
+from transformers import WhisperConfig
 
 from k2d.audio import load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, build_config, load_yaml, parse_stage_args
@@ -44,6 +45,7 @@ from k2d.cuts import TEACHER_CACHE_FIELD, TEACHER_ENCODER_FIELD, ChunkFields, ch
 from k2d.manifests import read_manifest
 from k2d.metrics.distances import METRICS, keep
 from k2d.models.names import resolve_model
+from k2d.models.tokenizer import window_seconds
 from k2d.models.whisper import add_device_argument
 from k2d.progress import ShardJob, add_shard_arguments, run_sharded
 from k2d.train.config import DistillConfig
@@ -63,11 +65,18 @@ def kept_by_any(cut, metrics: list[str], alpha: float) -> bool:
     return distances is not None and any(keep(distances, m, alpha) for m in metrics)
 
 
+def cache_key(cut, options: LabelOptions) -> str:
+    """The chunk's progress key (chunk_key), and how much earlier its training window opens when it does
+    (pause_open): changing which windows open early recomputes only those."""
+    lead = round(cut.start - training_view(cut, options)[0].start, 3)
+    return chunk_key(cut) + (f"<{lead:.3f}" if lead else "")
+
+
 def label_variants(cut, tokenizer, options: LabelOptions) -> dict:
     """Every label form a student can draw for this cut: variant -> DecoderLabels (too-long ones left out)."""
     fields = ChunkFields.from_cut(cut)
     prev_text = fields.prev_text if fields is not None else None
-    _, segments = training_view(cut, options.whole_window)
+    _, segments = training_view(cut, options)
     variants = {}
     for name in LABEL_VARIANTS:
         prompt = prev_text if name.endswith("_prompt") else None
@@ -117,14 +126,14 @@ def cache_block(job: CacheJob, cuts: list, path: Path, batch_size: int) -> list[
     with array_block(path) as writer:
         for first in range(0, len(cuts), batch_size):
             batch = cuts[first : first + batch_size]
-            audios = [load_cut_audio(training_view(c, job.options.whole_window)[0]) for c in batch]
+            audios = [load_cut_audio(training_view(c, job.options)[0]) for c in batch]
             features = job.processor.feature_extractor(audios, sampling_rate=16000, return_tensors="pt").input_features
             with torch.no_grad():
                 states = job.teacher.get_encoder()(features.to(job.teacher.device, job.teacher.dtype)).last_hidden_state
             states16 = states.to(torch.float16)
             for i, cut in enumerate(batch):
                 writer.write(f"{cut.id}/encoder", states16[i].cpu().numpy())
-                record = {"key": chunk_key(cut), "encoder": list(states16[i].shape), "topk": {}}
+                record = {"key": cache_key(cut, job.options), "encoder": list(states16[i].shape), "topk": {}}
                 if job.topk:
                     variants = label_variants(cut, job.processor.tokenizer, job.options)
                     if variants:
@@ -139,16 +148,14 @@ def cache_block(job: CacheJob, cuts: list, path: Path, batch_size: int) -> list[
     return records
 
 
-def cache_chunks(teacher_name: str, device: str, config, cuts: list, storage: Path) -> Iterator[dict]:
+def cache_chunks(teacher_name: str, device: str, config, options: LabelOptions, cuts: list,
+                 storage: Path) -> Iterator[dict]:
     """The stage's work: store the teacher's outputs of `cuts`, block by block; a record per chunk."""
     import uuid
 
-    from k2d.models.tokenizer import window_seconds
     from k2d.models.whisper import load_whisper
 
     teacher, processor = load_whisper(teacher_name, device=device, dtype=config.dtype, mix_lang_emb=config.mix_lang_emb)
-    options = LabelOptions(window=window_seconds(teacher.config.max_source_positions), language=config.language,
-                           whole_window=config.whole_window)
     job = CacheJob(teacher, processor, options, config.cache_topk, config.temperature)
     storage.mkdir(parents=True, exist_ok=True)
     for stray in remove_stray_temporaries(storage):
@@ -239,26 +246,26 @@ def main(argv: list[str] | None = None) -> int:
     def selected():
         return selected_cuts(args.cuts, args.metrics, args.alpha)
 
+    model_config = WhisperConfig.from_pretrained(resolve_model(args.teacher))
     if args.dry_run:
-        from transformers import WhisperConfig
-
-        model_config = WhisperConfig.from_pretrained(resolve_model(args.teacher))
         plan = planned_bytes(selected(), config, model_config.d_model, model_config.max_source_positions)
         print(yaml.safe_dump(plan, sort_keys=False), end="")
         print(f"total: about {(plan['encoder_bytes'] + plan['topk_bytes_at_most']) / 2**30:.2f} GiB")
         return 0
     info = {"model": str(args.teacher), "topk": config.cache_topk, "temperature": config.temperature,
-            "dtype": "float16", "whole_window": config.whole_window}
+            "dtype": "float16", "whole_window": config.whole_window, "pause_open": config.pause_open}
+    options = LabelOptions.of(config, window_seconds(model_config.max_source_positions))
     storage = args.output.parent / ".teacher_cache" / args.output.name.split(".")[0]
     what = {name: getattr(config, name) for name in ("cache_topk", "temperature", "language", "mix_lang_emb",
                                                       "dtype", "freeze_encoder", "whole_window")}
     return run_sharded(
-        ShardJob.from_args(args.output, args), items=selected, key=chunk_key,
-        work=lambda todo: cache_chunks(args.teacher, args.device, config, todo, storage),
+        ShardJob.from_args(args.output, args), items=selected, key=lambda cut: cache_key(cut, options),
+        work=lambda todo: cache_chunks(args.teacher, args.device, config, options, todo, storage),
         merge=lambda records, _: merge(records, selected(), args.output, info), stage="teacher cache",
         inputs={"chunks": args.cuts, "teacher": resolve_model(args.teacher), "config": what,
-                "selection": {"metrics": args.metrics, "alpha": args.alpha}},
-        growing=("chunks", "selection"),
+                "selection": {"metrics": args.metrics, "alpha": args.alpha},
+                "windows": {"pause_open": config.pause_open}},
+        growing=("chunks", "selection", "windows"),
     )
 
 

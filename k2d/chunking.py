@@ -5,8 +5,10 @@ chunk while the chunk, from its first segment's start, stays within `max_chunk`;
 and start the next one with that segment. When the closing segment crossed the boundary having started
 more than `continued_min` seconds before it, the chunk's audio (which runs to the boundary) holds speech its
 label lacks: the chunk is marked continued, and the validator hears it only to its last complete segment.
-Each chunk also records its window's end (start + max_chunk) and, when the next segment begins before it,
-that segment's start: stage 5 can then train on the whole window, as long-form decoding sees one.
+Each chunk also records its window's end (start + max_chunk), when the next segment begins before it, that
+segment's start, and the pause before it (since the end of the previous segment, or the recording's start):
+stage 5 can then train on the whole window as long-form decoding sees one, including windows that open where
+the previous speech ended (long-form decoding resumes at the last segment's end timestamp).
 A single segment longer than `max_chunk` cannot be a chunk and is dropped; empty segments are skipped.
 
     python -m k2d.chunking --recordings REC.jsonl.gz --segments NAME_supervisions_SPLIT-pl.jsonl.gz \\
@@ -55,6 +57,7 @@ class Chunk:
     prev_text: str | None = None
     boundary: float | None = None  # start + max_chunk: where the chunk's window ends
     next_start: float | None = None  # the next segment's start, when it begins before the boundary
+    pause_before: float | None = None  # seconds since the end of the previous segment (or the recording's start)
 
     @property
     def complete_end(self) -> float:
@@ -97,6 +100,8 @@ def chunk_segments(
     stats = stats if stats is not None else ChunkStats()
     chunks: list[Chunk] = []
     current: list[TeacherSegment] = []
+    speech_end = 0.0  # the latest end of any segment before the current one (dropped ones included)
+    pause = 0.0  # the pause before the current chunk's first segment
 
     def close(following: TeacherSegment | None) -> None:
         if not current:
@@ -108,9 +113,10 @@ def chunk_segments(
         end = boundary if continued else current[-1].end
         prev = chunks[-1].text if chunks else None
         chunks.append(Chunk(start, end, list(current), continued, prev, boundary,
-                            following.start if crossing else None))
+                            following.start if crossing else None, round(pause, 3)))
 
     for seg in sorted(segments, key=lambda s: (s.start, s.end)):
+        before, speech_end = speech_end, max(speech_end, seg.end)
         if not seg.text.strip():
             stats.dropped_empty += 1
             continue
@@ -123,6 +129,8 @@ def chunk_segments(
         if current and seg.end - current[0].start > max_chunk:
             close(seg)
             current = []
+        if not current:
+            pause = max(seg.start - before, 0.0)
         current.append(seg)
     close(None)
     stats.chunks += len(chunks)
@@ -150,7 +158,7 @@ def chunk_cut(recording, chunk: Chunk, index: int) -> MonoCut:
         custom=ChunkFields(chunk.text, chunk.continued, round(chunk.complete_end, 3), chunk.prev_text,
                            teacher_logprob=chunk.teacher_logprob,
                            teacher_no_speech=chunk.teacher_no_speech, window_end=window_end,
-                           next_start=next_start).to_custom(),
+                           next_start=next_start, pause_before=chunk.pause_before).to_custom(),
     )
 
 

@@ -28,6 +28,7 @@ class ChunkFields:
     second_validator_text: str | None = None  # stage 3 with a second validator
     window_end: float | None = None  # end of the chunk's window (its start + max_chunk, within the recording)
     next_start: float | None = None  # start of the teacher's next segment when it begins inside the window
+    pause_before: float | None = None  # seconds without a teacher segment before the chunk's start
 
     @classmethod
     def from_cut(cls, cut) -> ChunkFields | None:

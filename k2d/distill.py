@@ -32,7 +32,7 @@ from lhotse import CutSet
 from k2d import provenance
 from k2d.audio import labelled_cut, load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, parse_stage_args, save_config
-from k2d.cuts import teacher_text
+from k2d.cuts import TEACHER_CACHE_FIELD, teacher_text
 from k2d.models.names import resolve_model
 from k2d.models.student import create_student
 from k2d.models.tokenizer import window_seconds
@@ -66,19 +66,21 @@ def validation_items(args, config: DistillConfig) -> list:
     return [(load_cut_audio(labelled_cut(c)), teacher_text(c)) for c in cuts[: config.valid_max_cuts]]
 
 
-def too_long_labels(cuts, tokenizer, window: float, language: str, whole_window: bool) -> set[str]:
+def too_long_labels(cuts, tokenizer, options: LabelOptions) -> set[str]:
     """Ids of the cuts whose label cannot fit the decoder's context: dropped from training, not truncated."""
-    return {c.id for c in cuts if not label_fits(tokenizer, training_view(c, whole_window)[1], window, language)}
+    return {c.id for c in cuts
+            if not label_fits(tokenizer, training_view(c, options)[1], options.window, options.language)}
 
 
 def fits(cut, too_long: frozenset) -> bool:
     return cut.id not in too_long
 
 
-def attach_cache(kept_path: Path, cache_path: Path, output: Path) -> int:
+def attach_cache(kept_path: Path, cache_path: Path, output: Path, windows: dict) -> int:
     """Write the kept cuts with their cached teacher outputs to OUTPUT. Both manifests list chunks in the
-    order of stage 3's output, so one streaming pass joins them; a kept chunk missing from the cache is an
-    error. Returns the number of cuts written."""
+    order of stage 3's output, so one streaming pass joins them; a kept chunk missing from the cache, or
+    cached for other training windows (`windows`: whole_window, pause_open), is an error. Returns the number
+    of cuts written."""
     cached = iter(CutSet.from_jsonl_lazy(cache_path))
     count = 0
     with atomic_path(output) as tmp, CutSet.open_writer(tmp) as writer:
@@ -87,6 +89,10 @@ def attach_cache(kept_path: Path, cache_path: Path, output: Path) -> int:
             if match is None:
                 raise RuntimeError(f"chunk {cut.id} of {kept_path} has no cached teacher outputs in {cache_path} "
                                    "(cached for other filter settings?): cache the teacher again with --force")
+            cached_windows = {name: match.custom[TEACHER_CACHE_FIELD].get(name, 0.0) for name in windows}
+            if cached_windows != windows:
+                raise RuntimeError(f"{cache_path} was cached for training windows {cached_windows}, the config "
+                                   f"asks for {windows}: cache the teacher again (run.sh's stage 5 does)")
             writer.write(match)
             count += 1
     return count
@@ -152,7 +158,8 @@ def use_teacher_cache(args, config: DistillConfig) -> bool:
         raise DistillError("cached teacher outputs are exact only for a frozen encoder: freeze_encoder is false")
     train_path = args.out_dir / "train_cuts.jsonl.gz"
     try:
-        count = attach_cache(args.train_cuts, args.teacher_cache, train_path)
+        count = attach_cache(args.train_cuts, args.teacher_cache, train_path,
+                             {"whole_window": config.whole_window, "pause_open": config.pause_open})
     except RuntimeError as error:
         raise DistillError(str(error)) from None
     log.info("training from cached teacher outputs: %d chunks -> %s", count, train_path)
@@ -176,8 +183,8 @@ def load_models(args, config: DistillConfig):
 def training_data(args, config: DistillConfig, processor, window: float):
     """(sampler, dataset, ids of chunks left out because their labels do not fit the decoder's context)."""
     train_cuts = CutSet.from_jsonl_lazy(args.train_cuts)
-    too_long = frozenset(too_long_labels(train_cuts, processor.tokenizer, window, config.language,
-                                         config.whole_window))
+    options = LabelOptions.of(config, window)
+    too_long = frozenset(too_long_labels(train_cuts, processor.tokenizer, options))
     if too_long:
         log.warning("%d chunk(s) have labels longer than the decoder's context: left out (e.g. %s)",
                     len(too_long), min(too_long))
@@ -188,8 +195,6 @@ def training_data(args, config: DistillConfig, processor, window: float):
         sampler = make_sampler(train_cuts, config.max_duration, config.num_buckets, config.seed)
     except RuntimeError as error:
         raise DistillError(f"{error} in {args.train_cuts} (did the filter keep nothing?)") from None
-    options = LabelOptions(window=window, language=config.language, timestamp_prob=config.timestamp_prob,
-                           prompt_prob=config.prompt_prob, seed=config.seed, whole_window=config.whole_window)
     tokenizer = processor.tokenizer
     dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id), options)
     return sampler, dataset, too_long

@@ -53,6 +53,10 @@ class DistillConfig(TrainConfig):
         False, "train on each chunk's whole window (audio to the window's end, the next segment's start "
         "timestamp closing the label) as long-form decoding sees a window; false: only the audio the label "
         "covers (the authors)")
+    pause_open: float = option(
+        0.0, "with whole_window: share of chunks whose window opens where the speech before them ended (a "
+        "window of long-form decoding resumes at the last segment's end; the same chunks in every epoch)",
+        minimum=0, maximum=1)
     timestamp_prob: float = option(0.5, "share of labels that keep their timestamp tokens", minimum=0, maximum=1)
     prompt_prob: float = option(0.2, "share of labels conditioned on the previous chunk's text", minimum=0, maximum=1)
     language: str = option("zh", "language token of the labels")
@@ -77,3 +81,5 @@ class DistillConfig(TrainConfig):
         super().__post_init__()
         if self.trainer not in ("k2d", "espnet"):
             raise ConfigError(f"trainer must be k2d or espnet, got {self.trainer!r}")
+        if self.pause_open and not self.whole_window:
+            raise ConfigError("pause_open needs whole_window: true (a window opened at the pause runs to its end)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -34,6 +35,14 @@ class LabelOptions:
     prompt_prob: float = 0.2
     seed: int = 0
     whole_window: bool = False  # chunks: train on the whole window (training_view)
+    pause_open: float = 0.0  # with whole_window: share of windows opened at the pause before the chunk
+
+    @classmethod
+    def of(cls, config, window: float) -> LabelOptions:
+        """The label options of a stage-5 config (k2d.train.config.DistillConfig) for a model's window."""
+        return cls(window=window, language=config.language, timestamp_prob=config.timestamp_prob,
+                   prompt_prob=config.prompt_prob, seed=config.seed, whole_window=config.whole_window,
+                   pause_open=config.pause_open)
 
 
 @dataclass
@@ -103,22 +112,57 @@ def cut_segments(cut) -> list[TimedText]:
     return segments
 
 
-def training_view(cut, whole_window: bool) -> tuple[object, list[TimedText]]:
+MIN_PAUSE_LEAD = 0.1  # seconds: a window opened earlier by less is the same window
+
+
+def pause_lead(cut, fields: ChunkFields, segments: list[TimedText], pause_open: float) -> float:
+    """Seconds by which the chunk's window opens early, at the end of the speech before it (0: at its start).
+
+    A share `pause_open` of the chunks, chosen by a hash of the id: the same chunks in every epoch, for every
+    seed and in the teacher cache. The lead is the whole pause, shortened so that the first segment still ends
+    inside the window (and the window starts inside the recording)."""
+    if not pause_open or not fields.pause_before or not segments or segments[0].end is None:
+        return 0.0
+    if zlib.crc32(f"pause-open/{cut.id}".encode()) / 2**32 >= pause_open:
+        return 0.0
+    lead = min(fields.pause_before, cut.start, fields.window_end - segments[0].end)
+    return round(lead, 3) if lead >= MIN_PAUSE_LEAD else 0.0
+
+
+def close_window(segments: list[TimedText], end: float) -> list[TimedText]:
+    """The segments of a window that ends at `end`: those complete inside it, then the first one that is not,
+    as its start timestamp only (Whisper's form: decoding resumes there)."""
+    kept = []
+    for segment in segments:
+        if segment.end is not None and segment.end <= end + 1e-3:
+            kept.append(segment)
+            continue
+        if segment.start < end:
+            kept.append(TimedText(segment.start, None, ""))
+        break
+    return kept
+
+
+def training_view(cut, options: LabelOptions) -> tuple[object, list[TimedText]]:
     """(the cut whose audio is read, its timed text) as stage 5 trains on a chunk.
 
-    whole_window: the audio runs from the chunk's start to its window's end, as a window of long-form
+    options.whole_window: the audio runs from the chunk's start to its window's end, as a window of long-form
     decoding does, and the teacher's next segment, when it begins inside, closes the label with its start
-    timestamp (Whisper's own format: decoding resumes there). Otherwise, and for cuts that are not chunks,
-    the authors' form: only the audio the label covers (a continued chunk trimmed to its last complete
-    segment), which never shows the student a window whose speech runs on past its label."""
+    timestamp. With options.pause_open, some windows open earlier, where the previous speech ended
+    (pause_lead), and end as much earlier. Otherwise, and for cuts that are not chunks, the authors' form: only
+    the audio the label covers (a continued chunk trimmed to its last complete segment), which never shows the
+    student a window whose speech runs on past its label."""
     fields = ChunkFields.from_cut(cut)
     labelled = labelled_cut(cut)
-    if not whole_window or fields is None or fields.window_end is None:
-        return labelled, cut_segments(labelled)
     segments = cut_segments(labelled)
+    if not options.whole_window or fields is None or fields.window_end is None:
+        return labelled, segments
     if fields.next_start is not None:
         segments.append(TimedText(fields.next_start, None, ""))
-    return fastcopy(cut, duration=fields.window_end), segments
+    lead = pause_lead(cut, fields, segments, options.pause_open)
+    shifted = [TimedText(s.start + lead, None if s.end is None else s.end + lead, s.text) for s in segments]
+    return fastcopy(cut, start=round(cut.start - lead, 3), duration=fields.window_end), close_window(
+        shifted, fields.window_end)
 
 
 def example_from_cut(cut, tokenizer, options: LabelOptions, epoch: int) -> Example:
@@ -127,7 +171,7 @@ def example_from_cut(cut, tokenizer, options: LabelOptions, epoch: int) -> Examp
     fields = ChunkFields.from_cut(cut)
     prev_text = fields.prev_text if fields is not None else None
     states = cached_encoder_states(cut)
-    view, segments = training_view(cut, options.whole_window)
+    view, segments = training_view(cut, options)
     audio = load_cut_audio(view) if states is None else None
     example = make_example(cut.id, audio, segments, tokenizer, options, epoch, prev_text)
     example.encoder_states = states

@@ -133,8 +133,39 @@ def test_distill_joins_kept_chunks_with_the_cache(teacher_dir, validated, tmp_pa
     assert run_cache(teacher_dir, validated, cached) == 0
     kept = tmp_path / "kept.jsonl.gz"
     CutSet.from_file(validated).subset(first=2).to_file(kept)
-    assert distill.attach_cache(kept, cached, tmp_path / "joined.jsonl.gz") == 2
+    plain = {"whole_window": False, "pause_open": 0.0}
+    assert distill.attach_cache(kept, cached, tmp_path / "joined.jsonl.gz", plain) == 2
     everything = tmp_path / "all.jsonl.gz"
     CutSet.from_file(validated).to_file(everything)  # holds the uncached chunk
     with pytest.raises(RuntimeError, match="no cached teacher outputs"):
-        distill.attach_cache(everything, cached, tmp_path / "joined2.jsonl.gz")
+        distill.attach_cache(everything, cached, tmp_path / "joined2.jsonl.gz", plain)
+    with pytest.raises(RuntimeError, match="cached for training windows"):
+        distill.attach_cache(kept, cached, tmp_path / "joined3.jsonl.gz", {"whole_window": True, "pause_open": 0.0})
+
+
+def test_windows_opened_at_the_pause_are_cached_again_and_only_they(teacher_dir, validated, tmp_path):
+    """Chunks 0.2-1.8 s of 2 s recordings (speech 0.2-1.8 s, 0.2 s of pause before): with pause_open 1 each
+    window opens 0.2 s earlier, at 0 s, which reads other audio: those chunks are cached again, and going
+    back to pause_open 0 finds everything done."""
+    from lhotse.utils import fastcopy
+
+    chunks = []
+    for cut in CutSet.from_file(validated):
+        supervision = fastcopy(cut.supervisions[0], start=0.0)
+        custom = {**cut.custom, "complete_end": 1.6, "window_end": 1.8, "pause_before": 0.2}
+        chunks.append(fastcopy(cut, start=0.2, duration=1.6, supervisions=[supervision], custom=custom))
+    path = tmp_path / "chunks.jsonl.gz"
+    CutSet.from_cuts(chunks).to_file(path)
+    output = tmp_path / "cached.jsonl.gz"
+    progress = tmp_path / ".progress" / "cached" / "shard-00000-of-00001.jsonl"
+    assert run_cache(teacher_dir, path, output, "--whole-window", "true") == 0
+    at_start = [cached_encoder_states(c) for c in CutSet.from_file(output)]
+    assert len(progress.read_text().splitlines()) == 5
+    assert run_cache(teacher_dir, path, output, "--whole-window", "true", "--pause-open", "1.0") == 0
+    assert len(progress.read_text().splitlines()) == 10  # five windows, opened 0.2 s earlier
+    opened = list(CutSet.from_file(output))
+    assert opened[0].custom["teacher_cache"]["pause_open"] == 1.0
+    assert not (cached_encoder_states(opened[0]) == at_start[0]).all()
+    assert run_cache(teacher_dir, path, output, "--whole-window", "true") == 0
+    assert len(progress.read_text().splitlines()) == 10  # nothing computed again
+    assert all((cached_encoder_states(c) == s).all() for c, s in zip(CutSet.from_file(output), at_start, strict=True))

@@ -71,3 +71,15 @@ def test_window_end_and_next_segment_start():
     # a segment too long to be a chunk still begins inside the window before it: its start is kept
     chunks = chunk_segments([seg(0, 5), seg(6, 40), seg(41, 45)])
     assert chunks[0].next_start == 6 and chunks[0].continued
+
+
+def test_pause_before_each_chunk():
+    # chunk 1 starts at 2 s (the recording's start is 0); chunk 2 (25-33) 5 s after A's end at 20;
+    # chunk 3 (41-45) follows the too-long segment B2 (33.5-70) that was dropped: its end counts (speech)
+    chunks = chunk_segments([seg(2, 20), seg(25, 33), seg(33.5, 70), seg(71, 75)], max_chunk=30)
+    assert spans(chunks) == [[(2, 20)], [(25, 33)], [(71, 75)]]
+    assert [c.pause_before for c in chunks] == [2.0, 5.0, 1.0]
+    # an empty segment's span counts too; overlapping segments give no pause (0, not negative)
+    chunks = chunk_segments([seg(0, 5), seg(5, 12, " "), seg(11, 20), seg(41, 45)], max_chunk=10)
+    assert spans(chunks) == [[(0, 5)], [(11, 20)], [(41, 45)]]
+    assert [c.pause_before for c in chunks] == [0.0, 0.0, 21.0]

@@ -83,9 +83,10 @@ def test_kl_is_zero_for_equal_logits_and_ce_by_hand():
     assert cross_entropy(uniform, torch.tensor([[3, IGNORE_INDEX]])).item() == pytest.approx(math.log(4))
 
 
-def window_chunk(tmp_path, continued: bool = False):
-    """A 3 s chunk (one complete segment 0.5-3.0 s) of a 12 s recording whose window ends at 10 s, the
-    teacher's next segment beginning at 7.2 s."""
+def window_chunk(tmp_path, continued: bool = False, pause_before: float | None = None, next_start: float = 7.2,
+                 cut_id: str = "rec-chunk00000"):
+    """A 3 s chunk (one complete segment 0.5-3.0 s) at 1 s of a 12 s recording whose window ends at 10 s, the
+    teacher's next segment beginning at `next_start` s."""
     import numpy as np
     import soundfile as sf
     from lhotse import MonoCut, Recording, SupervisionSegment
@@ -95,8 +96,8 @@ def window_chunk(tmp_path, continued: bool = False):
     path = tmp_path / "rec.flac"
     sf.write(path, (np.random.default_rng(0).standard_normal(12 * 16000) * 0.05).astype("float32"), 16000)
     recording = Recording.from_file(path, recording_id="rec")
-    fields = ChunkFields("你好", continued, 3.0, window_end=10.0, next_start=7.2)
-    return MonoCut("rec-chunk00000", start=1.0, duration=10.0 if continued else 3.0, channel=0, recording=recording,
+    fields = ChunkFields("你好", continued, 3.0, window_end=10.0, next_start=next_start, pause_before=pause_before)
+    return MonoCut(cut_id, start=1.0, duration=10.0 if continued else 3.0, channel=0, recording=recording,
                    supervisions=[SupervisionSegment("s0", "rec", 0.5, 2.5, channel=0, text="你好")],
                    custom=fields.to_custom())
 
@@ -105,7 +106,7 @@ def test_whole_window_view_runs_to_the_window_end_and_closes_with_the_next_start
     from k2d.train.data import LabelOptions, load_cut_audio, make_example, training_view
 
     cut = window_chunk(tmp_path)
-    view, segments = training_view(cut, whole_window=True)
+    view, segments = training_view(cut, LabelOptions(window=10.0, whole_window=True))
     assert (view.start, view.duration) == (1.0, 10.0) and load_cut_audio(view).size == 160000
     assert segments == [TimedText(0.5, 3.0, "你好"), TimedText(7.2, None, "")]
     labels = build_decoder_labels(tokenizer, segments, window=10.0)
@@ -114,11 +115,51 @@ def test_whole_window_view_runs_to_the_window_end_and_closes_with_the_next_start
                 + ids(tokenizer, "<|3.00|>", "<|7.20|>", "<|endoftext|>"))
     assert labels.input_ids + [labels.targets[-1]] == expected
     # the authors' form: the audio the label covers, no word of what follows
-    view, segments = training_view(cut, whole_window=False)
+    view, segments = training_view(cut, LabelOptions(window=10.0))
     assert view.duration == 3.0 and segments == [TimedText(0.5, 3.0, "你好")]
     # a continued chunk's authors' form is cut back to its last complete segment
-    assert training_view(window_chunk(tmp_path, continued=True), whole_window=False)[0].duration == 3.0
+    assert training_view(window_chunk(tmp_path, continued=True), LabelOptions(window=10.0))[0].duration == 3.0
     # a label that leaves out the speech after 7.2 s must say where it begins: timestamps even at prob 0
     example = make_example("k", None, segments + [TimedText(7.2, None, "")], tokenizer,
                            LabelOptions(window=10.0, timestamp_prob=0.0), epoch=0)
     assert example.variant == "ts"
+
+
+def test_pause_open_window_starts_where_the_speech_before_ended(tmp_path):
+    from k2d.train.data import LabelOptions, load_cut_audio, training_view
+
+    every = LabelOptions(window=10.0, whole_window=True, pause_open=1.0)
+    # 1 s of pause before the chunk: the window opens at 0 s of the recording and ends 1 s earlier (10 s long);
+    # every time in the label moves 1 s later
+    view, segments = training_view(window_chunk(tmp_path, pause_before=1.0), every)
+    assert (view.start, view.duration) == (0.0, 10.0) and load_cut_audio(view).size == 160000
+    assert segments == [TimedText(1.5, 4.0, "你好"), TimedText(8.2, None, "")]
+    # the next segment now begins after the window's end: nothing of it is in the label
+    view, segments = training_view(window_chunk(tmp_path, pause_before=1.0, next_start=9.5), every)
+    assert segments == [TimedText(1.5, 4.0, "你好")]
+    # no pause recorded (an older manifest), none at all, or pause_open 0: the window opens at the chunk's start
+    for cut, options in ((window_chunk(tmp_path), every), (window_chunk(tmp_path, pause_before=0.0), every),
+                         (window_chunk(tmp_path, pause_before=1.0), LabelOptions(window=10.0, whole_window=True))):
+        assert training_view(cut, options)[0].start == 1.0
+    # the same chunks open early every time, about the share asked for
+    half = LabelOptions(window=10.0, whole_window=True, pause_open=0.5)
+    cuts = [window_chunk(tmp_path, pause_before=1.0, cut_id=f"rec-chunk{i:05d}") for i in range(400)]
+    early = [training_view(c, half)[0].start < 1.0 for c in cuts]
+    assert early == [training_view(c, half)[0].start < 1.0 for c in cuts]
+    assert 160 <= sum(early) <= 240
+
+
+def test_pause_lead_keeps_the_first_segment_inside_the_window():
+    from k2d.cuts import ChunkFields
+    from k2d.train.data import pause_lead
+
+    class Cut:
+        id, start = "c", 5.0
+
+    fields = ChunkFields("x", False, 9.6, window_end=10.0, pause_before=1.0)
+    # the first segment ends at 9.6 of a 10 s window: the window may open only 0.4 s earlier
+    assert pause_lead(Cut(), fields, [TimedText(0.0, 9.6, "x")], 1.0) == pytest.approx(0.4)
+    # less than MIN_PAUSE_LEAD (0.1 s) of room: the same window as without
+    assert pause_lead(Cut(), fields, [TimedText(0.0, 9.95, "x")], 1.0) == 0.0
+    # a first segment that is unfinished cannot be moved
+    assert pause_lead(Cut(), fields, [TimedText(0.0, None, "")], 1.0) == 0.0
