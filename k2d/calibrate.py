@@ -26,6 +26,7 @@ import yaml
 from k2d.cuts import ChunkFields, teacher_text
 from k2d.metrics.distances import METRICS, keep
 from k2d.metrics.edit import ErrorCounts, error_counts
+from k2d.plots import new_figure, save_plot
 from k2d.text.units import text_units
 from k2d.utils import atomic_path, setup_logging
 
@@ -68,12 +69,7 @@ def choose_alpha(curve: dict, target_mer: float) -> float | None:
 
 
 def plot_curves(table: dict, chosen: tuple[str, float] | None, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure()
     for metric, curve in table.items():
         points = [(v["kept_percent"], 100 * v["label_mer_kept"]) for v in curve.values()
                   if v["label_mer_kept"] is not None]
@@ -83,14 +79,8 @@ def plot_curves(table: dict, chosen: tuple[str, float] | None, path: Path) -> No
         point = table[metric][alpha]
         ax.scatter([point["kept_percent"]], [100 * point["label_mer_kept"]], s=80, facecolors="none",
                    edgecolors="black", label=f"chosen: {metric} alpha {alpha}")
-    ax.set_xlabel("hours kept (%)")
-    ax.set_ylabel("true pseudo-label MER of kept chunks (%)")
-    ax.set_title("Filter calibration on the dev set")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_plot(fig, ax, "hours kept (%)", "true pseudo-label MER of kept chunks (%)",
+              "Filter calibration on the dev set", path)
 
 
 def markdown(table: dict, metric: str, target: float, chosen: float | None) -> str:

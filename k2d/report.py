@@ -36,6 +36,7 @@ from k2d.export import QUANTIZATIONS, export_ctranslate2
 from k2d.export_onnx import export_sherpa_onnx
 from k2d.inference.settings import settings_from_file
 from k2d.models.whisper import add_device_argument, load_whisper, save_model_dir
+from k2d.plots import new_figure, plot_lines, save_plot
 from k2d.runtimes import measure_runtimes, model_window, runtimes_header, runtimes_table, short_utterances
 from k2d.speed import hardware, measure_rtf, rtf_table, select_audio
 from k2d.utils import atomic_path, setup_logging
@@ -109,32 +110,13 @@ def detail_table(rows: list[dict], test_sets: list[str]) -> str:
 
 
 def plot_mer_vs_speed(rows: list[dict], test_sets: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure()
     for s, marker in zip(test_sets, itertools.cycle("os^vD<>p")):
         points = [(r["speedup"], 100 * r["mer"][s], r["model"]) for r in rows if s in r["mer"]]
         ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=s)
         for x, y, name in points:
             ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     save_plot(fig, ax, "decoding speed-up vs teacher (x)", "MER %", "MER vs speed", path)
-
-
-def save_plot(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
-    """Label a figure and write it as PNG (atomically), then free it."""
-    import matplotlib.pyplot as plt
-
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def learning_curves(exp_dir: Path, models: dict[str, str]) -> dict[str, list[dict]]:
@@ -151,15 +133,9 @@ def learning_curves(exp_dir: Path, models: dict[str, str]) -> dict[str, list[dic
 
 def plot_learning_curves(curves: dict[str, list[dict]], path: Path) -> None:
     """Validation MER against training steps, one line per student."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, records in curves.items():
-        ax.plot([r["step"] for r in records], [100 * r["mer"] for r in records], marker="o", ms=3, label=name)
-    save_plot(fig, ax, "training step", "validation MER % (dev, long-form)", "learning curves", path)
+    plot_lines({name: ([r["step"] for r in records], [100 * r["mer"] for r in records])
+                for name, records in curves.items()},
+               "training step", "validation MER % (dev, long-form)", "learning curves", path)
 
 
 def curves_table(curves: dict[str, list[dict]]) -> str:

@@ -7,9 +7,11 @@ scorer, so its results sit in the same tables as the Whisper students'.
         --supervisions data/mini_cs/manifests/mini_cs_supervisions_test_in.jsonl.gz \\
         --out-dir exp/mini_cs_mtkd/asr_none/decode_test_in_short
 
-Each reference utterance is decoded on its own (short-form) with ESPnet's `Speech2Text` (beam search,
-CTC weight as given). OUT_DIR gets hyp.txt, ref.txt, errs.txt, scores.yaml (k2d.score) and
-decode_info.yaml (audio seconds, wall time, real-time factor).
+Each reference utterance is decoded on its own (short-form) with ESPnet's `Speech2Text`: beam search with
+the CTC weight given for an attention decoder; for a transducer, ESPnet's transducer beam search (greedy at
+--beam-size 1; the loss from torchaudio when warp-transducer is not installed, k2d.espnet.rnnt).
+OUT_DIR gets hyp.txt, ref.txt, errs.txt, scores.yaml (k2d.score) and decode_info.yaml (audio seconds, wall
+time, real-time factor).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import yaml
 from tqdm import tqdm
 
 from k2d.audio import load_cut_audio
+from k2d.espnet.rnnt import provide_warprnnt
 from k2d.kaldi_text import write_text_file
 from k2d.manifests import utterance_cuts
 from k2d.metrics.scoring import score_files
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         log.error("%s", error)
         return 1
+    provide_warprnnt()  # a transducer model is built with its loss
     speech2text = Speech2Text(asr_train_config=str(args.asr_config), asr_model_file=str(args.asr_model),
                               device=str(resolve_device(args.device)), beam_size=args.beam_size,
                               ctc_weight=args.ctc_weight, maxlenratio=args.maxlenratio, nbest=1)

@@ -1,6 +1,6 @@
 """egs/mini_cs_mtkd (seed 002) at a tiny size: teacher embeddings -> 2 pre-training steps (ESPnet's trainer,
-k2d's encoder KD task) -> 2 fine-tuning steps of ESPnet's ASR task from the pre-trained encoder -> decoding
-and scoring, for a baseline, one teacher and two teachers with extra audio."""
+k2d's encoder KD task) -> 2 fine-tuning steps of ESPnet's ASR task (a transducer) from the pre-trained encoder ->
+decoding and scoring, for a baseline (two seeds), one teacher and two teachers with extra audio."""
 
 import shutil
 import subprocess
@@ -24,7 +24,7 @@ def test_mini_cs_mtkd_tiny(repo_root, tmp_path):
                                                     "extra_recordings": 1, "extra_window": 10.0}))
     (conf / "teachers.txt").write_text("teacher=egs/mini_cs/models/teacher:2\n"
                                        "validator=egs/mini_cs/models/validator:3\n")
-    (conf / "systems.txt").write_text("none=none:-\none=teacher:labelled\n"
+    (conf / "systems.txt").write_text("none=none:-\nnone_seed1=none:-:1  # a second seed\none=teacher:labelled\n"
                                       "two_extra=teacher,validator:labelled+extra\n")
     student = yaml.safe_load((conf / "student.yaml").read_text())
     student["encoder_conf"].update(TINY_STUDENT["encoder_conf"])
@@ -58,9 +58,16 @@ def test_mini_cs_mtkd_tiny(repo_root, tmp_path):
         exp / "asr_one" / "train.log").read_text()
     assert "Loading pretrained params" not in (exp / "asr_none" / "train.log").read_text()
     assert any(key.startswith("encoder.") for key in pretrained)
+    # the students are transducers trained on the RNN-T loss (torchaudio's, through ESPnet's own model)
+    finetuned = yaml.safe_load((exp / "asr_none" / "config.yaml").read_text())
+    assert finetuned["decoder"] == "transducer" and "joint_net_conf" in finetuned
+    assert "loss_transducer=" in (exp / "asr_none" / "train.log").read_text()
     for system in ("none", "one", "two_extra"):
         for test_set in ("test_in_short", "test_ood_short"):
             scores = yaml.safe_load((exp / f"asr_{system}" / f"decode_{test_set}" / "scores.yaml").read_text())
             assert scores["utterances"] > 0 and scores["mer"]["reference_length"] > 0
     results = (exp / "RESULTS.md").read_text()
-    assert all(f"| {system} |" in results for system in ("none", "one", "two_extra"))
+    assert all(f"| {system} |" in results for system in ("none", "none_seed1", "one", "two_extra"))
+    assert yaml.safe_load((exp / "asr_none_seed1" / "config.yaml").read_text())["seed"] == 1
+    assert "Spread (max - min MER) of the 2 seeds of none" in results
+    assert (exp / "learning_curves.png").stat().st_size > 0 and "| none | 1 | 1 |" in results

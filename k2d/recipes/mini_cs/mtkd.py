@@ -5,13 +5,15 @@ and its results table. egs/mini_cs_mtkd/run.sh calls them; every model step is k
     python -m k2d.recipes.mini_cs.mtkd cuts --manifests DIR --config conf/data.yaml --out-dir DIR
     python -m k2d.recipes.mini_cs.mtkd config --student conf/student.yaml --stage conf/pretrain.yaml \\
         [--targets DIR/targets.yaml --teachers a,b] --output exp/.../pretrain.yaml
-    python -m k2d.recipes.mini_cs.mtkd results --exp-dir exp/mini_cs_mtkd --systems none,one,... --output RESULTS.md
+    python -m k2d.recipes.mini_cs.mtkd results --exp-dir exp/mini_cs_mtkd --systems none,one,... \
+        [--curves exp/mini_cs_mtkd/learning_curves.png]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +24,14 @@ from lhotse import CutSet, RecordingSet
 from k2d.config import add_config_arguments, load_yaml, option
 from k2d.layout import manifest_path
 from k2d.manifests import read_manifest, utterance_cuts
+from k2d.plots import plot_lines
 from k2d.provenance import made_by
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.recipes.mini_cs.mtkd")
 
 STUDENT_FRAME_RATE = 25.0  # 10 ms features, 4x subsampling (ESPnet's conv2d input layer)
+EPOCH_RESULTS = re.compile(r"(\d+)epoch results: .*\[valid\] (.*)$")  # ESPnet trainer's log line of an epoch
 CUTS = ("finetune", "valid", "pretrain", "extra")  # the manifests `cuts` writes
 
 
@@ -93,10 +97,13 @@ def compose_config(student: Path, stage: Path, targets: Path | None = None, teac
 
 
 def results_table(exp_dir: Path, systems: list[str], test_sets: list[str], baseline: str) -> str:
-    """MER per system and test set, with the relative reduction against `baseline` (no pre-training)."""
+    """MER per system and test set, with the relative reduction against `baseline` (no pre-training), and
+    the spread of the baseline's seeds (systems named BASELINE_seedN) where there are several."""
     def mer(system: str, test_set: str) -> float | None:
         path = exp_dir / f"asr_{system}" / f"decode_{test_set}" / "scores.yaml"
         return yaml.safe_load(path.read_text())["mer"]["rate"] * 100 if path.is_file() else None
+
+    seeds = [s for s in systems if s == baseline or s.startswith(f"{baseline}_seed")]
 
     header = "| system | " + " | ".join(f"{t} MER % | rel. vs {baseline}" for t in test_sets) + " |"
     lines = [header, "|" + "---|" * (1 + 2 * len(test_sets))]
@@ -107,6 +114,47 @@ def results_table(exp_dir: Path, systems: list[str], test_sets: list[str], basel
             cells.append("-" if value is None else f"{value:.2f}")
             cells.append("-" if value is None or not base or system == baseline else f"{(base - value) / base:+.1%}")
         lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    spreads = []
+    for test_set in test_sets:
+        values = [v for v in (mer(s, test_set) for s in seeds) if v is not None]
+        if len(values) > 1:
+            spreads.append(f"{test_set} {max(values) - min(values):.2f}")
+    if spreads:
+        lines.append(f"\nSpread (max - min MER) of the {len(seeds)} seeds of {baseline}: {', '.join(spreads)}.")
+    return "\n".join(lines) + "\n"
+
+
+def espnet_validations(train_log: Path) -> list[dict]:
+    """The validation statistics ESPnet's trainer logs each epoch ("Nepoch results: ... [valid] k=v, ..."),
+    by epoch (a resumed run's repeated epoch: its last line)."""
+    by_epoch = {}
+    for line in train_log.read_text(encoding="utf-8", errors="replace").splitlines():
+        found = EPOCH_RESULTS.search(line)
+        if not found:
+            continue
+        stats = {"epoch": int(found.group(1))}
+        for item in found.group(2).split(", "):
+            key, _, value = item.partition("=")
+            try:
+                stats[key] = float(value)
+            except ValueError:
+                continue  # "time=0.99 seconds"
+        by_epoch[stats["epoch"]] = stats
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def curves_table(exp_dir: Path, systems: list[str], path: Path) -> str:
+    """The fine-tuning runs' validation loss by epoch as a PNG at `path`, and where each run was best and
+    stopped as a table."""
+    curves = {s: espnet_validations(exp_dir / f"asr_{s}" / "train.log") for s in systems
+              if (exp_dir / f"asr_{s}" / "train.log").is_file()}
+    plot_lines({s: ([r["epoch"] for r in c], [r["loss"] for r in c]) for s, c in curves.items() if c},
+               "epoch", "validation loss (dev)", "fine-tuning", path)
+    lines = ["| system | epochs trained | best epoch | best validation loss |", "|---|---|---|---|"]
+    for system, records in curves.items():
+        if records:
+            best = min(records, key=lambda r: r["loss"])
+            lines.append(f"| {system} | {records[-1]['epoch']} | {best['epoch']} | {best['loss']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -128,6 +176,8 @@ def get_parser() -> argparse.ArgumentParser:
     results.add_argument("--exp-dir", type=Path, required=True)
     results.add_argument("--systems", required=True, help="comma-separated, the baseline first")
     results.add_argument("--test-sets", default="test_in_short,test_ood_short")
+    results.add_argument("--curves", type=Path, help="also plot the fine-tuning validation loss by epoch (PNG) "
+                                                     "and tabulate where each run was best")
     results.add_argument("--made-by", action="store_true", help="end with the commit, versions and machine")
     return parser
 
@@ -155,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             args = parser.parse_args(argv)
             systems = args.systems.split(",")
             print(results_table(args.exp_dir, systems, args.test_sets.split(","), systems[0]), end="")
+            if args.curves:
+                print(f"\nFine-tuning to the dev plateau ({args.curves.name}):\n")
+                print(curves_table(args.exp_dir, systems, args.curves), end="")
             if args.made_by:
                 print(f"\n{made_by()}")
     except (ConfigError, ValueError, FileNotFoundError) as error:

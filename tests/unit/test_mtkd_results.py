@@ -1,0 +1,33 @@
+"""egs/mini_cs_mtkd's results helpers: ESPnet's epoch log lines read back, the baseline seeds' spread."""
+
+import yaml
+
+from k2d.recipes.mini_cs.mtkd import espnet_validations, results_table
+
+LOG = """[vm] 2026-12-05 08:11:06,093 (trainer:394) INFO: 1epoch results: [train] loss=446.617, time=6.83 seconds, \
+[valid] loss_ctc=298.726, cer_ctc=0.976, loss_transducer=214.525, cer_transducer=nan, loss=304.142, time=0.99 seconds
+[vm] 2026-12-05 08:12:00,000 (trainer:394) INFO: 2epoch results: [train] loss=300.0, [valid] loss=250.5, time=1 seconds
+[vm] 2026-12-05 08:13:00,000 (trainer:394) INFO: 2epoch results: [train] loss=299.0, [valid] loss=250.0, time=1 seconds
+"""
+
+
+def test_espnet_validations_by_epoch_the_resumed_epoch_once(tmp_path):
+    path = tmp_path / "train.log"
+    path.write_text(LOG)
+    records = espnet_validations(path)
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[0]["loss"] == 304.142 and records[0]["loss_transducer"] == 214.525
+    assert records[1]["loss"] == 250.0  # epoch 2 again after a resume: its last line
+
+
+def test_results_table_relative_reduction_and_seed_spread(tmp_path):
+    def score(system, test_set, rate):
+        path = tmp_path / f"asr_{system}" / f"decode_{test_set}" / "scores.yaml"
+        path.parent.mkdir(parents=True)
+        path.write_text(yaml.safe_dump({"mer": {"rate": rate}}))
+
+    for system, rate in (("none", 0.40), ("none_seed1", 0.30), ("one", 0.20)):
+        score(system, "test_in_short", rate)
+    table = results_table(tmp_path, ["none", "none_seed1", "one"], ["test_in_short"], "none")
+    assert "| one | 20.00 | +50.0% |" in table  # (40 - 20) / 40
+    assert "Spread (max - min MER) of the 2 seeds of none: test_in_short 10.00." in table

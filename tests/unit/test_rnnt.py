@@ -1,0 +1,93 @@
+"""The transducer loss k2d gives ESPnet (k2d.espnet.rnnt) against sums over alignments written out by hand,
+and ESPnet's greedy transducer search on a joiner whose output is known."""
+
+import math
+import sys
+
+import pytest
+import torch
+
+from k2d.espnet.rnnt import MODULE, RNNTLoss, provide_warprnnt
+
+
+def path_logprob(logp, target, t, u):
+    """log of the summed probability of every alignment from lattice node (t, u) to the end: at (t, u) either
+    the blank (to t + 1) or the next target token (to u + 1); the last frame's final blank ends the path."""
+    T, U = logp.shape[0], len(target)
+    if t == T - 1 and u == U:
+        return logp[t, u, 0]
+    terms = []
+    if t < T - 1:
+        terms.append(logp[t, u, 0] + path_logprob(logp, target, t + 1, u))
+    if u < U:
+        terms.append(logp[t, u, target[u]] + path_logprob(logp, target, t, u + 1))
+    return torch.logsumexp(torch.stack(terms), dim=0)
+
+
+def test_two_frames_one_token_by_hand():
+    # T = 2 frames, target [1], vocabulary {blank 0, 1, 2}: two alignments,
+    # (0,0) emit 1, (0,1) blank, (1,1) blank  and  (0,0) blank, (1,0) emit 1, (1,1) blank
+    logits = torch.log(torch.tensor([[[0.5, 0.3, 0.2], [0.6, 0.1, 0.3]],
+                                     [[0.2, 0.7, 0.1], [0.9, 0.05, 0.05]]]))
+    expected = -math.log(0.3 * 0.6 * 0.9 + 0.5 * 0.7 * 0.9)
+    loss = RNNTLoss(blank=0)(logits[None], torch.tensor([[1]]), torch.tensor([2]), torch.tensor([1]))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_batch_of_unequal_lengths_matches_every_alignment_summed():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 4, 6, requires_grad=True)
+    targets = torch.tensor([[3, 1, 5], [2, 2, 0]])
+    frames, lengths = torch.tensor([5, 3]), torch.tensor([3, 2])
+    loss = RNNTLoss(blank=0)(logits, targets, frames, lengths)
+    brute = []
+    for b in range(2):
+        logp = torch.log_softmax(logits[b, : frames[b], : lengths[b] + 1].double(), dim=-1)
+        brute.append(-path_logprob(logp, targets[b, : lengths[b]].tolist(), 0, 0))
+    assert loss.item() == pytest.approx(torch.stack(brute).mean().item(), rel=1e-5)  # warp-transducer's mean
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad[1, 3:].abs().sum() == 0  # padding gets no gradient
+
+
+def test_fastemit_is_refused():
+    with pytest.raises(ValueError, match="FastEmit"):
+        RNNTLoss(blank=0, fastemit_lambda=0.01)
+
+
+def test_provides_the_module_espnet_imports(monkeypatch):
+    monkeypatch.delitem(sys.modules, MODULE, raising=False)
+    assert provide_warprnnt()
+    from warprnnt_pytorch import RNNTLoss as Provided
+
+    assert Provided is RNNTLoss
+    assert not provide_warprnnt()  # already there: left alone
+
+
+def test_espnet_greedy_search_follows_the_joiner():
+    from espnet2.asr.transducer.beam_search_transducer import BeamSearchTransducer
+
+    vocab, frames = 4, 4
+    # the joiner's best token at each frame given the last emitted one (blank 0 before any):
+    # frame 0: 2; frame 1 after 2: blank; frame 2 after 2: 3; frame 3 after 3: 3 again
+    best = {(0, 0): 2, (1, 2): 0, (2, 2): 3, (3, 3): 3}
+
+    class Decoder(torch.nn.Module):
+        dunits, odim, blank_id = vocab, vocab, 0
+
+        def set_device(self, device):
+            pass
+
+        def init_state(self, batch):
+            return None
+
+        def score(self, hyp, cache):  # the prediction network's output: the last token, one-hot
+            return torch.nn.functional.one_hot(torch.tensor(hyp.yseq[-1]), vocab).float(), None, None
+
+    def joint(enc_t, dec_out):
+        logits = torch.full((vocab,), -5.0)
+        logits[best[(int(enc_t.argmax()), int(dec_out.argmax()))]] = 5.0
+        return logits
+
+    search = BeamSearchTransducer(decoder=Decoder(), joint_network=joint, beam_size=1)
+    hyp = search(torch.eye(frames))[0]
+    assert hyp.yseq == [0, 2, 3, 3]
