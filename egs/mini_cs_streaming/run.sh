@@ -2,7 +2,7 @@
 # Streaming KD (seed 003) on the mini_cs corpus, trained by ESPnet's own trainer:
 #   stage 0  the mini_cs corpus (./run.sh --recipe mini_cs --stage 0 --stop-stage 0)
 #   stage 1  cuts (labelled utterances, dev utterances), ESPnet ASR data dirs, sentencepiece tokens
-#   stage 2  the non-streaming teacher: the same model with full-context attention (chunk_size 0), CTC
+#   stage 2  the non-streaming teacher: the same model with full-context attention (chunk_size 0)
 #   stage 3  the streaming students (conf/systems.txt): alone; token KD; layer KD; auxiliary non-streaming
 #            branches; branches + APC (k2d.streaming.task)
 #   stage 4  export (teacher, heads and branches dropped), streaming decoding of test_in and test_ood at each
@@ -10,15 +10,14 @@
 #            with full context; the tables (exp/mini_cs_streaming/RESULTS.md)
 #
 # Usage: egs/mini_cs_streaming/run.sh [--work-dir DIR] [--device cpu] [--stage N] [--stop-stage M]
-#        [--conf-dir DIR] [--decode-chunks-ms "320 640"] [--teacher-max-epoch 10]
+#        [--conf-dir DIR] [--decode-chunks-ms "320 640"]
 work_dir=.
 device=auto
 stage=0
 stop_stage=4
 conf_dir=""
 decode_chunks_ms="320 640"
-teacher_max_epoch=10  # the teacher trains longer than the students (conf/train.yaml max_epoch)
-help_message="Usage: $0 [--work-dir DIR] [--device DEV] [--stage N] [--stop-stage M] [--conf-dir DIR] [--decode-chunks-ms LIST] [--teacher-max-epoch N]"
+help_message="Usage: $0 [--work-dir DIR] [--device DEV] [--stage N] [--stop-stage M] [--conf-dir DIR] [--decode-chunks-ms LIST]"
 
 cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=utils/parse_options.sh
@@ -30,7 +29,6 @@ set -euo pipefail
 . ./path.sh
 require_int stage "$stage"
 require_int stop-stage "$stop_stage"
-require_int teacher-max-epoch "$teacher_max_epoch"
 
 conf="${conf_dir:-egs/mini_cs_streaming/conf}"
 data="$work_dir/data/mini_cs_streaming"
@@ -61,24 +59,24 @@ fi
 train() {
   local name=$1 out="$exp/asr_$1"
   shift
-  [ -f "$out/valid.loss.best.pth" ] && { log "$out exists: skipping"; return; }
+  # ESPnet writes valid.loss.ave.pth when a run ends (valid.loss.best.pth already after its first epoch)
+  [ -f "$out/valid.loss.ave.pth" ] && { log "$out finished: skipping"; return; }
   log "train $name -> $out (log: $out/train.log)"
   mkdir -p "$out"
-  python -m k2d.streaming.task --config "$conf/train.yaml" --output_dir "$out" --ngpu "$ngpu" \
+  python -m k2d.streaming.task --config "$conf/train.yaml" --output_dir "$out" --ngpu "$ngpu" --resume true \
     --token_list "$data/tokens/tokens.txt" --bpemodel "$data/tokens/bpe.model" \
     --train_data_path_and_name_and_type "$data/espnet/asr_finetune/wav.scp,speech,sound" \
     --train_data_path_and_name_and_type "$data/espnet/asr_finetune/text,text,text" \
     --train_shape_file "$data/espnet/asr_finetune/speech_shape" \
     --valid_data_path_and_name_and_type "$data/espnet/asr_valid/wav.scp,speech,sound" \
     --valid_data_path_and_name_and_type "$data/espnet/asr_valid/text,text,text" \
-    --valid_shape_file "$data/espnet/asr_valid/speech_shape" "$@" > "$out/train.log" 2>&1 \
+    --valid_shape_file "$data/espnet/asr_valid/speech_shape" "$@" >> "$out/train.log" 2>&1 \
     || die "training $name failed: see $out/train.log"
 }
 
 if run_stage 2; then
   log "Stage 2: the non-streaming teacher (full context)"
-  train teacher --streaming_encoder_conf chunk_size=0 --model_conf kd=none --model_conf apc_shift=0 \
-    --max_epoch "$teacher_max_epoch"
+  train teacher --streaming_encoder_conf chunk_size=0 --model_conf kd=none --model_conf apc_shift=0
 fi
 
 if run_stage 3; then
@@ -115,7 +113,7 @@ if run_stage 4; then
   {
     echo "## Streaming students (MER %, relative change vs ${names[0]})"
     python -m k2d.recipes.mini_cs.mtkd results --exp-dir "$exp" --systems "$(IFS=,; echo "${names[*]}")" \
-      --test-sets "$(IFS=,; echo "${sets[*]}")"
+      --test-sets "$(IFS=,; echo "${sets[*]}")" --curves "$exp/learning_curves.png"
     echo
     echo "## Non-streaming teacher (full context)"
     python -m k2d.recipes.mini_cs.mtkd results --exp-dir "$exp" --systems teacher --test-sets test_in_full,test_ood_full

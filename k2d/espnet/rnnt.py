@@ -1,4 +1,5 @@
-"""The transducer loss ESPnet's ASR model asks for, from torchaudio.
+"""Transducers for ESPnet models: the loss ESPnet's ASR model asks for, from torchaudio; a transducer head
+for k2d's own ESPnet models (the streaming student) made of ESPnet's parts; greedy search over it.
 
 ESPnet's `ESPnetASRModel` with `decoder: transducer` imports `RNNTLoss` from `warprnnt_pytorch`
 (warp-transducer), which has no wheel on the package registries and needs a source build. torchaudio's
@@ -15,9 +16,13 @@ import sys
 import types
 
 import torch
+from espnet2.asr.decoder.transducer_decoder import TransducerDecoder
+from espnet2.asr_transducer.joint_network import JointNetwork
+from espnet2.asr_transducer.utils import get_transducer_task_io
 from torchaudio.functional import rnnt_loss
 
 MODULE = "warprnnt_pytorch"
+BLANK = 0  # the blank token's id (ESPnet's token lists begin with <blank>)
 
 
 class RNNTLoss(torch.nn.Module):
@@ -44,3 +49,59 @@ def provide_warprnnt() -> bool:
     module.RNNTLoss = RNNTLoss
     sys.modules[MODULE] = module
     return True
+
+
+class TransducerHead(torch.nn.Module):
+    """A transducer over an encoder's output, from the parts ESPnet's transducer ASR model uses (seed 002's
+    students): ESPnet's prediction network (`TransducerDecoder`, an LSTM over the previous tokens, blank 0 as
+    the start) and joint network, trained by RNNTLoss; `GreedySearch` decodes with it."""
+
+    def __init__(self, vocab_size: int, encoder_size: int, prediction_size: int = 256, joint_size: int = 256,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.decoder = TransducerDecoder(vocab_size, hidden_size=prediction_size, dropout=dropout,
+                                         dropout_embed=dropout, embed_pad=BLANK)
+        self.joint_network = JointNetwork(vocab_size, encoder_size, prediction_size, joint_space_size=joint_size)
+        self.criterion = RNNTLoss(blank=BLANK)
+
+    def loss(self, encoded: torch.Tensor, lengths: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The RNN-T loss of `text` (B, U), padded with -1 as ESPnet's collate pads it, mean over the batch."""
+        decoder_in, target, frames, target_lengths = get_transducer_task_io(text, lengths, ignore_id=-1,
+                                                                            blank_id=BLANK)
+        self.decoder.set_device(encoded.device)
+        predicted = self.decoder(decoder_in)
+        joint = self.joint_network(encoded.unsqueeze(2), predicted.unsqueeze(1))
+        return self.criterion(joint, target, frames, target_lengths)
+
+
+class GreedySearch:
+    """Greedy transducer search that can be given the encoder's frames piece by piece (a streaming decoder)
+    and gives the same tokens as all frames at once: at each frame the joint network's best token is emitted
+    and fed to the prediction network, until the blank wins or `max_symbols` tokens came at that frame."""
+
+    def __init__(self, head: TransducerHead, max_symbols: int = 4):
+        self.head, self.max_symbols = head, max_symbols
+        self.frame = 0
+        self.state = head.decoder.init_state(1)
+        self.predicted = self._predict(BLANK)
+
+    def _predict(self, token: int) -> torch.Tensor:
+        embedded = self.head.decoder.embed(torch.tensor([[token]], device=self.state[0].device))
+        out, self.state = self.head.decoder.rnn_forward(embedded, self.state)
+        return out[0, 0]
+
+    @torch.no_grad()
+    def accept(self, frames: torch.Tensor) -> tuple[list[int], list[int]]:
+        """Tokens of these encoder frames (T, D), and the index of the frame (counted from the first frame
+        ever given) that emitted each."""
+        tokens, at = [], []
+        for frame in frames:
+            for _ in range(self.max_symbols):
+                best = int(self.head.joint_network(frame, self.predicted).argmax())
+                if best == BLANK:
+                    break
+                tokens.append(best)
+                at.append(self.frame)
+                self.predicted = self._predict(best)
+            self.frame += 1
+        return tokens, at

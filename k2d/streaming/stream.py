@@ -8,8 +8,9 @@
 The decoder computes features and subsampling for the new audio only (with `center: false` a frame never
 changes when more audio arrives), keeps each encoder layer's input for the frames already done and runs every
 layer on the new chunk only, attending to the cached frames as the chunk mask allows (with left_chunks < 0 that
-cache grows with the stream: set left_chunks for unbounded streams). CTC greedy search; the result equals
-decoding the whole utterance with the same chunk masks (tests).
+cache grows with the stream: set left_chunks for unbounded streams). Greedy search, CTC or transducer (the
+prediction network's state carried from chunk to chunk); the result equals decoding the whole utterance with
+the same chunk masks (tests).
 With a set, OUT_DIR gets hyp.txt, ref.txt, scores.yaml (k2d.score) and latency.yaml: compute per chunk
 (mean, max), the real-time factor, and the first token's delay (audio received when it came out minus the
 end of the audio of the frame that produced it).
@@ -29,6 +30,7 @@ import torch
 import yaml
 
 from k2d.audio import SAMPLE_RATE
+from k2d.espnet.rnnt import GreedySearch
 from k2d.kaldi_text import write_text_file
 from k2d.metrics.scoring import score_files
 from k2d.streaming.kd import chunk_mask, ctc_collapse
@@ -76,6 +78,7 @@ class StreamingDecoder:
         self.audio_start = 0
         self.cache = [None] * len(model.encoder.layers)  # each layer's input, frames done
         self.done, self.previous = 0, None
+        self.search = GreedySearch(model.transducer) if model.transducer is not None else None
         self.token_frames = []  # the encoder frame that produced each token so far
 
     @torch.no_grad()
@@ -99,9 +102,13 @@ class StreamingDecoder:
             keys = x if self.cache[i] is None else torch.cat([self.cache[i], x], dim=1)
             self.cache[i] = keys
             x = layer_on_new_frames(layer, keys, new, mask)
-        best = self.model.ctc.argmax(encoder.after_norm(x))[0].tolist()
-        tokens, frames, self.previous = ctc_collapse(best, self.previous)
-        self.token_frames += [self.done + f for f in frames]
+        encoded = encoder.after_norm(x)
+        if self.search is not None:
+            tokens, frames = self.search.accept(encoded[0])  # frames counted from the stream's start
+        else:
+            tokens, frames, self.previous = ctc_collapse(self.model.ctc.argmax(encoded)[0].tolist(), self.previous)
+            frames = [self.done + f for f in frames]
+        self.token_frames += frames
         self.done = ready
         keep_from = SUBSAMPLING * ready * self.hop  # no later frame needs audio before this sample
         self.audio, self.audio_start = self.audio[keep_from - self.audio_start :], keep_from
@@ -113,6 +120,8 @@ def full_decode(model, audio: np.ndarray, chunk_frames: int) -> list[int]:
     """The whole utterance at once under the same chunk masks (what streaming must equal)."""
     speech = torch.from_numpy(audio.astype(np.float32))[None]
     encoded, _, _ = model.eval().encode(speech, torch.tensor([speech.shape[1]]), chunk_frames)
+    if model.transducer is not None:
+        return GreedySearch(model.transducer).accept(encoded[0])[0]
     return ctc_collapse(model.ctc.argmax(encoded)[0].tolist())[0]
 
 

@@ -7,7 +7,9 @@ text, tokens from k2d.espnet.data_dir and k2d.espnet.tokens):
 
 The model: ESPnet's front end (log-mel, `center: false` so a frame never changes when more audio arrives),
 ESPnet's conv2d subsampling (4x) and Transformer encoder layers under chunk-wise attention masks
-(`chunk_size` frames, `left_chunks`; 0 = full context, the non-streaming teacher), CTC. With `kd` set, a frozen
+(`chunk_size` frames, `left_chunks`; 0 = full context, the non-streaming teacher), and CTC (`head: ctc`) or a
+transducer (`head: transducer`: ESPnet's prediction and joint networks, the RNN-T loss plus `ctc_weight` times
+the CTC loss, as ESPnet's transducer ASR model; k2d.espnet.rnnt). With `kd` set, a frozen
 full-context teacher of the same family (`teacher_config`, `teacher_model`: a model trained by this task with
 chunk_size 0) is run on the same audio and the student learns, besides CTC:
 - `token`: the teacher's per-frame token distribution (KL);
@@ -42,11 +44,14 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.train.class_choices import ClassChoices
 from espnet2.utils.nested_dict_action import NestedDictAction
 
+from k2d.espnet.rnnt import TransducerHead
 from k2d.mtkd.losses import frame_mask, l1_cosine_loss
 from k2d.streaming.kd import chunk_mask, frame_kl, future_pairs
 
 log = logging.getLogger("k2d.streaming.task")
 KD_KINDS = ("none", "token", "layer", "branch")
+HEADS = ("ctc", "transducer")
+HEAD_OPTIONS = ("head", "ctc_weight", "prediction_size", "joint_size")  # model_conf the exported model keeps
 TRAINING_ONLY = ("teacher.", "layer_heads.", "branches.", "apc_heads.")  # parameters the export drops
 
 
@@ -104,8 +109,11 @@ class AuxiliaryBranch(torch.nn.Module):
 class StreamingKDModel(AbsESPnetModel):
     def __init__(self, vocab_size: int, frontend: DefaultFrontend, encoder: ChunkedEncoder,
                  teacher: StreamingKDModel | None = None, kd: str = "none", kd_layers: list[int] | tuple = (),
-                 kd_weight: float = 1.0, kd_temperature: float = 1.0, apc_shift: int = 0, apc_weight: float = 1.0):
+                 kd_weight: float = 1.0, kd_temperature: float = 1.0, apc_shift: int = 0, apc_weight: float = 1.0,
+                 head: str = "ctc", ctc_weight: float = 0.3, prediction_size: int = 256, joint_size: int = 256):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"model_conf head must be one of {', '.join(HEADS)}, got {head!r}")
         if kd not in KD_KINDS:
             raise ValueError(f"model_conf kd must be one of {', '.join(KD_KINDS)}, got {kd!r}")
         if (kd != "none" or apc_shift) and teacher is None:
@@ -117,6 +125,9 @@ class StreamingKDModel(AbsESPnetModel):
                                  f"teacher layer i), got {list(kd_layers)}")
         self.frontend, self.encoder = frontend, encoder
         self.ctc = CTC(vocab_size, encoder.output_size())
+        self.ctc_weight = ctc_weight
+        self.transducer = (TransducerHead(vocab_size, encoder.output_size(), prediction_size, joint_size,
+                                          encoder.layers[0].dropout.p) if head == "transducer" else None)
         self.kd, self.kd_layers, self.kd_weight, self.kd_temperature = kd, [int(i) for i in kd_layers], kd_weight, \
             kd_temperature
         self.apc_shift, self.apc_weight = apc_shift, apc_weight
@@ -150,6 +161,10 @@ class StreamingKDModel(AbsESPnetModel):
         encoded, lengths, hidden = self.encode(speech, speech_lengths)
         loss = self.ctc(encoded, lengths, text, text_lengths)
         stats = {"loss_ctc": loss.detach()}
+        if self.transducer is not None:
+            rnnt = self.transducer.loss(encoded, lengths, text)
+            loss = rnnt + self.ctc_weight * loss
+            stats["loss_transducer"] = rnnt.detach()
         if self.teacher is not None:
             with torch.no_grad():
                 t_encoded, t_lengths, t_hidden = self.teacher.encode(speech, speech_lengths)
@@ -227,7 +242,8 @@ def export(config: Path, checkpoint: Path, out_dir: Path) -> Path:
     """The streaming model alone: the training config without the teacher, the checkpoint without the
     teacher, heads and branches. Returns the model file (OUT_DIR/model.pth, OUT_DIR/config.yaml beside it)."""
     conf = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
-    conf["model_conf"] = {"kd": "none"}
+    conf["model_conf"] = {"kd": "none", **{k: v for k, v in (conf.get("model_conf") or {}).items()
+                                           if k in HEAD_OPTIONS}}
     conf["teacher_config"] = conf["teacher_model"] = None
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state = {k: v for k, v in state.items() if not k.startswith(TRAINING_ONLY)}

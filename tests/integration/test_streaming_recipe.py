@@ -1,5 +1,5 @@
-"""egs/mini_cs_streaming (seed 003) at a tiny size: a full-context teacher and two streaming students (alone;
-auxiliary branches + APC) for a few steps of ESPnet's trainer, exported and decoded chunk by chunk."""
+"""egs/mini_cs_streaming (seed 003) at a tiny size: a full-context teacher and two streaming transducer students
+(alone; auxiliary branches + APC) for a few steps of ESPnet's trainer, exported and decoded chunk by chunk."""
 
 import shutil
 import subprocess
@@ -25,7 +25,7 @@ def test_mini_cs_streaming_tiny(repo_root, tmp_path):
     train.update(max_epoch=1, num_iters_per_epoch=2, batch_bins=200000, scheduler_conf={"warmup_steps": 2})
     (conf / "train.yaml").write_text(yaml.safe_dump(train))
     run = subprocess.run(["egs/mini_cs_streaming/run.sh", "--conf-dir", str(conf), "--work-dir", str(work),
-                          "--stage", "1", "--device", "cpu", "--decode-chunks-ms", "320", "--teacher-max-epoch", "1"],
+                          "--stage", "1", "--device", "cpu", "--decode-chunks-ms", "320"],
                          cwd=repo_root, capture_output=True, text=True, timeout=3000)
     assert run.returncode == 0, run.stderr[-5000:]
     exp = work / "exp" / "mini_cs_streaming"
@@ -40,6 +40,9 @@ def test_mini_cs_streaming_tiny(repo_root, tmp_path):
     exported = torch.load(exp / "asr_branch_apc" / "export" / "model.pth", weights_only=True)
     assert any(k.startswith("branches.") for k in trained) and any(k.startswith("teacher.") for k in trained)
     assert not any(k.startswith(("branches.", "teacher.", "apc_heads.")) for k in exported)
+    # every model is a transducer, which the export keeps
+    assert student["model_conf"]["head"] == "transducer" and any(k.startswith("transducer.") for k in exported)
+    assert "loss_transducer=" in (exp / "asr_alone" / "train.log").read_text()
     for system, decoding in [("teacher", "full"), ("alone", "320ms"), ("branch_apc", "320ms")]:
         for test_set in ("test_in", "test_ood"):
             out = exp / f"asr_{system}" / f"decode_{test_set}_{decoding}"
@@ -51,3 +54,4 @@ def test_mini_cs_streaming_tiny(repo_root, tmp_path):
     results = (exp / "RESULTS.md").read_text()
     assert "| alone |" in results and "| branch_apc |" in results and "| teacher |" in results
     assert "test_in_320ms" in results and "first token" in results
+    assert (exp / "learning_curves.png").stat().st_size > 0 and "| alone | 1 | 1 |" in results

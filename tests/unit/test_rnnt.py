@@ -91,3 +91,25 @@ def test_espnet_greedy_search_follows_the_joiner():
     search = BeamSearchTransducer(decoder=Decoder(), joint_network=joint, beam_size=1)
     hyp = search(torch.eye(frames))[0]
     assert hyp.yseq == [0, 2, 3, 3]
+
+
+def test_greedy_search_gives_the_same_tokens_piece_by_piece():
+    from k2d.espnet.rnnt import GreedySearch, TransducerHead
+
+    torch.manual_seed(0)
+    head = TransducerHead(vocab_size=6, encoder_size=4, prediction_size=8, joint_size=8, dropout=0.0).eval()
+    with torch.no_grad():
+        head.joint_network.lin_out.weight.mul_(20)  # a random joiner that says several things
+    frames = torch.randn(30, 4)
+    whole, at = GreedySearch(head).accept(frames)
+    pieces = GreedySearch(head)
+    tokens, frame_of = [], []
+    for first in range(0, 30, 7):
+        new, new_at = pieces.accept(frames[first : first + 7])
+        tokens += new
+        frame_of += new_at
+    assert tokens == whole and frame_of == at and len(set(whole)) >= 2
+    assert at == sorted(at) and all(0 <= f < 30 for f in at)
+    # never more than max_symbols tokens at one frame
+    capped, capped_at = GreedySearch(head, max_symbols=1).accept(frames)
+    assert len(capped_at) == len(set(capped_at))

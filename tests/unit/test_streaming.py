@@ -93,6 +93,8 @@ def build(tmp_path, name: str, config: dict):
     model = StreamingKDTask.build_model(args)
     with torch.no_grad():  # a random model whose frames disagree, so that equal outputs mean something
         model.ctc.ctc_lo.weight.mul_(30)
+        if model.transducer is not None:
+            model.transducer.joint_network.lin_out.weight.mul_(30)
     return model, path
 
 
@@ -187,3 +189,45 @@ def test_a_wider_student_learns_a_narrower_teacher_through_its_heads(tmp_path, t
     config["model_conf"]["kd_layers"] = [3]  # the teacher has 2 layers
     with pytest.raises(ValueError, match="kd_layers must name layers 1..2"):
         build(tmp_path, "student", config)
+
+
+def test_a_transducer_student_adds_the_rnnt_loss_to_weighted_ctc(tmp_path, teacher):
+    _, teacher_config, teacher_model = teacher
+    config = {**task_config(2, kd="branch", kd_layers=[1], head="transducer", ctc_weight=0.5, prediction_size=8,
+                            joint_size=12),
+              "teacher_config": str(teacher_config), "teacher_model": str(teacher_model)}
+    model, _ = build(tmp_path, "student", config)
+    model.train()
+    text = torch.tensor([[2, 3, 4], [5, 6, -1]])
+    loss, stats, _ = model(torch.randn(2, 24000), torch.tensor([24000, 20000]), text, torch.tensor([3, 2]))
+    assert {"loss_transducer", "loss_ctc", "loss_kd_l1"} <= set(stats)
+    # transducer + 0.5 CTC + the branch's layer loss (summed over the valid frames, weight 1)
+    assert loss.item() > stats["loss_transducer"].item() + 0.5 * stats["loss_ctc"].item()
+    loss.backward()
+    assert model.transducer.joint_network.lin_out.weight.grad.abs().sum() > 0
+    assert model.transducer.decoder.decoder[0].weight_hh_l0.grad.abs().sum() > 0
+    assert model.transducer.joint_network.lin_out.out_features == len(TOKENS)
+    with pytest.raises(ValueError, match="head must be one of ctc, transducer"):
+        build(tmp_path, "bad", task_config(2, head="attention"))
+
+
+@pytest.mark.parametrize("chunk_ms", [40, 320])
+def test_streaming_transducer_decoding_equals_full_decoding(tmp_path, teacher, chunk_ms):
+    from k2d.streaming.stream import chunk_frames_of, full_decode, load_model, stream
+    from k2d.streaming.task import export
+
+    _, teacher_config, teacher_model = teacher
+    config = {**task_config(8, kd="branch", kd_layers=[1, 2], apc_shift=2, head="transducer", prediction_size=8,
+                            joint_size=12),
+              "teacher_config": str(teacher_config), "teacher_model": str(teacher_model)}
+    model, config_path = build(tmp_path, "student", config)
+    audio = np.random.default_rng(3).standard_normal(3 * 16000).astype(np.float32) * 0.1
+    streamed, _ = stream(model, audio, chunk_ms)
+    assert streamed == full_decode(model, audio, chunk_frames_of(model, chunk_ms))
+    assert len(set(streamed)) >= 3
+    # the export keeps the transducer (an inference part) and drops the teacher and branches
+    torch.save(model.state_dict(), tmp_path / "valid.loss.best.pth")
+    export(config_path, tmp_path / "valid.loss.best.pth", tmp_path / "export")
+    loaded, _ = load_model(tmp_path / "export")
+    assert loaded.transducer is not None and loaded.teacher is None and not hasattr(loaded, "branches")
+    assert stream(loaded, audio, chunk_ms)[0] == streamed

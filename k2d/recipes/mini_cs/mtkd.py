@@ -149,7 +149,7 @@ def curves_table(exp_dir: Path, systems: list[str], path: Path) -> str:
     curves = {s: espnet_validations(exp_dir / f"asr_{s}" / "train.log") for s in systems
               if (exp_dir / f"asr_{s}" / "train.log").is_file()}
     plot_lines({s: ([r["epoch"] for r in c], [r["loss"] for r in c]) for s, c in curves.items() if c},
-               "epoch", "validation loss (dev)", "fine-tuning", path)
+               "epoch", "validation loss (dev)", "training to the dev plateau", path)
     lines = ["| system | epochs trained | best epoch | best validation loss |", "|---|---|---|---|"]
     for system, records in curves.items():
         if records:
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             systems = args.systems.split(",")
             print(results_table(args.exp_dir, systems, args.test_sets.split(","), systems[0]), end="")
             if args.curves:
-                print(f"\nFine-tuning to the dev plateau ({args.curves.name}):\n")
+                print(f"\nTraining to the dev plateau ({args.curves.name}):\n")
                 print(curves_table(args.exp_dir, systems, args.curves), end="")
             if args.made_by:
                 print(f"\n{made_by()}")
