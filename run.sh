@@ -186,10 +186,11 @@ fi
 if run_stage 5; then
   begin_stage 5 "distill: one student per filter metric (${L[metrics]}) -> ${L[exp]}/student_*/"
   # the teacher's outputs, once per chunk (a no-op when distill.yaml says cache_teacher: false)
-  log "teacher cache: ${L[validated]}, teacher ${L[teacher]} -> ${L[teacher_cache]}"
-  sharded cache_teacher k2d.cache_teacher --teacher "${L[teacher]}" --cuts "${L[validated]}" --metrics "${L[metrics]// /,}" \
-    --filter-config "$conf/filter.yaml" --config "$conf/distill.yaml" --output "${L[teacher_cache]}" \
-    --device "$device" "${force_opt[@]}"
+  kept_sets=()
+  for metric in "${metric_list[@]}"; do kept_sets+=("${kept_pattern/\{metric\}/$metric}"); done
+  log "teacher cache: the chunks of ${kept_sets[*]}, teacher ${L[teacher]} -> ${L[teacher_cache]}"
+  sharded cache_teacher k2d.cache_teacher --teacher "${L[teacher]}" --cuts "${L[validated]}" --kept "${kept_sets[@]}" \
+    --config "$conf/distill.yaml" --output "${L[teacher_cache]}" --device "$device" "${force_opt[@]}"
   dev_opt=()  # the students are chosen by their long-form MER on the dev set, decoded as stage 6 decodes
   [ -n "${L[dev_recordings]}" ] && dev_opt=(--valid-recordings "${L[dev_recordings]}"
     --valid-supervisions "${L[dev_supervisions]}" --valid-decode-config "$conf/decode.yaml")

@@ -40,10 +40,9 @@ from tqdm import tqdm
 from transformers import WhisperConfig
 
 from k2d.audio import load_cut_audio
-from k2d.config import ConfigError, add_config_arguments, build_config, load_yaml, parse_stage_args
+from k2d.config import add_config_arguments, parse_stage_args
 from k2d.cuts import TEACHER_CACHE_FIELD, TEACHER_ENCODER_FIELD, ChunkFields, chunk_key, teacher_topk_field
 from k2d.manifests import read_manifest
-from k2d.metrics.distances import METRICS, keep
 from k2d.models.names import resolve_model
 from k2d.models.tokenizer import window_seconds
 from k2d.models.whisper import add_device_argument
@@ -56,13 +55,9 @@ from k2d.utils import array_block, atomic_path, remove_stray_temporaries, setup_
 log = logging.getLogger("k2d.cache_teacher")
 
 # ---- what to cache ----
-def kept_by_any(cut, metrics: list[str], alpha: float) -> bool:
-    """Whether one of the filter metrics keeps the chunk (no metrics: every cut is wanted)."""
-    if not metrics:
-        return True
-    fields = ChunkFields.from_cut(cut)
-    distances = fields.distances if fields is not None else None
-    return distances is not None and any(keep(distances, m, alpha) for m in metrics)
+def kept_ids(kept: list[Path]) -> set[str]:
+    """The ids of the chunks stage 4 kept for any student."""
+    return {cut.id for path in kept for cut in read_manifest(path, "cuts")}
 
 
 def cache_key(cut, options: LabelOptions) -> str:
@@ -167,8 +162,9 @@ def cache_chunks(teacher_name: str, device: str, config, options: LabelOptions, 
             bar.update(len(block))
 
 
-def selected_cuts(cuts_path: Path, metrics: list[str], alpha: float):
-    return (c for c in read_manifest(cuts_path, "cuts") if kept_by_any(c, metrics, alpha))
+def selected_cuts(cuts_path: Path, wanted: set[str] | None):
+    """The chunks to cache in stage 3's order: those in `wanted` (every chunk when it is None)."""
+    return (c for c in read_manifest(cuts_path, "cuts") if wanted is None or c.id in wanted)
 
 
 def merge(records: list[dict], cuts, output: Path, info: dict) -> None:
@@ -197,21 +193,12 @@ def planned_bytes(cuts, config, d_model: int, frames: int) -> dict:
             "per_chunk_encoder": f"{frames} x {d_model} float16"}
 
 
-def filter_alpha(path: Path | None) -> float:
-    from k2d.filtering import FilterConfig
-
-    if path is None:
-        return FilterConfig().alpha
-    return build_config(FilterConfig, load_yaml(path), f"config {path}").alpha
-
-
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="teacher: Hugging Face id or local directory")
     parser.add_argument("--cuts", type=Path, required=True, help="validated chunk cuts (stage 3 output)")
-    parser.add_argument("--metrics", default="none",
-                        help="cache the chunks any of these filter metrics keeps (empty: every cut)")
-    parser.add_argument("--filter-config", type=Path, help="stage 4's filter.yaml (its alpha; default: 0.4)")
+    parser.add_argument("--kept", type=Path, nargs="*",
+                        help="stage 4's kept chunks, one manifest per student: the chunks to cache (default: all)")
     parser.add_argument("--output", type=Path, required=True, help="cuts with the cached outputs (.jsonl.gz)")
     add_device_argument(parser)
     parser.add_argument("--dry-run", action="store_true", help="only print how much the cache will store")
@@ -229,22 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     if not config.cache_teacher:
         log.info("cache_teacher is false in the config: no teacher cache (students run the teacher every step)")
         return 0
-    args.metrics = [m for m in args.metrics.split(",") if m]
-    try:
-        args.alpha = filter_alpha(args.filter_config)
-    except ConfigError as error:
-        parser.error(str(error))
-    unknown = [m for m in args.metrics if m not in METRICS]
-    if unknown:
-        parser.error(f"--metrics: unknown filter metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
     if not config.freeze_encoder:
         parser.error("the teacher cache is exact only for a frozen encoder: freeze_encoder is false in the config")
-    if not args.cuts.is_file():
-        log.error("validated cuts %s do not exist (run stage 3 first)", args.cuts)
-        return 1
+    for path, stage in [(args.cuts, "3"), *((kept, "4") for kept in args.kept or [])]:
+        if not path.is_file():
+            log.error("%s does not exist (run stage %s first)", path, stage)
+            return 1
+    wanted = kept_ids(args.kept) if args.kept is not None else None
 
     def selected():
-        return selected_cuts(args.cuts, args.metrics, args.alpha)
+        return selected_cuts(args.cuts, wanted)
 
     model_config = WhisperConfig.from_pretrained(resolve_model(args.teacher))
     if args.dry_run:
@@ -258,14 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     storage = args.output.parent / ".teacher_cache" / args.output.name.split(".")[0]
     what = {name: getattr(config, name) for name in ("cache_topk", "temperature", "language", "mix_lang_emb",
                                                       "dtype", "freeze_encoder", "whole_window")}
+    # what is cached grows with the chunks, the kept sets and the windows opened early: only the new is done
+    kept = {f"kept {path.name}": path for path in args.kept or []}
     return run_sharded(
         ShardJob.from_args(args.output, args), items=selected, key=lambda cut: cache_key(cut, options),
         work=lambda todo: cache_chunks(args.teacher, args.device, config, options, todo, storage),
         merge=lambda records, _: merge(records, selected(), args.output, info), stage="teacher cache",
-        inputs={"chunks": args.cuts, "teacher": resolve_model(args.teacher), "config": what,
-                "selection": {"metrics": args.metrics, "alpha": args.alpha},
+        inputs={"chunks": args.cuts, "teacher": resolve_model(args.teacher), "config": what, **kept,
                 "windows": {"pause_open": config.pause_open}},
-        growing=("chunks", "selection", "windows"),
+        growing=("chunks", "windows", *kept),
     )
 
 

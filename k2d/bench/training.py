@@ -130,7 +130,7 @@ def prepare_train_bench(teacher: str, cuts: str, work: Path, topk: int, device: 
     save_model_dir(create_student(teacher_model, [0, -1]), processor, work / "student")
     CutSet.from_cuts(bench_cuts(CutSet.from_file(cuts), seconds)).to_file(work / "cuts.jsonl.gz")
     code = cache_teacher.main(["--teacher", str(work / "teacher"), "--cuts", str(work / "cuts.jsonl.gz"),
-                               "--metrics", "", "--output", str(work / "cached.jsonl.gz"),
+                               "--output", str(work / "cached.jsonl.gz"),
                                "--cache-topk", str(topk), "--device", device])
     if code != 0:
         raise RuntimeError(f"caching the teacher's outputs for the benchmark failed ({code})")

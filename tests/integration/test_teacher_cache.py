@@ -42,7 +42,10 @@ def teacher_dir(tmp_path_factory, tiny_whisper):
 
 
 def run_cache(teacher_dir, validated, output, *extra):
-    return cache_teacher.main(["--teacher", str(teacher_dir), "--cuts", str(validated), "--metrics", "composite",
+    """Cache the chunks a stage-4 filter kept: all but the fourth (composite distance 0.9)."""
+    kept = output.parent / f"kept_{output.name}"
+    CutSet.from_file(validated).filter(lambda c: c.custom["distances"]["composite"] < 0.5).to_file(kept)
+    return cache_teacher.main(["--teacher", str(teacher_dir), "--cuts", str(validated), "--kept", str(kept),
                                "--output", str(output), "--cache-batch-size", "2", "--cache-block-size", "2", *extra])
 
 
@@ -60,7 +63,7 @@ def test_cached_training_matches_the_teacher_run_every_step(tiny_whisper, teache
     output = tmp_path / "cached.jsonl.gz"
     assert run_cache(teacher_dir, validated, output, "--cache-topk", str(vocab)) == 0  # every token: exact KL
     cached_cuts = CutSet.from_file(output)
-    assert len(cached_cuts) == 5  # the chunk no metric keeps is not cached
+    assert len(cached_cuts) == 5  # the chunk stage 4 kept for no student is not cached
     first = next(iter(cached_cuts))
     assert cached_encoder_states(first).shape == (500, teacher.config.d_model)
     assert first.custom["teacher_cache"]["topk"] == vocab
