@@ -1,14 +1,15 @@
 """Stage 5 preparation: the teacher's outputs for every chunk a student trains on, computed once and stored.
 
-    python -m k2d.cache_teacher --teacher egs/mini_cs/models/teacher \\
-        --cuts data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-validated.jsonl.gz --metrics none,composite \\
-        --filter-config egs/mini_cs/conf/filter.yaml --config egs/mini_cs/conf/distill.yaml \\
+    python -m k2d.cache_teacher --teacher egs/mini_cs/models/teacher \
+        --cuts data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-validated.jsonl.gz \
+        --kept data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-k2d_{none,composite}.jsonl.gz \
+        --config egs/mini_cs/conf/distill.yaml \
         --output data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-teacher.jsonl.gz [--dry-run]
 
 The K2D student shares the teacher's encoder, frozen. Its output for a chunk is therefore the same in every
-epoch and for every filter metric's student: it is computed here once per chunk (over the chunks that at
-least one of `--metrics` keeps at the filter config's alpha) and stored as float16. This is exact, up to
-float16 rounding,
+epoch and for every filter metric's student: it is computed here once per chunk (the chunks stage 4 kept for
+at least one student, `--kept`, in stage 3's order, which the kept manifests share) and stored as float16.
+This is exact, up to float16 rounding,
 because the encoder is frozen and nothing augments its input; the cache is refused when the config unfreezes
 the encoder. With `cache_topk > 0` the teacher decoder's top-k log-probabilities (at the KD temperature) are
 stored too, for each label form a student can draw (with or without timestamps, with or without the
