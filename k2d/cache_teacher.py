@@ -1,9 +1,9 @@
 """Stage 5 preparation: the teacher's outputs for every chunk a student trains on, computed once and stored.
 
-    python -m k2d.cache_teacher --teacher egs/mini_cs/models/teacher \
-        --cuts data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-validated.jsonl.gz \
-        --kept data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-k2d_{none,composite}.jsonl.gz \
-        --config egs/mini_cs/conf/distill.yaml \
+    python -m k2d.cache_teacher --teacher egs/mini_cs/models/teacher \\
+        --cuts data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-validated.jsonl.gz \\
+        --kept data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-k2d_{none,composite}.jsonl.gz \\
+        --config egs/mini_cs/conf/distill.yaml \\
         --output data/mini_cs/cuts/mini_cs_cuts_train_unlabelled-teacher.jsonl.gz [--dry-run]
 
 The K2D student shares the teacher's encoder, frozen. Its output for a chunk is therefore the same in every
