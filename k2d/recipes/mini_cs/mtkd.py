@@ -5,7 +5,7 @@ and its results table. egs/mini_cs_mtkd/run.sh calls them; every model step is k
     python -m k2d.recipes.mini_cs.mtkd cuts --manifests DIR --config conf/data.yaml --out-dir DIR
     python -m k2d.recipes.mini_cs.mtkd config --student conf/student.yaml --stage conf/pretrain.yaml \\
         [--targets DIR/targets.yaml --teachers a,b] --output exp/.../pretrain.yaml
-    python -m k2d.recipes.mini_cs.mtkd results --exp-dir exp/mini_cs_mtkd --systems none,one,... \
+    python -m k2d.recipes.mini_cs.mtkd results --exp-dir exp/mini_cs_mtkd --systems none,one,... \\
         [--curves exp/mini_cs_mtkd/learning_curves.png]
 """
 
