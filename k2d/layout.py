@@ -10,11 +10,22 @@
     exp/RECIPE/RESULTS.md                                                  stage 7
     exp/RECIPE/log/JOB/task-I.{log,status}     the jobs k2d.launch ran (--cmd local|slurm)
 
+The ESPnet recipes of seeds 002 and 003 (egs/mini_cs_mtkd, egs/mini_cs_streaming; `EspnetLayout`) train
+on the mini_cs corpus's manifests:
+
+    data/CORPUS/manifests/...                  the corpus (its own recipe's stage 0)
+    data/RECIPE/cuts/RECIPE_cuts_NAME.jsonl.gz  the recipe's cut manifests (NAME: finetune, valid, pretrain, extra)
+    data/RECIPE/espnet/NAME/                   ESPnet data directories (asr_SET, emb_AUDIO)
+    data/RECIPE/embeddings/SET.jsonl.gz        teacher embeddings (seed 002)
+    data/RECIPE/tokens/                        sentencepiece model and ESPnet token list
+    exp/RECIPE/{pretrain,asr}_SYSTEM/          ESPnet training runs; exp/RECIPE/RESULTS.md
+
 A recipe (egs/RECIPE/conf/recipe.yaml, `RecipeConfig`) names its unlabelled split, models, filter metrics
 and test sets; a test set is a split of the recipe's own corpus (`test_in`) or CORPUS:SPLIT of another one
 (`ascend:test_long`). The shell asks for everything at once:
 
     python -m k2d.layout --recipe mini_cs --work-dir . [--conf-dir egs/mini_cs/conf]   # "key value" lines
+    python -m k2d.layout --recipe mini_cs_mtkd --work-dir . --espnet
 """
 
 from __future__ import annotations
@@ -27,6 +38,9 @@ from pathlib import Path
 from k2d.config import ConfigError, build_config, load_yaml, option
 
 MANIFEST_PATTERN = "{corpus}_{kind}_{split}.jsonl.gz"
+# The cut manifests of the ESPnet recipes: fine-tuning utterances, dev utterances, pre-training audio, extra audio
+ESPNET_CUT_SETS = ("finetune", "valid", "pretrain", "extra")
+ESPNET_TEST_SETS = ("test_in", "test_ood")  # splits of the corpus, each utterance decoded on its own
 
 
 def manifest_path(directory: Path, corpus: str, kind: str, split: str) -> Path:
@@ -189,6 +203,41 @@ class Layout:
         return [(key, str(value)) for key, value in rows]
 
 
+@dataclass(frozen=True)
+class EspnetLayout:
+    """The paths of an ESPnet recipe (seeds 002 and 003) over the manifests of `corpus`."""
+
+    recipe: str
+    work_dir: Path
+    corpus: str = "mini_cs"
+
+    @property
+    def data(self) -> Path:
+        return self.work_dir / "data" / self.recipe
+
+    @property
+    def exp(self) -> Path:
+        return self.work_dir / "exp" / self.recipe
+
+    @property
+    def manifests(self) -> Path:
+        return self.work_dir / "data" / self.corpus / "manifests"
+
+    def cuts(self, name: str) -> Path:
+        return manifest_path(self.data / "cuts", self.recipe, "cuts", name)
+
+    def shell(self) -> list[tuple[str, str]]:
+        rows = [("corpus", self.corpus), ("manifests", self.manifests),
+                ("data", self.data), ("exp", self.exp), ("cuts_dir", self.data / "cuts"),
+                ("espnet", self.data / "espnet"), ("embeddings", self.data / "embeddings"),
+                ("tokens", self.data / "tokens"), ("logs", self.exp / "log")]
+        rows += [(f"cuts:{name}", self.cuts(name)) for name in ESPNET_CUT_SETS]
+        rows += [(f"{kind}:{split}", manifest_path(self.manifests, self.corpus, kind, split))
+                 for split in ESPNET_TEST_SETS for kind in ("recordings", "supervisions")]
+        rows.append(("test_sets", " ".join(ESPNET_TEST_SETS)))
+        return [(key, str(value)) for key, value in rows]
+
+
 def test_corpus_config(corpus: str) -> Path:
     """The prepare.yaml of a corpus that only gives test sets (egs/test_sets/CORPUS, not a recipe)."""
     return Path("egs") / "test_sets" / corpus / "conf" / "prepare.yaml"
@@ -218,7 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", help="instead of recipe.yaml's teacher")
     parser.add_argument("--validator", help="instead of recipe.yaml's validator")
     parser.add_argument("--metrics", help="instead of recipe.yaml's filter_metrics (space- or comma-separated)")
+    parser.add_argument("--espnet", action="store_true", help="an ESPnet recipe of seed 002 or 003 (EspnetLayout)")
     args = parser.parse_args(argv)
+    if args.espnet:
+        for key, value in EspnetLayout(args.recipe, args.work_dir).shell():
+            print(f"{key} {value}")
+        return 0
     metrics = args.metrics.replace(",", " ").split() if args.metrics else None
     try:
         layout = load_layout(args.recipe, args.work_dir, args.conf_dir, teacher=args.teacher,

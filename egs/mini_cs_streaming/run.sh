@@ -7,71 +7,37 @@
 #            branches; branches + APC (k2d.streaming.task)
 #   stage 4  export (teacher, heads and branches dropped), streaming decoding of test_in and test_ood at each
 #            --decode-chunks-ms (k2d.streaming.stream: MER, compute per chunk, first-token delay); the teacher decoded
-#            with full context; the tables (exp/mini_cs_streaming/RESULTS.md)
+#            with full context; the tables and learning curves (exp/mini_cs_streaming/RESULTS.md, learning_curves.png)
+# Every model is a transducer (conf/train.yaml head; or ctc) trained to its dev plateau (patience); a stopped
+# run resumes from its checkpoint.pth when run again. Paths come from k2d/layout.py (EspnetLayout), the common
+# options and steps from utils/espnet_recipe.sh.
 #
 # Usage: egs/mini_cs_streaming/run.sh [--work-dir DIR] [--device cpu] [--stage N] [--stop-stage M]
-#        [--conf-dir DIR] [--decode-chunks-ms "320 640"]
-work_dir=.
-device=auto
-stage=0
+#        [--conf-dir DIR] [--cmd local|slurm] [--decode-chunks-ms "320 640"]
+recipe=mini_cs_streaming
 stop_stage=4
-conf_dir=""
 decode_chunks_ms="320 640"
-help_message="Usage: $0 [--work-dir DIR] [--device DEV] [--stage N] [--stop-stage M] [--conf-dir DIR] [--decode-chunks-ms LIST]"
+help_message="Usage: $0 [--work-dir DIR] [--device DEV] [--stage N] [--stop-stage M (0-4)] [--conf-dir DIR] [--cmd local|slurm] [--decode-chunks-ms LIST]"
 
+caller=$PWD  # relative paths given on the command line are the caller's
 cd "$(dirname "$0")/../.." || exit 1
-# shellcheck source=utils/parse_options.sh
-. utils/parse_options.sh
-# shellcheck source=utils/log.sh
-. utils/log.sh
-set -euo pipefail
-# shellcheck source=path.sh
-. ./path.sh
-require_int stage "$stage"
-require_int stop-stage "$stop_stage"
-
-conf="${conf_dir:-egs/mini_cs_streaming/conf}"
-data="$work_dir/data/mini_cs_streaming"
-exp="$work_dir/exp/mini_cs_streaming"
-manifests="$work_dir/data/mini_cs/manifests"
-ngpu=0  # ESPnet's: one GPU when the device is (or may be) CUDA and one is there
-if [ "$device" != cpu ] && python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then ngpu=1; fi
+# shellcheck source=utils/espnet_recipe.sh
+. utils/espnet_recipe.sh
+exp=${L[exp]}
 # NAME=KD:APC_SHIFT, one per line; the first is the baseline
-read -r -a systems <<< "$(grep -v '^#' "$conf/systems.txt" | tr '\n' ' ')"
-run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-cuts() { echo "$data/cuts/mini_cs_mtkd_cuts_$1.jsonl.gz"; }
+read -r -a systems <<< "$(grep -v '^#' "$conf/systems.txt" | sed 's/[[:space:]]*#.*//' | tr '\n' ' ')"
 
-if run_stage 0; then
-  log "Stage 0: the mini_cs corpus -> $manifests"
-  ./run.sh --recipe mini_cs --stage 0 --stop-stage 0 --work-dir "$work_dir"
-fi
-
-if run_stage 1; then
-  log "Stage 1: cuts, ESPnet data dirs, tokens -> $data"
-  python -m k2d.recipes.mini_cs.mtkd cuts --manifests "$manifests" --config "$conf/data.yaml" --out-dir "$data/cuts"
-  for set in finetune valid; do
-    python -m k2d.espnet.data_dir --cuts "$(cuts $set)" --out-dir "$data/espnet/asr_$set" --dump-audio
-  done
-  python -m k2d.espnet.tokens --text "$data/espnet/asr_finetune/text" --vocab-size 500 --out-dir "$data/tokens"
-fi
+run_stage 0 && prepare_corpus
+run_stage 1 && prepare_data
 
 # train NAME [ESPnet options]: one model by ESPnet's trainer into $exp/asr_NAME
 train() {
-  local name=$1 out="$exp/asr_$1"
+  local name=$1
   shift
-  # ESPnet writes valid.loss.ave.pth when a run ends (valid.loss.best.pth already after its first epoch)
-  [ -f "$out/valid.loss.ave.pth" ] && { log "$out finished: skipping"; return; }
-  log "train $name -> $out (log: $out/train.log)"
-  mkdir -p "$out"
-  python -m k2d.streaming.task --config "$conf/train.yaml" --output_dir "$out" --ngpu "$ngpu" --resume true \
-    --token_list "$data/tokens/tokens.txt" --bpemodel "$data/tokens/bpe.model" \
-    --train_data_path_and_name_and_type "$data/espnet/asr_finetune/wav.scp,speech,sound" \
-    --train_data_path_and_name_and_type "$data/espnet/asr_finetune/text,text,text" \
-    --train_shape_file "$data/espnet/asr_finetune/speech_shape" \
-    --valid_data_path_and_name_and_type "$data/espnet/asr_valid/wav.scp,speech,sound" \
-    --valid_data_path_and_name_and_type "$data/espnet/asr_valid/text,text,text" \
-    --valid_shape_file "$data/espnet/asr_valid/speech_shape" "$@" >> "$out/train.log" 2>&1 \
-    || die "training $name failed: see $out/train.log"
+  # shellcheck disable=SC2046  # one option per word
+  espnet_train "train $name" "$exp/asr_$name" k2d.streaming.task --config "$conf/train.yaml" \
+    --token_list "${L[tokens]}/tokens.txt" --bpemodel "${L[tokens]}/bpe.model" \
+    $(asr_data train "${L[espnet]}/asr_finetune") $(asr_data valid "${L[espnet]}/asr_valid") "$@"
 }
 
 if run_stage 2; then
@@ -92,11 +58,11 @@ fi
 if run_stage 4; then
   names=()
   decode() {  # decode NAME CHUNK_MS SUFFIX
-    for set in test_in test_ood; do
+    for set in ${L[test_sets]}; do
       [ -f "$exp/asr_$1/decode_${set}_$3/scores.yaml" ] && continue
       python -m k2d.streaming.stream --model "$exp/asr_$1/export" --chunk-ms "$2" \
-        --recordings "$manifests/mini_cs_recordings_$set.jsonl.gz" \
-        --supervisions "$manifests/mini_cs_supervisions_$set.jsonl.gz" --out-dir "$exp/asr_$1/decode_${set}_$3"
+        --recordings "${L[recordings:$set]}" --supervisions "${L[supervisions:$set]}" \
+        --out-dir "$exp/asr_$1/decode_${set}_$3"
     done
   }
   for system in teacher "${systems[@]}"; do
@@ -109,7 +75,7 @@ if run_stage 4; then
     for ms in $decode_chunks_ms; do decode "$name" "$ms" "${ms}ms"; done
   done
   sets=()
-  for ms in $decode_chunks_ms; do sets+=("test_in_${ms}ms" "test_ood_${ms}ms"); done
+  for ms in $decode_chunks_ms; do for set in ${L[test_sets]}; do sets+=("${set}_${ms}ms"); done; done
   {
     echo "## Streaming students (MER %, relative change vs ${names[0]})"
     python -m k2d.recipes.mini_cs.mtkd results --exp-dir "$exp" --systems "$(IFS=,; echo "${names[*]}")" \

@@ -2,7 +2,7 @@
 and its results table. egs/mini_cs_mtkd/run.sh calls them; every model step is k2d.mtkd.embed, ESPnet's trainer
 (k2d.mtkd.task, espnet2.bin.asr_train) or k2d.espnet.decode_asr.
 
-    python -m k2d.recipes.mini_cs.mtkd cuts --manifests DIR --config conf/data.yaml --out-dir DIR
+    python -m k2d.recipes.mini_cs.mtkd cuts --recipe mini_cs_mtkd --work-dir . --config conf/data.yaml
     python -m k2d.recipes.mini_cs.mtkd config --student conf/student.yaml --stage conf/pretrain.yaml \\
         [--targets DIR/targets.yaml --teachers a,b] --output exp/.../pretrain.yaml
     python -m k2d.recipes.mini_cs.mtkd results --exp-dir exp/mini_cs_mtkd --systems none,one,... \\
@@ -22,7 +22,7 @@ import yaml
 from lhotse import CutSet, RecordingSet
 
 from k2d.config import add_config_arguments, load_yaml, option
-from k2d.layout import manifest_path
+from k2d.layout import EspnetLayout, manifest_path
 from k2d.manifests import read_manifest, utterance_cuts
 from k2d.plots import plot_lines
 from k2d.provenance import made_by
@@ -32,7 +32,6 @@ log = logging.getLogger("k2d.recipes.mini_cs.mtkd")
 
 STUDENT_FRAME_RATE = 25.0  # 10 ms features, 4x subsampling (ESPnet's conv2d input layer)
 EPOCH_RESULTS = re.compile(r"(\d+)epoch results: .*\[valid\] (.*)$")  # ESPnet trainer's log line of an epoch
-CUTS = ("finetune", "valid", "pretrain", "extra")  # the manifests `cuts` writes
 
 
 @dataclass
@@ -45,22 +44,19 @@ class DataConfig:
     extra_recordings: int = option(16, "train_unlabelled recordings used as extra audio", minimum=0)
 
 
-def cuts_path(out_dir: Path, name: str) -> Path:
-    return Path(out_dir) / f"mini_cs_mtkd_cuts_{name}.jsonl.gz"
-
-
-def make_cuts(manifests: Path, config: DataConfig, out_dir: Path) -> dict[str, int]:
+def make_cuts(config: DataConfig, layout: EspnetLayout) -> dict[str, int]:
     """The recipe's cut manifests: the labelled utterances (fine-tuning; their audio is also the
     pre-training audio), dev utterances (validation), and extra unlabelled audio in windows."""
+    def manifest(kind: str, split: str) -> Path:
+        return manifest_path(layout.manifests, layout.corpus, kind, split)
+
     def utterances(split: str, count: int) -> CutSet:
-        return utterance_cuts(manifest_path(manifests, "mini_cs", "recordings", split),
-                              manifest_path(manifests, "mini_cs", "supervisions", split)).subset(first=count)
+        return utterance_cuts(manifest("recordings", split), manifest("supervisions", split)).subset(first=count)
 
     finetune = utterances("train_labelled", config.labelled_utterances).to_eager()
     sets = {"finetune": finetune, "valid": utterances("dev", config.valid_utterances),
             "pretrain": finetune.drop_supervisions()}
-    recordings = RecordingSet.from_recordings(read_manifest(
-        manifest_path(manifests, "mini_cs", "recordings", "train_unlabelled"), "recordings"))
+    recordings = RecordingSet.from_recordings(read_manifest(manifest("recordings", "train_unlabelled"), "recordings"))
     extra = CutSet.from_manifests(recordings=recordings).subset(first=config.extra_recordings) \
         if config.extra_recordings else CutSet()
     sets["extra"] = extra.cut_into_windows(config.extra_window).filter(lambda c: c.duration >= 1.0) \
@@ -68,11 +64,11 @@ def make_cuts(manifests: Path, config: DataConfig, out_dir: Path) -> dict[str, i
     counts = {}
     for name, cuts in sets.items():
         cuts = cuts.to_eager()
-        with atomic_path(cuts_path(out_dir, name)) as tmp:
+        with atomic_path(layout.cuts(name)) as tmp:
             cuts.to_file(tmp)
         counts[name] = len(cuts)
         log.info("%s: %d cuts, %.2f h -> %s", name, len(cuts), sum(c.duration for c in cuts) / 3600,
-                 cuts_path(out_dir, name))
+                 layout.cuts(name))
     return counts
 
 
@@ -162,8 +158,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     cuts = commands.add_parser("cuts", help="the recipe's cut manifests")
-    cuts.add_argument("--manifests", type=Path, required=True, help="data/mini_cs/manifests")
-    cuts.add_argument("--out-dir", type=Path, required=True)
+    cuts.add_argument("--recipe", required=True, help="the recipe whose cuts these are (k2d.layout.EspnetLayout)")
+    cuts.add_argument("--work-dir", type=Path, default=Path("."), help="holds data/mini_cs/manifests and data/RECIPE")
     add_config_arguments(cuts, DataConfig)
     config = commands.add_parser("config", help="an ESPnet config from the student's and a stage's YAML")
     config.add_argument("--student", type=Path, required=True)
@@ -193,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "cuts":
             args, data = parse_stage_args(parser, DataConfig, argv)
-            make_cuts(args.manifests, data, args.out_dir)
+            make_cuts(data, EspnetLayout(args.recipe, args.work_dir))
         elif command == "config":
             args = parser.parse_args(argv)
             weights = {k: float(v) for k, _, v in (w.partition("=") for w in args.weight)}
