@@ -90,7 +90,7 @@ def read_entries(path: Path) -> dict[str, str]:
 def check_espnet_conf(conf_dir: Path) -> list[str]:
     """The configs of an ESPnet recipe (seeds 002 and 003): data.yaml, every YAML a mapping, the systems and
     teachers lists well formed and every teacher a system names defined."""
-    from k2d.recipes.mini_cs.mtkd import DataConfig
+    from k2d.espnet.recipe import DataConfig
 
     problems = []
     for path in sorted(conf_dir.glob("*.yaml")):

@@ -79,7 +79,7 @@ prepare_corpus() {
 
 prepare_data() {
   log "Stage 1: cuts, ESPnet data dirs, tokens -> ${L[data]}"
-  python -m k2d.recipes.mini_cs.mtkd cuts --recipe "$recipe" --work-dir "$work_dir" --config "$conf/data.yaml"
+  python -m k2d.espnet.recipe cuts --recipe "$recipe" --work-dir "$work_dir" --config "$conf/data.yaml"
   for set in finetune valid; do
     python -m k2d.espnet.data_dir --cuts "${L[cuts:$set]}" --out-dir "${L[espnet]}/asr_$set" --dump-audio
   done

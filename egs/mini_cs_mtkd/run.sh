@@ -81,7 +81,7 @@ if run_stage 3; then
     out="$exp/pretrain_$name"
     [ -d "${L[espnet]}/emb_$audio" ] || die "system $name: pre-training audio must be labelled or labelled+extra"
     mkdir -p "$out"
-    python -m k2d.recipes.mini_cs.mtkd config --student "$conf/student.yaml" --stage "$conf/pretrain.yaml" \
+    python -m k2d.espnet.recipe config --student "$conf/student.yaml" --stage "$conf/pretrain.yaml" \
       --targets "${L[espnet]}/emb_valid/targets.yaml" --teachers "$names" --output "$out/k2d_config.yaml"
     # shellcheck disable=SC2046  # one option per word
     espnet_train "Stage 3: pre-train the encoder on teachers $names ($audio audio)" "$out" k2d.mtkd.task \
@@ -95,7 +95,7 @@ if run_stage 4; then
     read -r name names audio seed <<< "$(system_fields "$system")"
     out="$exp/asr_$name"
     mkdir -p "$out"
-    python -m k2d.recipes.mini_cs.mtkd config --student "$conf/student.yaml" --stage "$finetune_config" \
+    python -m k2d.espnet.recipe config --student "$conf/student.yaml" --stage "$finetune_config" \
       --output "$out/k2d_config.yaml"
     init=()
     [ "$names" = none ] || init=(--init_param "$exp/pretrain_$name/valid.loss.best.pth:encoder:encoder")
@@ -120,6 +120,6 @@ if run_stage 5; then
     done
   done
   list=$(IFS=,; echo "${names[*]}")
-  python -m k2d.recipes.mini_cs.mtkd results --exp-dir "$exp" --systems "$list" \
+  python -m k2d.espnet.recipe results --exp-dir "$exp" --systems "$list" \
     --curves "$exp/learning_curves.png" --made-by | tee "$exp/RESULTS.md"
 fi

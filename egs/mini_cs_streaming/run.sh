@@ -78,13 +78,13 @@ if run_stage 4; then
   for ms in $decode_chunks_ms; do for set in ${L[test_sets]}; do sets+=("${set}_${ms}ms"); done; done
   {
     echo "## Streaming students (MER %, relative change vs ${names[0]})"
-    python -m k2d.recipes.mini_cs.mtkd results --exp-dir "$exp" --systems "$(IFS=,; echo "${names[*]}")" \
+    python -m k2d.espnet.recipe results --exp-dir "$exp" --systems "$(IFS=,; echo "${names[*]}")" \
       --test-sets "$(IFS=,; echo "${sets[*]}")" --curves "$exp/learning_curves.png"
     echo
     echo "## Non-streaming teacher (full context)"
-    python -m k2d.recipes.mini_cs.mtkd results --exp-dir "$exp" --systems teacher --test-sets test_in_full,test_ood_full
+    python -m k2d.espnet.recipe results --exp-dir "$exp" --systems teacher --test-sets test_in_full,test_ood_full
     echo
     echo "## Latency (k2d.streaming.stream, this machine)"
-    python -m k2d.recipes.mini_cs.streaming --exp-dir "$exp"
+    python -m k2d.streaming.latency --exp-dir "$exp"
   } | tee "$exp/RESULTS.md"
 fi

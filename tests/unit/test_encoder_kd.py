@@ -169,7 +169,7 @@ def test_codebook_targets_and_a_checkpoint_through_espnets_loader(tmp_path):
 
 
 def test_compose_config_stacks_each_teacher_to_the_students_rate(tmp_path):
-    from k2d.recipes.mini_cs.mtkd import compose_config
+    from k2d.espnet.recipe import compose_config
 
     (tmp_path / "student.yaml").write_text("encoder: conformer\nencoder_conf: {output_size: 16}\n")
     (tmp_path / "stage.yaml").write_text("model: encoder_kd\nmodel_conf: {loss: regression}\nmax_epoch: 2\n")

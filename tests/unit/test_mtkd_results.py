@@ -2,7 +2,7 @@
 
 import yaml
 
-from k2d.recipes.mini_cs.mtkd import espnet_validations, results_table
+from k2d.espnet.recipe import espnet_validations, results_table
 
 LOG = """[vm] 2026-12-05 08:11:06,093 (trainer:394) INFO: 1epoch results: [train] loss=446.617, time=6.83 seconds, \
 [valid] loss_ctc=298.726, cer_ctc=0.976, loss_transducer=214.525, cer_transducer=nan, loss=304.142, time=0.99 seconds

@@ -1,7 +1,7 @@
 """The latency table of egs/mini_cs_streaming (seed 003): one row per model and decoding, from the
 latency.yaml k2d.streaming.stream writes beside each decoding's scores.
 
-    python -m k2d.recipes.mini_cs.streaming --exp-dir exp/mini_cs_streaming
+    python -m k2d.streaming.latency --exp-dir exp/mini_cs_streaming
 """
 
 from __future__ import annotations

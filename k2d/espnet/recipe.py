@@ -1,11 +1,12 @@
-"""The helpers of egs/mini_cs_mtkd (seed 002 on the mini_cs corpus): its cut manifests, its ESPnet configs
-and its results table. egs/mini_cs_mtkd/run.sh calls them; every model step is k2d.mtkd.embed, ESPnet's trainer
-(k2d.mtkd.task, espnet2.bin.asr_train) or k2d.espnet.decode_asr.
+"""The steps of the ESPnet recipes (seed 002: egs/mini_cs_mtkd, seed 003: egs/mini_cs_streaming) that are not
+model steps: their cut manifests of the mini_cs corpus, their ESPnet configs, their results tables and learning
+curves. utils/espnet_recipe.sh and the recipes' run.sh call them; every model step is k2d.mtkd.embed, ESPnet's
+trainer (k2d.mtkd.task, k2d.espnet.asr_train, k2d.streaming.task), k2d.espnet.decode_asr or k2d.streaming.stream.
 
-    python -m k2d.recipes.mini_cs.mtkd cuts --recipe mini_cs_mtkd --work-dir . --config conf/data.yaml
-    python -m k2d.recipes.mini_cs.mtkd config --student conf/student.yaml --stage conf/pretrain.yaml \\
+    python -m k2d.espnet.recipe cuts --recipe mini_cs_mtkd --work-dir . --config conf/data.yaml
+    python -m k2d.espnet.recipe config --student conf/student.yaml --stage conf/pretrain.yaml \\
         [--targets DIR/targets.yaml --teachers a,b] --output exp/.../pretrain.yaml
-    python -m k2d.recipes.mini_cs.mtkd results --exp-dir exp/mini_cs_mtkd --systems none,one,... \\
+    python -m k2d.espnet.recipe results --exp-dir exp/mini_cs_mtkd --systems none,one,... \\
         [--curves exp/mini_cs_mtkd/learning_curves.png]
 """
 
@@ -28,7 +29,7 @@ from k2d.plots import plot_lines
 from k2d.provenance import made_by
 from k2d.utils import atomic_path, setup_logging
 
-log = logging.getLogger("k2d.recipes.mini_cs.mtkd")
+log = logging.getLogger("k2d.espnet.recipe")
 
 STUDENT_FRAME_RATE = 25.0  # 10 ms features, 4x subsampling (ESPnet's conv2d input layer)
 EPOCH_RESULTS = re.compile(r"(\d+)epoch results: .*\[valid\] (.*)$")  # ESPnet trainer's log line of an epoch
