@@ -141,8 +141,8 @@ def espnet_validations(train_log: Path) -> list[dict]:
 
 
 def curves_table(exp_dir: Path, systems: list[str], path: Path) -> str:
-    """The fine-tuning runs' validation loss by epoch as a PNG at `path`, and where each run was best and
-    stopped as a table."""
+    """The validation loss by epoch of each system's ESPnet run (exp/asr_SYSTEM: fine-tuning, or a streaming
+    model) as a PNG at `path`, and where each run was best and stopped, as a table."""
     curves = {s: espnet_validations(exp_dir / f"asr_{s}" / "train.log") for s in systems
               if (exp_dir / f"asr_{s}" / "train.log").is_file()}
     plot_lines({s: ([r["epoch"] for r in c], [r["loss"] for r in c]) for s, c in curves.items() if c},
@@ -173,8 +173,8 @@ def get_parser() -> argparse.ArgumentParser:
     results.add_argument("--exp-dir", type=Path, required=True)
     results.add_argument("--systems", required=True, help="comma-separated, the baseline first")
     results.add_argument("--test-sets", default="test_in_short,test_ood_short")
-    results.add_argument("--curves", type=Path, help="also plot the fine-tuning validation loss by epoch (PNG) "
-                                                     "and tabulate where each run was best")
+    results.add_argument("--curves", type=Path, help="also plot each run's validation loss by epoch (PNG) and "
+                                                     "tabulate where each run was best")
     results.add_argument("--made-by", action="store_true", help="end with the commit, versions and machine")
     return parser
 

@@ -29,7 +29,7 @@ class RNNTLoss(torch.nn.Module):
     """warp-transducer's `RNNTLoss(blank, fastemit_lambda, reduction)`, called as
     loss(logits (B, T, U + 1, V), targets (B, U), logit_lengths (B,), target_lengths (B,))."""
 
-    def __init__(self, blank: int = 0, fastemit_lambda: float = 0.0, reduction: str = "mean"):
+    def __init__(self, blank: int = BLANK, fastemit_lambda: float = 0.0, reduction: str = "mean"):
         super().__init__()
         if fastemit_lambda:
             raise ValueError("FastEmit is not supported by torchaudio's rnnt_loss: set fastemit_lambda to 0")
