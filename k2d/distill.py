@@ -32,7 +32,7 @@ from lhotse import CutSet
 from k2d import provenance
 from k2d.audio import labelled_cut, load_cut_audio
 from k2d.config import ConfigError, add_config_arguments, parse_stage_args, save_config
-from k2d.cuts import TEACHER_CACHE_FIELD, teacher_text
+from k2d.cuts import TEACHER_CACHE_FIELD, ChunkFields, teacher_text
 from k2d.models.names import resolve_model
 from k2d.models.student import create_student
 from k2d.models.tokenizer import window_seconds
@@ -70,6 +70,15 @@ def too_long_labels(cuts, tokenizer, options: LabelOptions) -> set[str]:
     """Ids of the cuts whose label cannot fit the decoder's context: dropped from training, not truncated."""
     return {c.id for c in cuts
             if not label_fits(tokenizer, training_view(c, options)[1], options.window, options.language)}
+
+
+def without_pauses(cuts) -> str | None:
+    """The id of a chunk that does not record the pause before it (stage 2 of an older k2d), if any."""
+    for cut in cuts:
+        fields = ChunkFields.from_cut(cut)
+        if fields is not None and fields.pause_before is None:
+            return cut.id
+    return None
 
 
 def fits(cut, too_long: frozenset) -> bool:
@@ -184,6 +193,11 @@ def training_data(args, config: DistillConfig, processor, window: float):
     """(sampler, dataset, ids of chunks left out because their labels do not fit the decoder's context)."""
     train_cuts = CutSet.from_jsonl_lazy(args.train_cuts)
     options = LabelOptions.of(config, window)
+    unknown = without_pauses(train_cuts) if options.pause_open else None
+    if unknown is not None:  # no window of it would open early: less than the config asks
+        raise DistillError(f"pause_open {options.pause_open} needs the pause before each chunk, which chunk {unknown} "
+                           f"of {args.train_cuts} lacks (chunked by an older k2d): run stage 2 again with --force "
+                           "(stages 3-4 then reuse their work), or set pause_open: 0")
     too_long = frozenset(too_long_labels(train_cuts, processor.tokenizer, options))
     if too_long:
         log.warning("%d chunk(s) have labels longer than the decoder's context: left out (e.g. %s)",

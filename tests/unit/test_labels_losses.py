@@ -163,3 +163,11 @@ def test_pause_lead_keeps_the_first_segment_inside_the_window():
     assert pause_lead(Cut(), fields, [TimedText(0.0, 9.95, "x")], 1.0) == 0.0
     # a first segment that is unfinished cannot be moved
     assert pause_lead(Cut(), fields, [TimedText(0.0, None, "")], 1.0) == 0.0
+
+
+def test_chunks_from_an_older_stage_2_are_named_when_pause_open_needs_their_pauses(tmp_path):
+    from k2d.distill import without_pauses
+
+    older, newer = window_chunk(tmp_path, cut_id="older"), window_chunk(tmp_path, pause_before=0.0, cut_id="newer")
+    assert without_pauses([newer, older]) == "older"
+    assert without_pauses([newer]) is None
