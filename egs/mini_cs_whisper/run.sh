@@ -40,6 +40,7 @@ timed() {  # NAME COMMAND...: run it, and note its wall time in --times
 }
 require_int stage "$stage"
 require_int stop-stage "$stop_stage"
+[ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop-stage $stop_stage"
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 if run_stage 0; then
   timed synthesis ./run.sh "${run_opts[@]}" --stage 0 --stop-stage 0

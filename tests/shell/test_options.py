@@ -1,6 +1,9 @@
 """utils/parse_options.sh and run.sh's option handling and stage selection."""
 
 import subprocess
+from pathlib import Path
+
+import pytest
 
 
 def bash(script: str, *args: str, cwd) -> subprocess.CompletedProcess:
@@ -58,3 +61,16 @@ def test_only_declared_options_are_accepted(repo_root):
         assert out.returncode == 1 and f"unknown option {option}" in out.stderr, option
     out = subprocess.run(["./run.sh", "--PATH", "/nonexistent"], cwd=repo_root, capture_output=True, text=True)
     assert out.returncode == 1 and "unknown option --PATH" in out.stderr and "command not found" not in out.stderr
+
+
+RECIPE_DRIVERS = sorted(str(p.relative_to(Path(__file__).parents[2])) for p in
+                        (Path(__file__).parents[2] / "egs").glob("*/run.sh"))
+
+
+@pytest.mark.parametrize("driver", RECIPE_DRIVERS)
+def test_every_recipe_run_sh_takes_both_stage_bounds_alike(repo_root, driver):
+    assert len(RECIPE_DRIVERS) >= 5  # mini_cs, longform_dir, mini_cs_whisper, mini_cs_mtkd, mini_cs_streaming
+    bad = subprocess.run([driver, "--stage", "3", "--stop-stage", "1"], cwd=repo_root, capture_output=True, text=True)
+    assert bad.returncode == 1 and "--stage 3 is after --stop-stage 1" in bad.stderr
+    usage = subprocess.run([driver, "--help"], cwd=repo_root, capture_output=True, text=True)
+    assert usage.returncode == 0 and "--stop-stage" in usage.stdout
