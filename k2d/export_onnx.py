@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import logging
-import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import torch
@@ -33,19 +30,13 @@ from torch import nn
 
 from k2d.models.tokenizer import WHISPER_LANGUAGES, SpecialTokens
 from k2d.models.whisper import load_whisper
-from k2d.utils import TEMPORARY_MARK, WRITER, setup_logging
-
-log = logging.getLogger("k2d.export_onnx")
+from k2d.onnx_files import add_metadata, quantize_int8, replaced_directory, run_export, trace_to_onnx
+from k2d.utils import setup_logging
 
 ENCODER, DECODER, TOKENS = "encoder.onnx", "decoder.onnx", "tokens.txt"
-OPSET = 17
 # the lowest normalised log-mel value: Whisper's features are clamped at 8 (log10) below their maximum and
 # floored at log10(1e-10) = -10, then mapped by (x + 4) / 4
 SILENCE_FLOOR = (-10.0 + 4.0) / 4.0
-
-
-def int8_name(name: str) -> str:
-    return name.replace(".onnx", ".int8.onnx")
 
 
 class WindowedEncoder(nn.Module):
@@ -160,16 +151,6 @@ def token_lines(tokenizer) -> list[str]:
     return [f"{base64.b64encode(bytes(to_byte[c] for c in token)).decode()} {i}" for i, token in vocab]
 
 
-def add_metadata(path: Path, values: dict[str, str]) -> None:
-    import onnx
-
-    model = onnx.load(str(path))
-    for key, value in values.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
-
-
 def example_inputs(model, batch: int = 1, frames: int = 200):
     """Inputs of the right shapes for tracing (the sequence and frame axes are dynamic in the export)."""
     config = model.config
@@ -178,24 +159,17 @@ def example_inputs(model, batch: int = 1, frames: int = 200):
     return mel, cache
 
 
-def trace_to_onnx(module: nn.Module, inputs: tuple, path: Path, **names_and_axes) -> None:
-    """The TorchScript exporter (the dynamo one needs onnxscript); its warnings are about the shapes it reads
-    as constants (the window, the layer count), which is what we want."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, inputs, str(path), opset_version=OPSET, dynamo=False, **names_and_axes)
-
-
 @torch.no_grad()
 def export_sherpa_onnx(model_dir: Path, out_dir: Path, int8: bool = False, mix_lang_emb: bool = False) -> Path:
     """Write `out_dir` (replaced as a whole, so an existing output is always complete)."""
     model, processor = load_whisper(model_dir, mix_lang_emb=mix_lang_emb)
     model.float().eval()
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f"{out_dir.name}{TEMPORARY_MARK}{WRITER}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with replaced_directory(out_dir) as tmp:
+        write_sherpa_onnx(model, processor, tmp, int8)
+    return Path(out_dir)
+
+
+def write_sherpa_onnx(model, processor, tmp: Path, int8: bool) -> None:
     mel, cache = example_inputs(model)
     encoder = WindowedEncoder(model).eval()
     cross_keys, cross_values = encoder(mel)
@@ -220,18 +194,7 @@ def export_sherpa_onnx(model_dir: Path, out_dir: Path, int8: bool = False, mix_l
     )
     (tmp / TOKENS).write_text("\n".join(token_lines(processor.tokenizer)) + "\n", encoding="utf-8")
     if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        logging.disable(logging.WARNING)  # the quantiser logs every tensor it leaves alone to the root logger
-        try:
-            for name in (ENCODER, DECODER):  # matrix-product weights to int8, activations quantised on the fly
-                quantize_dynamic(tmp / name, tmp / int8_name(name), op_types_to_quantize=["MatMul"],
-                                 weight_type=QuantType.QInt8)
-        finally:
-            logging.disable(logging.NOTSET)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
-    return out_dir
+        quantize_int8(tmp, (ENCODER, DECODER))
 
 
 def main(argv=None) -> int:
@@ -243,13 +206,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mix-lang-emb", action="store_true", help="apply the code-switching <|zh|> embedding first")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        out = export_sherpa_onnx(args.model, args.out, args.int8, args.mix_lang_emb)
-    except (OSError, RuntimeError, ValueError) as error:
-        log.error("%s", error)
-        return 1
-    log.info("sherpa-onnx Whisper model written to %s", out)
-    return 0
+    return run_export(lambda: export_sherpa_onnx(args.model, args.out, args.int8, args.mix_lang_emb),
+                      "sherpa-onnx Whisper model")
 
 
 if __name__ == "__main__":

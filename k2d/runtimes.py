@@ -23,7 +23,7 @@ import numpy as np
 
 from k2d.audio import SAMPLE_RATE, load_cut_audio
 from k2d.export import export_ctranslate2
-from k2d.export_onnx import DECODER, ENCODER, TOKENS, export_sherpa_onnx, int8_name
+from k2d.export_onnx import DECODER, ENCODER, TOKENS, export_sherpa_onnx
 from k2d.inference.backends import load_recognizer
 from k2d.inference.settings import GenerationSettings
 from k2d.inference.transcribe import transcribe_audios
@@ -31,6 +31,7 @@ from k2d.manifests import utterance_cuts
 from k2d.metrics.scoring import score_texts
 from k2d.models.names import resolve_model
 from k2d.models.tokenizer import window_seconds
+from k2d.onnx_files import int8_name
 
 FASTER_WHISPER_WINDOW = 30.0  # seconds: faster-whisper 1.2.1's transcribe pads features to 3000 frames
 

@@ -7,7 +7,9 @@
 #            branches; branches + APC (k2d.streaming.task)
 #   stage 4  export (teacher, heads and branches dropped), streaming decoding of test_in and test_ood at each
 #            --decode-chunks-ms (k2d.streaming.stream: MER, compute per chunk, first-token delay); the teacher decoded
-#            with full context; the tables and learning curves (exp/mini_cs_streaming/RESULTS.md, learning_curves.png)
+#            with full context; each student's sherpa-onnx export (k2d.streaming.onnx, float32 and int8) decoded
+#            by sherpa-onnx beside k2d's decoding of its CTC head; the tables and learning curves
+#            (exp/mini_cs_streaming/RESULTS.md, learning_curves.png)
 # Every model is a transducer (conf/train.yaml head; or ctc) trained to its dev plateau (patience); a stopped
 # run resumes from its checkpoint.pth when run again. Paths come from k2d/layout.py (EspnetLayout), the common
 # options and steps from utils/espnet_recipe.sh.
@@ -57,12 +59,14 @@ fi
 
 if run_stage 4; then
   names=()
-  decode() {  # decode NAME CHUNK_MS SUFFIX
+  decode() {  # decode NAME SUFFIX MODULE OPTIONS...: every test set into asr_NAME/decode_SET_SUFFIX
+    local name=$1 suffix=$2 module=$3
+    shift 3
     for set in ${L[test_sets]}; do
-      [ -f "$exp/asr_$1/decode_${set}_$3/scores.yaml" ] && continue
-      python -m k2d.streaming.stream --model "$exp/asr_$1/export" --chunk-ms "$2" \
+      [ -f "$exp/asr_$name/decode_${set}_$suffix/scores.yaml" ] && continue
+      python -m "$module" --model "$exp/asr_$name/export" "$@" \
         --recordings "${L[recordings:$set]}" --supervisions "${L[supervisions:$set]}" \
-        --out-dir "$exp/asr_$1/decode_${set}_$3"
+        --out-dir "$exp/asr_$name/decode_${set}_$suffix"
     done
   }
   for system in teacher "${systems[@]}"; do
@@ -70,9 +74,14 @@ if run_stage 4; then
     log "Stage 4: export and decode $name"
     python -m k2d.streaming.task export --config "$exp/asr_$name/config.yaml" \
       --checkpoint "$exp/asr_$name/valid.loss.best.pth" --out-dir "$exp/asr_$name/export" > /dev/null
-    if [ "$name" = teacher ]; then decode teacher 0 full; continue; fi
+    if [ "$name" = teacher ]; then decode teacher full k2d.streaming.stream --chunk-ms 0; continue; fi
     names+=("$name")
-    for ms in $decode_chunks_ms; do decode "$name" "$ms" "${ms}ms"; done
+    for ms in $decode_chunks_ms; do decode "$name" "${ms}ms" k2d.streaming.stream --chunk-ms "$ms"; done
+    # deployment: the CTC head at the trained chunk, in k2d and in sherpa-onnx (float32, int8)
+    python -m k2d.streaming.onnx --model "$exp/asr_$name/export" --out "$exp/asr_$name/export_sherpa" --int8
+    decode "$name" ctc k2d.streaming.stream --ctc
+    decode "$name" sherpa k2d.streaming.sherpa --sherpa "$exp/asr_$name/export_sherpa"
+    decode "$name" sherpa_int8 k2d.streaming.sherpa --sherpa "$exp/asr_$name/export_sherpa" --int8
   done
   sets=()
   for ms in $decode_chunks_ms; do for set in ${L[test_sets]}; do sets+=("${set}_${ms}ms"); done; done
@@ -84,7 +93,11 @@ if run_stage 4; then
     echo "## Non-streaming teacher (full context)"
     python -m k2d.espnet.recipe results --exp-dir "$exp" --systems teacher --test-sets test_in_full,test_ood_full
     echo
-    echo "## Latency (k2d.streaming.stream, this machine)"
+    echo "## Deployment: sherpa-onnx (the CTC head at the trained chunk, k2d.streaming.onnx / k2d.streaming.sherpa)"
+    python -m k2d.streaming.latency --exp-dir "$exp" --deployment "$(IFS=,; echo "${names[*]}")" \
+      --test-sets "${L[test_sets]// /,}"
+    echo
+    echo "## Latency (k2d.streaming.stream and k2d.streaming.sherpa, this machine)"
     python -m k2d.streaming.latency --exp-dir "$exp"
   } | tee "$exp/RESULTS.md"
 fi

@@ -1,7 +1,12 @@
-"""The latency table of egs/mini_cs_streaming (seed 003): one row per model and decoding, from the
-latency.yaml k2d.streaming.stream writes beside each decoding's scores.
+"""The latency and deployment tables of egs/mini_cs_streaming (seed 003), from the latency.yaml and scores
+that k2d.streaming.stream and k2d.streaming.sherpa write beside each decoding:
+- latency: one row per model and decoding;
+- deployment (`--deployment SYSTEMS --test-sets SETS`): per student and test set, k2d's CTC decoding
+  (`decode_SET_ctc`) beside sherpa-onnx's of the export, float32 (`decode_SET_sherpa`) and int8
+  (`decode_SET_sherpa_int8`): MER, how many utterances have k2d's text, model size, real-time factor.
 
     python -m k2d.streaming.latency --exp-dir exp/mini_cs_streaming
+    python -m k2d.streaming.latency --exp-dir exp/mini_cs_streaming --deployment alone,token --test-sets test_in
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from pathlib import Path
 
 import yaml
 
+from k2d.kaldi_text import read_text_file
 from k2d.provenance import made_by
+
+DEPLOYED = ("ctc", "sherpa", "sherpa_int8")  # decode_SET_<suffix>: k2d's CTC head, sherpa-onnx float32, int8
 
 
 def latency_table(exp_dir: Path) -> str:
@@ -28,10 +36,33 @@ def latency_table(exp_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def deployment_table(exp_dir: Path, systems: list[str], test_sets: list[str]) -> str:
+    lines = ["| model | test set | k2d CTC MER % | sherpa-onnx MER % | k2d's text | sherpa-onnx int8 MER % "
+             "| model MB (float32 / int8) | RTF (k2d / sherpa-onnx / int8) |", "|---|---|---|---|---|---|---|---|"]
+    for system in systems:
+        for test_set in test_sets:
+            dirs = [Path(exp_dir) / f"asr_{system}" / f"decode_{test_set}_{suffix}" for suffix in DEPLOYED]
+            if not all((d / "scores.yaml").is_file() for d in dirs):
+                continue
+            mer = [100 * yaml.safe_load((d / "scores.yaml").read_text())["mer"]["rate"] for d in dirs]
+            latency = [yaml.safe_load((d / "latency.yaml").read_text()) for d in dirs]
+            ours, theirs = read_text_file(dirs[0] / "hyp.txt"), read_text_file(dirs[1] / "hyp.txt")
+            same = sum(theirs.get(key) == text for key, text in ours.items())
+            lines.append(f"| {system} | {test_set} | {mer[0]:.2f} | {mer[1]:.2f} | {same} of {len(ours)} | "
+                         f"{mer[2]:.2f} | {latency[1]['model_mb']:.1f} / {latency[2]['model_mb']:.1f} | "
+                         + " / ".join(f"{info['rtf']:.3f}" for info in latency) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp-dir", type=Path, required=True)
+    parser.add_argument("--deployment", help="the deployment table of these students (comma-separated) instead")
+    parser.add_argument("--test-sets", default="test_in,test_ood", help="with --deployment (comma-separated)")
     args = parser.parse_args(argv)
+    if args.deployment:
+        print(deployment_table(args.exp_dir, args.deployment.split(","), args.test_sets.split(",")), end="")
+        return 0
     print(latency_table(args.exp_dir), end="")
     print(f"\n{made_by()}")  # the last table of RESULTS.md: the commit, versions and machine that made it
     return 0

@@ -5,11 +5,12 @@
     python -m k2d.streaming.stream --model exp/x/export --chunk-ms 320 --recordings R.jsonl.gz \\
         --supervisions S.jsonl.gz --out-dir exp/x/stream_test_in_320ms
 
-The decoder computes features and subsampling for the new audio only (with `center: false` a frame never
+The decoder computes features and subsampling for the new audio only (k2d.streaming.frontend: a frame never
 changes when more audio arrives), keeps each encoder layer's input for the frames already done and runs every
 layer on the new chunk only, attending to the cached frames as the chunk mask allows (with left_chunks < 0 that
 cache grows with the stream: set left_chunks for unbounded streams). Greedy search, CTC or transducer (the
-prediction network's state carried from chunk to chunk); the result equals decoding the whole utterance with
+prediction network's state carried from chunk to chunk; `--ctc` decodes a transducer's CTC head, as its
+sherpa-onnx export does); the result equals decoding the whole utterance with
 the same chunk masks (tests).
 With a set, OUT_DIR gets hyp.txt, ref.txt, scores.yaml (k2d.score) and latency.yaml: compute per chunk
 (mean, max), the real-time factor, and the first token's delay (audio received when it came out minus the
@@ -33,6 +34,7 @@ from k2d.audio import SAMPLE_RATE
 from k2d.espnet.rnnt import GreedySearch
 from k2d.kaldi_text import write_text_file
 from k2d.metrics.scoring import score_files
+from k2d.streaming.frontend import Framing, frames_of, framing_of, mirrored_slice
 from k2d.streaming.kd import chunk_mask, ctc_collapse
 from k2d.utils import atomic_path, setup_logging
 
@@ -41,10 +43,14 @@ SUBSAMPLING = 4  # ESPnet's conv2d input layer
 SUBSAMPLING_CONTEXT = 7  # feature frames behind one subsampled frame (two 3-wide convolutions, stride 2)
 
 
-def encoder_frames(samples: int, n_fft: int, hop: int) -> int:
-    """Encoder frames that `samples` of audio make (no centring: frames start at 0, hop, 2 hop, ...)."""
-    feats = 0 if samples < n_fft else 1 + (samples - n_fft) // hop
-    return 0 if feats < SUBSAMPLING_CONTEXT else ((feats - 1) // 2 - 1) // 2
+def subsampled(feature_frames: int) -> int:
+    """Encoder frames that the conv2d subsampling makes of `feature_frames`."""
+    return 0 if feature_frames < SUBSAMPLING_CONTEXT else ((feature_frames - 1) // 2 - 1) // 2
+
+
+def encoder_frames(samples: int, framing: Framing, final: bool = False) -> int:
+    """Encoder frames that `samples` of audio make (when final, with the frames that mirror the end)."""
+    return subsampled(framing.ready(samples, final))
 
 
 def layer_on_new_frames(layer, keys: torch.Tensor, new: int, mask: torch.Tensor) -> torch.Tensor:
@@ -69,34 +75,32 @@ class StreamingDecoder:
     """Audio in, tokens out as each chunk of encoder frames completes. Work per chunk is the new audio's
     features and subsampling, and each layer on the new frames against the cached earlier ones."""
 
-    def __init__(self, model, chunk_frames: int):
+    def __init__(self, model, chunk_frames: int, ctc: bool = False):
         if chunk_frames < 1:
             raise ValueError(f"chunk of {chunk_frames} encoder frames: a streaming decoder needs at least one")
         self.model, self.chunk = model.eval(), chunk_frames
-        self.n_fft, self.hop = model.frontend.stft.n_fft, model.frontend.stft.hop_length
+        self.framing = framing_of(model.frontend)
         self.audio = np.zeros(0, dtype=np.float32)  # audio from sample `self.audio_start` on
         self.audio_start = 0
         self.cache = [None] * len(model.encoder.layers)  # each layer's input, frames done
         self.done, self.previous = 0, None
-        self.search = GreedySearch(model.transducer) if model.transducer is not None else None
+        self.search = GreedySearch(model.transducer) if model.transducer is not None and not ctc else None
         self.token_frames = []  # the encoder frame that produced each token so far
 
     @torch.no_grad()
     def accept(self, samples: np.ndarray, final: bool = False) -> list[int]:
         """Tokens of the chunks these samples complete (all the rest when final)."""
         self.audio = np.concatenate([self.audio, samples.astype(np.float32)])
-        total = encoder_frames(self.audio_start + self.audio.size, self.n_fft, self.hop)
+        total = encoder_frames(self.audio_start + self.audio.size, self.framing, final)
         ready = total if final else total // self.chunk * self.chunk
         if ready <= self.done:
             return []
         encoder, new = self.model.encoder, ready - self.done
         # the feature frames behind encoder frames done..ready-1, and the samples behind those
-        first_feat = SUBSAMPLING * self.done
-        last_feat = SUBSAMPLING * (ready - 1) + SUBSAMPLING_CONTEXT - 1
-        begin = first_feat * self.hop - self.audio_start
-        speech = torch.from_numpy(self.audio[begin : begin + last_feat * self.hop + self.n_fft - first_feat * self.hop])
-        feats, _ = self.model.frontend(speech[None], torch.tensor([speech.shape[0]]))
-        x = subsample(encoder.embed, encoder.input_norm(feats), self.done)
+        start, stop = self.framing.span(SUBSAMPLING * self.done, SUBSAMPLING * (ready - 1) + SUBSAMPLING_CONTEXT)
+        feats = frames_of(self.model.frontend, mirrored_slice(self.audio, start - self.audio_start,
+                                                              stop - self.audio_start))
+        x = subsample(encoder.embed, encoder.input_norm(feats[None]), self.done)
         mask = chunk_mask(ready, self.chunk, encoder.left_chunks)[self.done : ready][None]
         for i, layer in enumerate(encoder.layers):
             keys = x if self.cache[i] is None else torch.cat([self.cache[i], x], dim=1)
@@ -110,43 +114,48 @@ class StreamingDecoder:
             frames = [self.done + f for f in frames]
         self.token_frames += frames
         self.done = ready
-        keep_from = SUBSAMPLING * ready * self.hop  # no later frame needs audio before this sample
+        keep_from = max(0, self.framing.span(SUBSAMPLING * ready, SUBSAMPLING * ready + 1)[0])  # none needs less
         self.audio, self.audio_start = self.audio[keep_from - self.audio_start :], keep_from
         return tokens
 
 
 @torch.no_grad()
-def full_decode(model, audio: np.ndarray, chunk_frames: int) -> list[int]:
+def full_decode(model, audio: np.ndarray, chunk_frames: int, ctc: bool = False) -> list[int]:
     """The whole utterance at once under the same chunk masks (what streaming must equal)."""
     speech = torch.from_numpy(audio.astype(np.float32))[None]
     encoded, _, _ = model.eval().encode(speech, torch.tensor([speech.shape[1]]), chunk_frames)
-    if model.transducer is not None:
+    if model.transducer is not None and not ctc:
         return GreedySearch(model.transducer).accept(encoded[0])[0]
     return ctc_collapse(model.ctc.argmax(encoded)[0].tolist())[0]
+
+
+def frame_ms_of(model) -> float:
+    """Milliseconds of audio per encoder frame."""
+    return 1000 * framing_of(model.frontend).shift * SUBSAMPLING / SAMPLE_RATE
 
 
 def chunk_frames_of(model, chunk_ms: float) -> int:
     """Encoder frames per chunk of chunk_ms (0: full context)."""
     if chunk_ms == 0:
         return 0
-    frame_ms = 1000 * model.frontend.stft.hop_length * SUBSAMPLING / SAMPLE_RATE
+    frame_ms = frame_ms_of(model)
     frames = chunk_ms / frame_ms
     if frames < 1 or abs(frames - round(frames)) > 1e-6:
         raise ValueError(f"--chunk-ms {chunk_ms} is not a whole number of {frame_ms:g} ms encoder frames")
     return round(frames)
 
 
-def stream(model, audio: np.ndarray, chunk_ms: float) -> tuple[list[int], dict]:
+def stream(model, audio: np.ndarray, chunk_ms: float, ctc: bool = False) -> tuple[list[int], dict]:
     """Feed `audio` in pieces of chunk_ms; returns (tokens, timing). chunk_ms 0: the whole utterance at once
     with full context (a non-streaming model such as the teacher)."""
     if chunk_ms == 0:
         began = time.perf_counter()
-        tokens = full_decode(model, audio, 0)
+        tokens = full_decode(model, audio, 0, ctc)
         return tokens, {"chunks": 1, "compute_seconds": [time.perf_counter() - began], "first_token_delay": None}
-    decoder = StreamingDecoder(model, chunk_frames_of(model, chunk_ms))
+    decoder = StreamingDecoder(model, chunk_frames_of(model, chunk_ms), ctc)
     piece = round(chunk_ms * SAMPLE_RATE / 1000)
     tokens, compute, first_delay = [], [], None
-    frame_seconds = decoder.hop * SUBSAMPLING / SAMPLE_RATE
+    frame_seconds = decoder.framing.shift * SUBSAMPLING / SAMPLE_RATE
     for start in range(0, max(audio.size, 1), piece):
         final = start + piece >= audio.size
         began = time.perf_counter()
@@ -174,7 +183,9 @@ def text_of(args, tokens: list[int]) -> str:
     return build_tokenizer(args.token_type, args.bpemodel).tokens2text(pieces)
 
 
-def decode_set(model, args, cuts, chunk_ms: float, out_dir: Path) -> dict:
+def decode_set(decode, args, cuts, chunk_ms: float, out_dir: Path, **facts) -> dict:
+    """Every cut through decode(audio) -> (tokens, timing) as `stream` returns them; OUT_DIR gets hyp.txt,
+    ref.txt, the scores and latency.yaml (with `facts` added, e.g. the runtime)."""
     from tqdm import tqdm
 
     from k2d.audio import load_cut_audio
@@ -183,7 +194,7 @@ def decode_set(model, args, cuts, chunk_ms: float, out_dir: Path) -> dict:
     for cut in tqdm(cuts, desc=f"stream {out_dir.name}", unit="utt"):
         audio = load_cut_audio(cut)
         seconds += audio.size / SAMPLE_RATE
-        tokens, timing = stream(model, audio, chunk_ms)
+        tokens, timing = decode(audio)
         compute += timing["compute_seconds"]
         if timing["first_token_delay"] is not None:
             delays.append(timing["first_token_delay"])
@@ -195,7 +206,8 @@ def decode_set(model, args, cuts, chunk_ms: float, out_dir: Path) -> dict:
     latency = {"chunk_ms": chunk_ms, "utterances": len(hyps), "audio_seconds": round(seconds, 2),
                "chunks": len(compute), "compute_ms_per_chunk_mean": round(1000 * statistics.mean(compute), 2),
                "compute_ms_per_chunk_max": round(1000 * max(compute), 2), "rtf": round(sum(compute) / seconds, 4),
-               "first_token_delay_ms_mean": round(1000 * statistics.mean(delays), 1) if delays else None}
+               "first_token_delay_ms_mean": round(1000 * statistics.mean(delays), 1) if delays else None,
+               **facts}
     with atomic_path(out_dir / "latency.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(latency, sort_keys=False))
     score = score_files(out_dir / "ref.txt", out_dir / "hyp.txt", out_dir, out_dir.name)
@@ -209,8 +221,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True,
                         help="an exported model dir (python -m k2d.streaming.task export)")
-    parser.add_argument("--chunk-ms", type=float, default=320.0,
-                        help="audio per step and encoder chunk size; 0: whole utterances with full context")
+    parser.add_argument("--chunk-ms", type=float,
+                        help="audio per step and encoder chunk size (default: the chunk the model was trained "
+                             "with); 0: whole utterances with full context")
+    parser.add_argument("--ctc", action="store_true",
+                        help="decode a transducer's CTC head (what its sherpa-onnx export runs)")
     parser.add_argument("--audio", type=Path, help="one audio file: prints the text as it comes")
     parser.add_argument("--recordings", type=Path, help="a test set: lhotse recordings ...")
     parser.add_argument("--supervisions", type=Path, help="... and supervisions (one utterance each)")
@@ -229,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     if (args.audio is None) == (args.recordings is None):
         parser.error("give either --audio or --recordings/--supervisions/--out-dir")
     model, train_args = load_model(args.model)
+    if args.chunk_ms is None:
+        args.chunk_ms = model.encoder.chunk_size * frame_ms_of(model)
     try:
         chunk_frames_of(model, args.chunk_ms)
     except ValueError as error:
@@ -239,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         audio, rate = sf.read(args.audio, dtype="float32", always_2d=True)
         if rate != SAMPLE_RATE:
             parser.error(f"{args.audio}: {rate} Hz; the model reads {SAMPLE_RATE} Hz audio")
-        tokens, timing = stream(model, audio.mean(axis=1), args.chunk_ms)
+        tokens, timing = stream(model, audio.mean(axis=1), args.chunk_ms, args.ctc)
         print(text_of(train_args, tokens))
         log.info("%d chunks, %.1f ms compute per chunk", timing["chunks"],
                  1000 * statistics.mean(timing["compute_seconds"]))
@@ -248,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--recordings needs --supervisions and --out-dir")
     from k2d.manifests import utterance_cuts
 
-    decode_set(model, train_args, utterance_cuts(args.recordings, args.supervisions), args.chunk_ms, args.out_dir)
+    decode_set(lambda audio: stream(model, audio, args.chunk_ms, args.ctc), train_args,
+               utterance_cuts(args.recordings, args.supervisions), args.chunk_ms, args.out_dir)
     return 0
 
 

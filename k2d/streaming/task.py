@@ -5,7 +5,8 @@ text, tokens from k2d.espnet.data_dir and k2d.espnet.tokens):
         --train_data_path_and_name_and_type dump/train/wav.scp,speech,sound \\
         --train_data_path_and_name_and_type dump/train/text,text,text --train_shape_file ... --output_dir exp/x
 
-The model: ESPnet's front end (log-mel, `center: false` so a frame never changes when more audio arrives),
+The model: a front end whose frames never change when more audio arrives (`frontend: default`, ESPnet's
+log-mel with `center: false`, or `kaldi_fbank`, sherpa-onnx's features: k2d.streaming.frontend),
 ESPnet's conv2d subsampling (4x) and Transformer encoder layers under chunk-wise attention masks
 (`chunk_size` frames, `left_chunks`; 0 = full context, the non-streaming teacher), and CTC (`head: ctc`) or a
 transducer (`head: transducer`: ESPnet's prediction and joint networks, the RNN-T loss plus `ctc_weight` times
@@ -38,14 +39,15 @@ from espnet.nets.pytorch_backend.transformer.encoder_layer import EncoderLayer
 from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import PositionwiseFeedForward
 from espnet.nets.pytorch_backend.transformer.subsampling import Conv2dSubsampling
 from espnet2.asr.ctc import CTC
-from espnet2.asr.frontend.default import DefaultFrontend
-from espnet2.tasks.asr import ASRTask, frontend_choices, preprocessor_choices
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.tasks.asr import ASRTask, preprocessor_choices
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.train.class_choices import ClassChoices
 from espnet2.utils.nested_dict_action import NestedDictAction
 
 from k2d.espnet.rnnt import TransducerHead
 from k2d.mtkd.losses import frame_mask, l1_cosine_loss
+from k2d.streaming.frontend import frontend_choices
 from k2d.streaming.kd import chunk_mask, frame_kl, future_pairs
 
 log = logging.getLogger("k2d.streaming.task")
@@ -107,7 +109,7 @@ class AuxiliaryBranch(torch.nn.Module):
 
 
 class StreamingKDModel(AbsESPnetModel):
-    def __init__(self, vocab_size: int, frontend: DefaultFrontend, encoder: ChunkedEncoder,
+    def __init__(self, vocab_size: int, frontend: AbsFrontend, encoder: ChunkedEncoder,
                  teacher: StreamingKDModel | None = None, kd: str = "none", kd_layers: list[int] | tuple = (),
                  kd_weight: float = 1.0, kd_temperature: float = 1.0, apc_shift: int = 0, apc_weight: float = 1.0,
                  head: str = "ctc", ctc_weight: float = 0.3, prediction_size: int = 256, joint_size: int = 256):
@@ -226,11 +228,12 @@ class StreamingKDTask(ASRTask):
         if isinstance(args.token_list, str):
             args.token_list = Path(args.token_list).read_text(encoding="utf-8").split("\n")[:-1]
         frontend_conf = dict(args.frontend_conf or {})
-        frontend_conf.setdefault("center", False)
-        if frontend_conf["center"]:
-            raise ValueError("frontend_conf center must be false: a centred STFT frame changes when more audio "
-                             "arrives, which a streaming model cannot allow")
-        frontend = DefaultFrontend(**frontend_conf)
+        if args.frontend == "default":
+            frontend_conf.setdefault("center", False)
+            if frontend_conf["center"]:
+                raise ValueError("frontend_conf center must be false: a centred STFT frame changes when more "
+                                 "audio arrives, which a streaming model cannot allow")
+        frontend = frontend_choices.get_class(args.frontend)(**frontend_conf)
         encoder = ChunkedEncoder(frontend.output_size(), **(args.streaming_encoder_conf or {}))
         teacher = None
         if getattr(args, "teacher_model", None):

@@ -11,7 +11,8 @@ MODULES = [
     "k2d.export", "k2d.models.import_ct2", "k2d.cache_teacher", "k2d.layout", "k2d.models.packaged", "k2d.check_config",
     "k2d.espnet.to_hf", "k2d.calibrate", "k2d.launch", "k2d.mtkd.embed", "k2d.mtkd.codebooks", "k2d.mtkd.data_dir",
     "k2d.espnet.tokens", "k2d.espnet.decode_asr", "k2d.mtkd.task", "k2d.espnet.recipe",
-    "k2d.streaming.stream", "k2d.streaming.task", "k2d.streaming.latency", "k2d.export_onnx",
+    "k2d.streaming.stream", "k2d.streaming.task", "k2d.streaming.latency", "k2d.export_onnx", "k2d.streaming.onnx",
+    "k2d.streaming.sherpa",
 ]
 
 

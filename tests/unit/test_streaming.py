@@ -1,9 +1,10 @@
 """Streaming KD (seed 003): chunk masks, APC pairing, the losses and CTC emission by hand; the ESPnet model's
-KD variants; streaming decoding equal to full decoding under the same masks; the export without the teacher,
-heads and branches."""
+KD variants; streaming decoding equal to full decoding under the same masks, with either front end; the export
+without the teacher, heads and branches; the sherpa-onnx export decoded by sherpa-onnx's online recognizer."""
 
 import math
 
+import kaldialign
 import numpy as np
 import pytest
 import torch
@@ -63,13 +64,46 @@ def test_ctc_collapse_merges_repeats_drops_blanks_and_continues_across_pieces():
 
 
 def test_encoder_frames_by_hand():
+    from k2d.streaming.frontend import Framing
     from k2d.streaming.stream import encoder_frames
 
+    stft = Framing(window=512, shift=160, offset=0, mirrored=False)  # ESPnet's log-mel, center false
     # 7 feature frames (the conv2d subsampling's context) give the first encoder frame;
     # 7 frames of 512 samples every 160 need 512 + 6 * 160 = 1472 samples
-    assert encoder_frames(1472, 512, 160) == 1 and encoder_frames(1471, 512, 160) == 0
+    assert encoder_frames(1472, stft) == 1 and encoder_frames(1471, stft) == 0
     # 1 s: 1 + (16000 - 512) // 160 = 97 feature frames; ((97 - 1) // 2 - 1) // 2 = 23 encoder frames
-    assert encoder_frames(16000, 512, 160) == 23
+    assert encoder_frames(16000, stft) == 23 == encoder_frames(16000, stft, final=True)
+    kaldi = Framing(window=400, shift=160, offset=120, mirrored=True)  # snip_edges false
+    # frame i is samples [160 i - 120, 160 i + 280): frame 6 ends at 1240
+    assert encoder_frames(1240, kaldi) == 1 and encoder_frames(1239, kaldi) == 0
+    # 15,840 samples in all: (15840 + 80) // 160 = 99 frames, the last ones mirror the end;
+    # ((99 - 1) // 2 - 1) // 2 = 24 encoder frames
+    assert encoder_frames(15840, kaldi, final=True) == 24
+    # before the end: frames with 160 i + 280 <= 15840, i <= 97: 98 frames; ((98 - 1) // 2 - 1) // 2 = 23
+    assert encoder_frames(15840, kaldi) == 23
+    assert kaldi.span(2, 5) == (200, 920)
+
+
+def test_mirrored_slice_reflects_both_ends_as_kaldi_does():
+    from k2d.streaming.frontend import mirrored_slice
+
+    audio = np.array([1.0, 2.0, 3.0, 4.0])
+    # sample -k is sample k - 1, sample n + k is sample n - 1 - k
+    assert mirrored_slice(audio, -2, 6).tolist() == [2, 1, 1, 2, 3, 4, 4, 3]
+    assert mirrored_slice(audio, 1, 3).tolist() == [2, 3]
+
+
+def test_kaldi_fbank_frames_of_a_span_equal_the_whole_utterance():
+    from k2d.streaming.frontend import KaldiFbank, mirrored_slice
+
+    frontend = KaldiFbank(n_mels=20)
+    audio = np.random.default_rng(4).standard_normal(16000).astype(np.float32) * 0.1
+    whole, lengths = frontend(torch.from_numpy(audio)[None], torch.tensor([audio.size]))
+    assert whole.shape == (1, 100, 20) and lengths.tolist() == [100]  # (16000 + 80) // 160
+    for first, end in [(0, 3), (10, 20), (95, 100)]:  # the start and the end mirror the audio
+        start, stop = frontend.framing.span(first, end)
+        part = frontend.frames(mirrored_slice(audio, start, stop))
+        assert torch.allclose(part, whole[0, first:end], atol=1e-4)
 
 
 TOKENS = ["<blank>", "<unk>", "a", "b", "c", "d", "e", "<sos/eos>"]
@@ -77,6 +111,7 @@ TOKENS = ["<blank>", "<unk>", "a", "b", "c", "d", "e", "<sos/eos>"]
 
 def task_config(chunk_size: int, **model_conf) -> dict:
     return {"token_list": TOKENS, "token_type": "char",
+            "frontend": "default",
             "frontend_conf": {"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 20},
             "streaming_encoder_conf": {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 2,
                                        "dropout_rate": 0.0, "chunk_size": chunk_size},
@@ -137,11 +172,19 @@ def test_a_kd_student_without_a_teacher_is_refused(tmp_path):
         build(tmp_path, "student", config)
 
 
-@pytest.mark.parametrize("chunk_ms,left_chunks", [(40, -1), (160, -1), (320, 1)])
-def test_streaming_decoding_equals_full_decoding_with_the_same_masks(tmp_path, chunk_ms, left_chunks):
+def kaldi_fbank(config: dict) -> dict:
+    return {**config, "frontend": "kaldi_fbank", "frontend_conf": {"n_mels": 20}}
+
+
+@pytest.mark.parametrize("chunk_ms,left_chunks,frontend", [(40, -1, "default"), (160, -1, "default"),
+                                                          (320, 1, "default"), (40, -1, "kaldi_fbank"),
+                                                          (320, 1, "kaldi_fbank")])
+def test_streaming_decoding_equals_full_decoding_with_the_same_masks(tmp_path, chunk_ms, left_chunks, frontend):
     from k2d.streaming.stream import chunk_frames_of, full_decode, stream
 
     config = task_config(4)
+    if frontend == "kaldi_fbank":
+        config = kaldi_fbank(config)
     config["streaming_encoder_conf"]["left_chunks"] = left_chunks
     model, _ = build(tmp_path, "student", config)
     audio = np.random.default_rng(1).standard_normal(3 * 16000 + 1234).astype(np.float32) * 0.1
@@ -231,3 +274,56 @@ def test_streaming_transducer_decoding_equals_full_decoding(tmp_path, teacher, c
     loaded, _ = load_model(tmp_path / "export")
     assert loaded.transducer is not None and loaded.teacher is None and not hasattr(loaded, "branches")
     assert stream(loaded, audio, chunk_ms)[0] == streamed
+
+
+def sherpa_tokens(export_dir, audio: np.ndarray, int8: bool = False) -> list[int]:
+    """The token ids sherpa-onnx's online recognizer gives, with no silence appended."""
+    from k2d.streaming.sherpa import SherpaStreamer
+
+    return SherpaStreamer(export_dir, int8, tail_seconds=0)(audio)[0]
+
+
+@pytest.mark.parametrize("head", ["ctc", "transducer"])
+def test_sherpa_onnx_streams_the_tokens_of_k2d_stream(tmp_path, head):
+    from k2d.streaming.onnx import chunk_input_frames, export_wenet_ctc
+    from k2d.streaming.stream import stream
+    from k2d.streaming.task import export
+
+    config = kaldi_fbank(task_config(4, head=head, prediction_size=8, joint_size=12))
+    config["frontend_conf"]["n_mels"] = 80  # sherpa-onnx's feature_dim
+    config["streaming_encoder_conf"]["left_chunks"] = 2
+    model, config_path = build(tmp_path, "student", config)
+    torch.save(model.state_dict(), tmp_path / "valid.loss.best.pth")
+    export(config_path, tmp_path / "valid.loss.best.pth", tmp_path / "export")
+    out = export_wenet_ctc(tmp_path / "export", tmp_path / "sherpa", int8=True)
+    assert chunk_input_frames(4) == 19  # (4 - 1) * 4 + 7 feature frames per chunk of 4 encoder frames
+    # sherpa-onnx decodes a chunk once one more feature frame than it needs is in, and drops what is left at the
+    # end: with 4 n c + 4 feature frames (n chunks of c = 4 encoder frames; 160 samples a frame) both decode
+    # all n c encoder frames
+    audio = np.random.default_rng(5).standard_normal(160 * (16 * 25 + 4)).astype(np.float32) * 0.1
+    ours, _ = stream(model, audio, 160, ctc=True)
+    assert len(ours) >= 10 and len(set(ours)) >= 3  # the random model says several different things
+    assert sherpa_tokens(out, audio) == ours
+    # the cache matters: the same model with one earlier chunk instead of two gives other tokens
+    fewer = export_wenet_ctc(tmp_path / "export", tmp_path / "sherpa1", left_chunks=1)
+    assert sherpa_tokens(fewer, audio) != ours
+    # int8 weights run in sherpa-onnx too; on this random model with sharpened logits they change about a
+    # fifth of the tokens (a trained model's figure is in the streaming recipe's RESULTS.md)
+    assert kaldialign.edit_distance(ours, sherpa_tokens(out, audio, int8=True))["err_rate"] < 0.5
+
+
+def test_sherpa_onnx_export_refuses_what_it_cannot_run(tmp_path):
+    from k2d.streaming.onnx import export_wenet_ctc
+    from k2d.streaming.task import export
+
+    for name, config, message in [
+        ("logmel", task_config(4), "frontend: kaldi_fbank"),
+        ("unbounded", kaldi_fbank(task_config(4)), "give --left-chunks"),
+        ("full", kaldi_fbank(task_config(0)), "full-context"),
+    ]:
+        model, config_path = build(tmp_path, name, config)
+        torch.save(model.state_dict(), tmp_path / f"{name}.pth")
+        export(config_path, tmp_path / f"{name}.pth", tmp_path / name)
+        with pytest.raises(ValueError, match=message):
+            export_wenet_ctc(tmp_path / name, tmp_path / f"{name}_sherpa")
+        assert not (tmp_path / f"{name}_sherpa").exists()

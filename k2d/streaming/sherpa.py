@@ -1,0 +1,103 @@
+"""Streaming decoding by sherpa-onnx's online recognizer (the on-device runtime) of a student exported by
+k2d.streaming.onnx: its text, MER and speed beside those of k2d.streaming.stream --ctc.
+
+    python -m k2d.streaming.sherpa --sherpa exp/x/export_sherpa [--int8] --model exp/x/export \\
+        --recordings R.jsonl.gz --supervisions S.jsonl.gz --out-dir exp/x/decode_test_in_sherpa
+
+Audio goes in pieces of one chunk. sherpa-onnx decodes whole chunks only, so each utterance gets a chunk and
+100 ms of silence appended (as sherpa-onnx's own examples pad the tail) for its last chunk to come out.
+OUT_DIR gets what k2d.streaming.stream writes (hyp.txt, ref.txt, scores, latency.yaml with the runtime and the
+model file's size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from k2d.audio import SAMPLE_RATE
+from k2d.onnx_files import int8_name
+from k2d.streaming.onnx import MODEL, TOKENS
+from k2d.streaming.stream import SUBSAMPLING, decode_set, load_model
+from k2d.utils import setup_logging
+
+FRAME_SAMPLES = 160  # sherpa-onnx's feature frame shift (10 ms)
+
+
+def export_metadata(sherpa_dir: Path) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(Path(sherpa_dir) / MODEL), load_external_data=False).metadata_props}
+
+
+class SherpaStreamer:
+    """One exported model in sherpa-onnx's OnlineRecognizer; `__call__(audio)` -> (token ids, timing)."""
+
+    def __init__(self, sherpa_dir: Path, int8: bool = False, tail_seconds: float | None = None):
+        import sherpa_onnx
+
+        meta = export_metadata(sherpa_dir)
+        self.chunk, self.left_chunks = int(meta["chunk_size"]), int(meta["left_chunks"])
+        self.model_file = Path(sherpa_dir) / (int8_name(MODEL) if int8 else MODEL)
+        self.recognizer = sherpa_onnx.OnlineRecognizer.from_wenet_ctc(
+            tokens=str(Path(sherpa_dir) / TOKENS), model=str(self.model_file), chunk_size=self.chunk,
+            num_left_chunks=self.left_chunks, num_threads=1)
+        self.ids = {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1])
+                    for line in (Path(sherpa_dir) / TOKENS).read_text(encoding="utf-8").splitlines()}
+        self.piece = self.chunk * SUBSAMPLING * FRAME_SAMPLES
+        tail = self.chunk_ms / 1000 + 0.1 if tail_seconds is None else tail_seconds
+        self.tail = np.zeros(round(tail * SAMPLE_RATE), dtype=np.float32)
+
+    @property
+    def chunk_ms(self) -> float:
+        return 1000 * self.piece / SAMPLE_RATE
+
+    def __call__(self, audio: np.ndarray) -> tuple[list[int], dict]:
+        stream = self.recognizer.create_stream()
+        audio = np.concatenate([audio.astype(np.float32), self.tail])
+        compute = []
+        for start in range(0, max(audio.size, 1), self.piece):
+            began = time.perf_counter()
+            stream.accept_waveform(SAMPLE_RATE, audio[start : start + self.piece])
+            if start + self.piece >= audio.size:
+                stream.input_finished()
+            while self.recognizer.is_ready(stream):
+                self.recognizer.decode_stream(stream)
+            compute.append(time.perf_counter() - began)
+        tokens = [self.ids[token] for token in self.recognizer.get_result_all(stream).tokens]
+        return tokens, {"chunks": len(compute), "compute_seconds": compute, "first_token_delay": None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    parser = argparse.ArgumentParser(prog="python -m k2d.streaming.sherpa", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sherpa", type=Path, required=True, help="the export (python -m k2d.streaming.onnx)")
+    parser.add_argument("--int8", action="store_true", help="decode model.int8.onnx")
+    parser.add_argument("--model", type=Path, required=True, help="the k2d export it came from (tokens to text)")
+    parser.add_argument("--recordings", type=Path, required=True)
+    parser.add_argument("--supervisions", type=Path, required=True)
+    parser.add_argument("--out-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    for path in (args.sherpa / MODEL, args.sherpa / TOKENS, args.model / "config.yaml"):
+        if not path.is_file():
+            parser.error(f"{path} is missing: export with python -m k2d.streaming.task export, then "
+                         "python -m k2d.streaming.onnx")
+    streamer = SherpaStreamer(args.sherpa, args.int8)
+    if not streamer.model_file.is_file():
+        parser.error(f"{streamer.model_file} is missing: export with python -m k2d.streaming.onnx --int8")
+    from k2d.manifests import utterance_cuts
+
+    _, train_args = load_model(args.model)
+    decode_set(streamer, train_args, utterance_cuts(args.recordings, args.supervisions), streamer.chunk_ms,
+               args.out_dir, runtime="sherpa-onnx int8" if args.int8 else "sherpa-onnx",
+               model_mb=round(streamer.model_file.stat().st_size / 2**20, 2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
