@@ -26,7 +26,7 @@ cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=utils/espnet_recipe.sh
 . utils/espnet_recipe.sh
 exp=${L[exp]}
-# NAME=KD:APC_SHIFT, one per line; the first is the baseline
+# NAME=KD:APC_SHIFT[:APC_ON], one per line; the first is the baseline
 read -r -a systems <<< "$(grep -v '^#' "$conf/systems.txt" | sed 's/[[:space:]]*#.*//' | tr '\n' ' ')"
 
 run_stage 0 && prepare_corpus
@@ -50,9 +50,9 @@ fi
 if run_stage 3; then
   for system in "${systems[@]}"; do
     name=${system%%=*}
-    spec=${system#*=}
-    log "Stage 3: streaming student $name (kd ${spec%%:*}, APC shift ${spec#*:})"
-    train "$name" --model_conf "kd=${spec%%:*}" --model_conf "apc_shift=${spec#*:}" \
+    IFS=: read -r kd apc_shift apc_on <<< "${system#*=}"
+    log "Stage 3: streaming student $name (kd $kd, APC shift $apc_shift on ${apc_on:-stream})"
+    train "$name" --model_conf "kd=$kd" --model_conf "apc_shift=$apc_shift" --model_conf "apc_on=${apc_on:-stream}" \
       --teacher_config "$exp/asr_teacher/config.yaml" --teacher_model "$exp/asr_teacher/valid.loss.best.pth"
   done
 fi

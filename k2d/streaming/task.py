@@ -17,7 +17,8 @@ chunk_size 0) is run on the same audio and the student learns, besides CTC:
 - `layer`: each `kd_layers` teacher layer, through a linear head on the streaming layer;
 - `branch`: each such layer through an auxiliary non-streaming branch (linear, positional encoding, one
   full-attention Transformer layer, a one-layer unidirectional LSTM) that sees the same context as the teacher;
-with `apc_shift` N > 0 a head on the streaming layer also predicts the teacher layer N frames ahead (APC).
+with `apc_shift` N > 0 a head also predicts the teacher layer N frames ahead (APC), read from the streaming layer
+(`apc_on: stream`, which has not seen those frames) or from the branch's output (`apc_on: branch`).
 Layer losses are L1 - log sigmoid(cosine), summed over frames like ESPnet's CTC loss. The teacher, heads and
 branches exist in training only:
 `python -m k2d.streaming.task export` writes the streaming model alone (k2d.streaming.stream decodes it).
@@ -53,6 +54,7 @@ from k2d.streaming.kd import chunk_mask, frame_kl, future_pairs
 log = logging.getLogger("k2d.streaming.task")
 KD_KINDS = ("none", "token", "layer", "branch")
 HEADS = ("ctc", "transducer")
+APC_INPUTS = ("stream", "branch")  # what the APC head reads: the streaming layer or the branch's output
 HEAD_OPTIONS = ("head", "ctc_weight", "prediction_size", "joint_size")  # model_conf the exported model keeps
 TRAINING_ONLY = ("teacher.", "layer_heads.", "branches.", "apc_heads.")  # parameters the export drops
 
@@ -112,12 +114,17 @@ class StreamingKDModel(AbsESPnetModel):
     def __init__(self, vocab_size: int, frontend: AbsFrontend, encoder: ChunkedEncoder,
                  teacher: StreamingKDModel | None = None, kd: str = "none", kd_layers: list[int] | tuple = (),
                  kd_weight: float = 1.0, kd_temperature: float = 1.0, apc_shift: int = 0, apc_weight: float = 1.0,
-                 head: str = "ctc", ctc_weight: float = 0.3, prediction_size: int = 256, joint_size: int = 256):
+                 apc_on: str = "stream", head: str = "ctc", ctc_weight: float = 0.3, prediction_size: int = 256,
+                 joint_size: int = 256):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"model_conf head must be one of {', '.join(HEADS)}, got {head!r}")
         if kd not in KD_KINDS:
             raise ValueError(f"model_conf kd must be one of {', '.join(KD_KINDS)}, got {kd!r}")
+        if apc_on not in APC_INPUTS:
+            raise ValueError(f"model_conf apc_on must be one of {', '.join(APC_INPUTS)}, got {apc_on!r}")
+        if apc_shift and apc_on == "branch" and kd != "branch":
+            raise ValueError(f"model_conf apc_on branch reads the auxiliary branches: it needs kd branch, not {kd}")
         if (kd != "none" or apc_shift) and teacher is None:
             raise ValueError(f"model_conf kd {kd} / apc_shift {apc_shift} need teacher_config and teacher_model")
         if kd in ("layer", "branch") or apc_shift:
@@ -132,7 +139,7 @@ class StreamingKDModel(AbsESPnetModel):
                                           encoder.layers[0].dropout.p) if head == "transducer" else None)
         self.kd, self.kd_layers, self.kd_weight, self.kd_temperature = kd, [int(i) for i in kd_layers], kd_weight, \
             kd_temperature
-        self.apc_shift, self.apc_weight = apc_shift, apc_weight
+        self.apc_shift, self.apc_weight, self.apc_on = apc_shift, apc_weight, apc_on
         self.teacher = teacher
         if teacher is not None:
             teacher.requires_grad_(False)
@@ -146,7 +153,8 @@ class StreamingKDModel(AbsESPnetModel):
             self.branches = torch.nn.ModuleDict({n: AuxiliaryBranch(size, target, heads, units, layer.dropout.p)
                                                  for n in names})
         if apc_shift:
-            self.apc_heads = torch.nn.ModuleDict({n: torch.nn.Linear(size, target) for n in names})
+            width = target if apc_on == "branch" else size
+            self.apc_heads = torch.nn.ModuleDict({n: torch.nn.Linear(width, target) for n in names})
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -183,14 +191,16 @@ class StreamingKDModel(AbsESPnetModel):
                 stats["loss_kd"] = kl.detach()
             for i in self.kd_layers:
                 student, teacher = hidden[i - 1], t_hidden[i - 1]
+                source = student  # what the APC head reads
                 if self.kd in ("layer", "branch"):
                     predicted = (self.layer_heads[str(i)](student) if self.kd == "layer"
                                  else self.branches[str(i)](student, mask))
+                    source = predicted if self.apc_on == "branch" else student
                     part, parts = l1_cosine_loss(predicted, teacher, mask, cosine="logsigmoid")
                     loss = loss + self.kd_weight * scale * part
                     stats[f"loss_kd_l{i}"], stats[f"cos_l{i}"] = part.detach(), parts["cos"]
                 if self.apc_shift:
-                    predicted, wanted, apc_mask = future_pairs(self.apc_heads[str(i)](student), lengths, teacher,
+                    predicted, wanted, apc_mask = future_pairs(self.apc_heads[str(i)](source), lengths, teacher,
                                                                t_lengths, self.apc_shift)
                     part, _ = l1_cosine_loss(predicted, wanted, apc_mask, cosine="logsigmoid")
                     loss = loss + self.apc_weight * scale * part

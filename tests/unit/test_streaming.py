@@ -163,6 +163,33 @@ def test_each_kd_variant_adds_its_loss_and_trains_the_student_not_the_teacher(tm
         assert model.branches["1"].lstm.bidirectional is False and model.branches["1"].lstm.num_layers == 1
 
 
+@pytest.mark.parametrize("apc_on", ["stream", "branch"])
+def test_apc_reads_the_streaming_layer_or_the_branch(tmp_path, teacher, apc_on):
+    _, teacher_config, teacher_model = teacher
+    # kd_weight 0: the branch's own loss adds nothing, so a gradient on the branch can only come from APC
+    config = {**task_config(2, kd="branch", kd_layers=[1], kd_weight=0.0, apc_shift=2, apc_on=apc_on),
+              "teacher_config": str(teacher_config), "teacher_model": str(teacher_model)}
+    config["streaming_encoder_conf"]["output_size"] = 24  # wider than the teacher's 16: the head's input tells
+    model, _ = build(tmp_path, "student", config)
+    assert model.apc_heads["1"].in_features == (16 if apc_on == "branch" else 24)
+    loss, stats, _ = model(torch.randn(1, 24000), torch.tensor([24000]), torch.tensor([[2, 3]]), torch.tensor([2]))
+    assert stats["loss_apc_l1"] > 0
+    loss.backward()
+    branch_grad = model.branches["1"].lstm.weight_hh_l0.grad
+    assert (branch_grad is not None and branch_grad.abs().sum() > 0) == (apc_on == "branch")
+    assert model.encoder.layers[0].self_attn.linear_q.weight.grad.abs().sum() > 0  # the streaming path learns
+
+
+def test_apc_on_the_branch_needs_branches(tmp_path, teacher):
+    _, teacher_config, teacher_model = teacher
+    config = {**task_config(2, kd="layer", kd_layers=[1], apc_shift=2, apc_on="branch"),
+              "teacher_config": str(teacher_config), "teacher_model": str(teacher_model)}
+    with pytest.raises(ValueError, match="apc_on branch reads the auxiliary branches: it needs kd branch"):
+        build(tmp_path, "student", config)
+    with pytest.raises(ValueError, match="apc_on must be one of stream, branch"):
+        build(tmp_path, "student", {**config, "model_conf": {**config["model_conf"], "apc_on": "future"}})
+
+
 def test_a_kd_student_without_a_teacher_is_refused(tmp_path):
     with pytest.raises(ValueError, match="need teacher_config and teacher_model"):
         build(tmp_path, "student", task_config(2, kd="layer", kd_layers=[1]))
