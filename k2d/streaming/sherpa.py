@@ -26,6 +26,7 @@ from k2d.streaming.stream import SUBSAMPLING, decode_set, load_model
 from k2d.utils import setup_logging
 
 FRAME_SAMPLES = 160  # sherpa-onnx's feature frame shift (10 ms)
+WORD_START = "\u2581"  # sentencepiece's word-start mark
 
 
 def export_metadata(sherpa_dir: Path) -> dict[str, str]:
@@ -46,7 +47,8 @@ class SherpaStreamer:
         self.recognizer = sherpa_onnx.OnlineRecognizer.from_wenet_ctc(
             tokens=str(Path(sherpa_dir) / TOKENS), model=str(self.model_file), chunk_size=self.chunk,
             num_left_chunks=self.left_chunks, num_threads=1)
-        self.ids = {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1])
+        # sherpa-onnx gives tokens with sentencepiece's word-start mark as a space
+        self.ids = {line.rsplit(" ", 1)[0].replace(WORD_START, " "): int(line.rsplit(" ", 1)[1])
                     for line in (Path(sherpa_dir) / TOKENS).read_text(encoding="utf-8").splitlines()}
         self.piece = self.chunk * SUBSAMPLING * FRAME_SAMPLES
         tail = self.chunk_ms / 1000 + 0.1 if tail_seconds is None else tail_seconds

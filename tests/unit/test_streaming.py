@@ -106,7 +106,7 @@ def test_kaldi_fbank_frames_of_a_span_equal_the_whole_utterance():
         assert torch.allclose(part, whole[0, first:end], atol=1e-4)
 
 
-TOKENS = ["<blank>", "<unk>", "a", "b", "c", "d", "e", "<sos/eos>"]
+TOKENS = ["<blank>", "<unk>", "a", "\u2581b", "c", "d", "e", "<sos/eos>"]  # \u2581: a sentencepiece word start
 
 
 def task_config(chunk_size: int, **model_conf) -> dict:
