@@ -52,8 +52,12 @@ if run_stage 3; then
     name=${system%%=*}
     IFS=: read -r kd apc_shift apc_on <<< "${system#*=}"
     log "Stage 3: streaming student $name (kd $kd, APC shift $apc_shift on ${apc_on:-stream})"
+    teacher=()  # a student without KD or APC trains without running the teacher
+    if [ "$kd" != none ] || [ "$apc_shift" != 0 ]; then
+      teacher=(--teacher_config "$exp/asr_teacher/config.yaml" --teacher_model "$exp/asr_teacher/valid.loss.best.pth")
+    fi
     train "$name" --model_conf "kd=$kd" --model_conf "apc_shift=$apc_shift" --model_conf "apc_on=${apc_on:-stream}" \
-      --teacher_config "$exp/asr_teacher/config.yaml" --teacher_model "$exp/asr_teacher/valid.loss.best.pth"
+      "${teacher[@]}"
   done
 fi
 
