@@ -155,7 +155,7 @@ def stream(model, audio: np.ndarray, chunk_ms: float, ctc: bool = False) -> tupl
     decoder = StreamingDecoder(model, chunk_frames_of(model, chunk_ms), ctc)
     piece = round(chunk_ms * SAMPLE_RATE / 1000)
     tokens, compute, first_delay = [], [], None
-    frame_seconds = decoder.framing.shift * SUBSAMPLING / SAMPLE_RATE
+    frame_seconds = frame_ms_of(model) / 1000
     for start in range(0, max(audio.size, 1), piece):
         final = start + piece >= audio.size
         began = time.perf_counter()
