@@ -1,5 +1,6 @@
 """egs/mini_cs_streaming (seed 003) at a tiny size: a full-context teacher and two streaming transducer students
-(alone; auxiliary branches + APC) for a few steps of ESPnet's trainer, exported and decoded chunk by chunk."""
+(alone; auxiliary branches + APC) for a few steps of ESPnet's trainer, exported and decoded chunk by chunk, and
+exported to sherpa-onnx and decoded there."""
 
 import shutil
 import subprocess
