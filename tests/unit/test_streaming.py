@@ -339,6 +339,36 @@ def test_sherpa_onnx_streams_the_tokens_of_k2d_stream(tmp_path, head):
     assert kaldialign.edit_distance(ours, sherpa_tokens(out, audio, int8=True))["err_rate"] < 0.5
 
 
+def test_sherpa_onnx_decodes_a_briefly_trained_student_as_k2d_does(tmp_path):
+    """The same on a model trained (40 Adam steps, CTC) to say a sentence in the audio, as a trained student would."""
+    from k2d.streaming.onnx import export_wenet_ctc
+    from k2d.streaming.stream import stream
+    from k2d.streaming.task import export
+
+    config = kaldi_fbank(task_config(4))
+    config["frontend_conf"]["n_mels"] = 80
+    config["streaming_encoder_conf"]["left_chunks"] = 2
+    model, config_path = build(tmp_path, "student", config)
+    audio = np.random.default_rng(5).standard_normal(160 * (16 * 25 + 4)).astype(np.float32) * 0.1
+    speech, text = torch.from_numpy(audio)[None], torch.tensor([[2, 3, 4, 5, 6, 4, 3, 2, 5, 6, 2, 4]])
+    optimizer, losses = torch.optim.Adam(model.parameters(), lr=3e-3), []
+    model.train()
+    for _ in range(40):
+        loss = model(speech, torch.tensor([audio.size]), text, torch.tensor([text.shape[1]]))[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 2  # it learnt
+    torch.save(model.eval().state_dict(), tmp_path / "valid.loss.best.pth")
+    export(config_path, tmp_path / "valid.loss.best.pth", tmp_path / "export")
+    out = export_wenet_ctc(tmp_path / "export", tmp_path / "sherpa", int8=True)
+    ours, _ = stream(model, audio, 160)
+    assert len(set(ours)) >= 3 and set(ours) <= {2, 3, 4, 5, 6}  # words of its sentence
+    assert sherpa_tokens(out, audio) == ours
+    assert kaldialign.edit_distance(ours, sherpa_tokens(out, audio, int8=True))["err_rate"] < 0.5
+
+
 def test_sherpa_onnx_export_refuses_what_it_cannot_run(tmp_path):
     from k2d.streaming.onnx import export_wenet_ctc
     from k2d.streaming.task import export
