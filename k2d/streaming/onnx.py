@@ -92,7 +92,14 @@ class WenetCtcChunk(nn.Module):
 
 
 def token_lines(token_list: list[str]) -> list[str]:
+    """tokens.txt as sherpa-onnx reads it: `TOKEN ID` per line."""
     return [f"{token} {i}" for i, token in enumerate(token_list)]
+
+
+def read_tokens(path: Path) -> dict[str, int]:
+    """tokens.txt back: token -> id."""
+    pairs = (line.rsplit(" ", 1) for line in Path(path).read_text(encoding="utf-8").splitlines())
+    return {token: int(i) for token, i in pairs}
 
 
 @torch.no_grad()

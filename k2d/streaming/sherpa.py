@@ -21,7 +21,7 @@ import numpy as np
 
 from k2d.audio import SAMPLE_RATE
 from k2d.onnx_files import int8_name
-from k2d.streaming.onnx import MODEL, TOKENS
+from k2d.streaming.onnx import MODEL, TOKENS, read_tokens
 from k2d.streaming.stream import SUBSAMPLING, decode_set, load_model
 from k2d.utils import setup_logging
 
@@ -48,8 +48,7 @@ class SherpaStreamer:
             tokens=str(Path(sherpa_dir) / TOKENS), model=str(self.model_file), chunk_size=self.chunk,
             num_left_chunks=self.left_chunks, num_threads=1)
         # sherpa-onnx gives tokens with sentencepiece's word-start mark as a space
-        self.ids = {line.rsplit(" ", 1)[0].replace(WORD_START, " "): int(line.rsplit(" ", 1)[1])
-                    for line in (Path(sherpa_dir) / TOKENS).read_text(encoding="utf-8").splitlines()}
+        self.ids = {token.replace(WORD_START, " "): i for token, i in read_tokens(Path(sherpa_dir) / TOKENS).items()}
         self.piece = self.chunk * SUBSAMPLING * FRAME_SAMPLES
         tail = self.chunk_ms / 1000 + 0.1 if tail_seconds is None else tail_seconds
         self.tail = np.zeros(round(tail * SAMPLE_RATE), dtype=np.float32)
