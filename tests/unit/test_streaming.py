@@ -384,3 +384,20 @@ def test_sherpa_onnx_export_refuses_what_it_cannot_run(tmp_path):
         with pytest.raises(ValueError, match=message):
             export_wenet_ctc(tmp_path / name, tmp_path / f"{name}_sherpa")
         assert not (tmp_path / f"{name}_sherpa").exists()
+
+
+def test_deployment_table_by_hand(tmp_path):
+    from k2d.streaming.latency import deployment_table
+
+    for suffix, rate, rtf, mb, hyps in [("ctc", 0.25, 0.02, None, "u1 a b\nu2 c\n"),
+                                        ("sherpa", 0.3, 0.01, 6.4, "u1 a b\nu2 d\n"),
+                                        ("sherpa_int8", 0.35, 0.008, 2.2, "u1 a\nu2 d\n")]:
+        out = tmp_path / "asr_alone" / f"decode_test_in_{suffix}"
+        out.mkdir(parents=True)
+        (out / "scores.yaml").write_text(yaml.safe_dump({"mer": {"rate": rate}}))
+        (out / "latency.yaml").write_text(yaml.safe_dump({"rtf": rtf, **({"model_mb": mb} if mb else {})}))
+        (out / "hyp.txt").write_text(hyps)
+    table = deployment_table(tmp_path, ["alone", "token"], ["test_in", "test_ood"])
+    # one row: the only student and set with all three decodings; u1 has k2d's text in sherpa-onnx, u2 not
+    assert table.splitlines()[2:] == ["| alone | test_in | 25.00 | 30.00 | 1 of 2 | 35.00 | 6.4 / 2.2 | "
+                                      "0.020 / 0.010 / 0.008 |"]
