@@ -51,24 +51,71 @@ def provide_warprnnt() -> bool:
     return True
 
 
+class StatelessPrediction(torch.nn.Module):
+    """A stateless prediction network (Ghodsi et al., ICASSP 2020; the one icefall's transducers and so
+    sherpa-onnx's online transducer formats have): the embeddings of the last `context_size` tokens mixed by a
+    depthwise 1-D convolution, then ReLU. Blank (0) is the start and the left padding; its embedding is zero."""
+
+    def __init__(self, vocab_size: int, size: int, context_size: int = 2, dropout: float = 0.1):
+        super().__init__()
+        if context_size < 1:
+            raise ValueError(f"context_size {context_size}: a prediction network sees at least the last token")
+        self.context_size = context_size
+        self.embed = torch.nn.Embedding(vocab_size, size, padding_idx=BLANK)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.conv = torch.nn.Conv1d(size, size, context_size, groups=size, bias=False) if context_size > 1 else None
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        """(B, U) token ids -> (B, U, size): position u sees tokens u - context_size + 1 .. u."""
+        x = self.dropout(self.embed(labels))
+        if self.conv is not None:
+            x = self.conv(torch.nn.functional.pad(x.transpose(1, 2), (self.context_size - 1, 0))).transpose(1, 2)
+        return torch.relu(x)
+
+
+PREDICTIONS = ("lstm", "stateless")
+
+
 class TransducerHead(torch.nn.Module):
     """A transducer over an encoder's output, from the parts ESPnet's transducer ASR model uses (seed 002's
-    students): ESPnet's prediction network (`TransducerDecoder`, an LSTM over the previous tokens, blank 0 as
-    the start) and joint network, trained by RNNTLoss; `GreedySearch` decodes with it."""
+    students): a prediction network, `lstm` (ESPnet's `TransducerDecoder`, one LSTM layer over the previous
+    tokens) or `stateless` (the last `context_size` tokens, what sherpa-onnx's online transducers run), blank 0
+    as the start; ESPnet's joint network; trained by RNNTLoss; `GreedySearch` decodes with it."""
 
     def __init__(self, vocab_size: int, encoder_size: int, prediction_size: int = 256, joint_size: int = 256,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, prediction: str = "lstm", context_size: int = 2):
         super().__init__()
-        self.decoder = TransducerDecoder(vocab_size, hidden_size=prediction_size, dropout=dropout,
-                                         dropout_embed=dropout, embed_pad=BLANK)
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, got {prediction!r}")
+        self.stateless = prediction == "stateless"
+        self.decoder = (StatelessPrediction(vocab_size, prediction_size, context_size, dropout) if self.stateless
+                        else TransducerDecoder(vocab_size, hidden_size=prediction_size, dropout=dropout,
+                                               dropout_embed=dropout, embed_pad=BLANK))
         self.joint_network = JointNetwork(vocab_size, encoder_size, prediction_size, joint_space_size=joint_size)
         self.criterion = RNNTLoss(blank=BLANK)
+
+    def start(self, device: torch.device) -> tuple:
+        """The prediction network's state before any token: the LSTM's zero state, or `context_size` blanks."""
+        if self.stateless:
+            return (BLANK,) * self.decoder.context_size
+        self.decoder.set_device(device)
+        return self.decoder.init_state(1)
+
+    def predict(self, state: tuple, token: int, device: torch.device) -> tuple[torch.Tensor, tuple]:
+        """The prediction network's output after `token`, and its next state."""
+        if self.stateless:
+            state = (*state[1:], token)
+            return self.decoder(torch.tensor([state], device=device))[0, -1], state
+        embedded = self.decoder.embed(torch.tensor([[token]], device=device))
+        out, state = self.decoder.rnn_forward(embedded, state)
+        return out[0, 0], state
 
     def loss(self, encoded: torch.Tensor, lengths: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """The RNN-T loss of `text` (B, U), padded with -1 as ESPnet's collate pads it, mean over the batch."""
         decoder_in, target, frames, target_lengths = get_transducer_task_io(text, lengths, ignore_id=-1,
                                                                             blank_id=BLANK)
-        self.decoder.set_device(encoded.device)
+        if not self.stateless:
+            self.decoder.set_device(encoded.device)
         predicted = self.decoder(decoder_in)
         joint = self.joint_network(encoded.unsqueeze(2), predicted.unsqueeze(1))
         return self.criterion(joint, target, frames, target_lengths)
@@ -79,16 +126,12 @@ class GreedySearch:
     and gives the same tokens as all frames at once: at each frame the joint network's best token is emitted
     and fed to the prediction network, until the blank wins or `max_symbols` tokens came at that frame."""
 
-    def __init__(self, head: TransducerHead, max_symbols: int = 4):
-        self.head, self.max_symbols = head, max_symbols
+    def __init__(self, head: TransducerHead, max_symbols: int = 4, device: str | torch.device = "cpu"):
+        if max_symbols < 1:
+            raise ValueError(f"max_symbols {max_symbols}: a frame emits at least one token before the blank")
+        self.head, self.max_symbols, self.device = head, max_symbols, torch.device(device)
         self.frame = 0
-        self.state = head.decoder.init_state(1)
-        self.predicted = self._predict(BLANK)
-
-    def _predict(self, token: int) -> torch.Tensor:
-        embedded = self.head.decoder.embed(torch.tensor([[token]], device=self.state[0].device))
-        out, self.state = self.head.decoder.rnn_forward(embedded, self.state)
-        return out[0, 0]
+        self.predicted, self.state = head.predict(head.start(self.device), BLANK, self.device)
 
     @torch.no_grad()
     def accept(self, frames: torch.Tensor) -> tuple[list[int], list[int]]:
@@ -102,6 +145,6 @@ class GreedySearch:
                     break
                 tokens.append(best)
                 at.append(self.frame)
-                self.predicted = self._predict(best)
+                self.predicted, self.state = self.head.predict(self.state, best, self.device)
             self.frame += 1
         return tokens, at

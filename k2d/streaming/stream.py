@@ -41,6 +41,7 @@ from k2d.utils import atomic_path, setup_logging
 log = logging.getLogger("k2d.streaming.stream")
 SUBSAMPLING = 4  # ESPnet's conv2d input layer
 SUBSAMPLING_CONTEXT = 7  # feature frames behind one subsampled frame (two 3-wide convolutions, stride 2)
+MAX_SYMBOLS = 4  # transducer tokens one encoder frame may emit (sherpa-onnx's greedy search: 1)
 
 
 def subsampled(feature_frames: int) -> int:
@@ -75,7 +76,7 @@ class StreamingDecoder:
     """Audio in, tokens out as each chunk of encoder frames completes. Work per chunk is the new audio's
     features and subsampling, and each layer on the new frames against the cached earlier ones."""
 
-    def __init__(self, model, chunk_frames: int, ctc: bool = False):
+    def __init__(self, model, chunk_frames: int, ctc: bool = False, max_symbols: int = MAX_SYMBOLS):
         if chunk_frames < 1:
             raise ValueError(f"chunk of {chunk_frames} encoder frames: a streaming decoder needs at least one")
         self.model, self.chunk = model.eval(), chunk_frames
@@ -84,7 +85,8 @@ class StreamingDecoder:
         self.audio_start = 0
         self.cache = [None] * len(model.encoder.layers)  # each layer's input, frames done
         self.done, self.previous = 0, None
-        self.search = GreedySearch(model.transducer) if model.transducer is not None and not ctc else None
+        self.search = (GreedySearch(model.transducer, max_symbols) if model.transducer is not None and not ctc
+                       else None)
         self.token_frames = []  # the encoder frame that produced each token so far
 
     @torch.no_grad()
@@ -120,12 +122,13 @@ class StreamingDecoder:
 
 
 @torch.no_grad()
-def full_decode(model, audio: np.ndarray, chunk_frames: int, ctc: bool = False) -> list[int]:
+def full_decode(model, audio: np.ndarray, chunk_frames: int, ctc: bool = False,
+                max_symbols: int = MAX_SYMBOLS) -> list[int]:
     """The whole utterance at once under the same chunk masks (what streaming must equal)."""
     speech = torch.from_numpy(audio.astype(np.float32))[None]
     encoded, _, _ = model.eval().encode(speech, torch.tensor([speech.shape[1]]), chunk_frames)
     if model.transducer is not None and not ctc:
-        return GreedySearch(model.transducer).accept(encoded[0])[0]
+        return GreedySearch(model.transducer, max_symbols).accept(encoded[0])[0]
     return ctc_collapse(model.ctc.argmax(encoded)[0].tolist())[0]
 
 
@@ -145,14 +148,15 @@ def chunk_frames_of(model, chunk_ms: float) -> int:
     return round(frames)
 
 
-def stream(model, audio: np.ndarray, chunk_ms: float, ctc: bool = False) -> tuple[list[int], dict]:
+def stream(model, audio: np.ndarray, chunk_ms: float, ctc: bool = False,
+           max_symbols: int = MAX_SYMBOLS) -> tuple[list[int], dict]:
     """Feed `audio` in pieces of chunk_ms; returns (tokens, timing). chunk_ms 0: the whole utterance at once
     with full context (a non-streaming model such as the teacher)."""
     if chunk_ms == 0:
         began = time.perf_counter()
-        tokens = full_decode(model, audio, 0, ctc)
+        tokens = full_decode(model, audio, 0, ctc, max_symbols)
         return tokens, {"chunks": 1, "compute_seconds": [time.perf_counter() - began], "first_token_delay": None}
-    decoder = StreamingDecoder(model, chunk_frames_of(model, chunk_ms), ctc)
+    decoder = StreamingDecoder(model, chunk_frames_of(model, chunk_ms), ctc, max_symbols)
     piece = round(chunk_ms * SAMPLE_RATE / 1000)
     tokens, compute, first_delay = [], [], None
     frame_seconds = frame_ms_of(model) / 1000
@@ -226,6 +230,8 @@ def get_parser() -> argparse.ArgumentParser:
                              "with); 0: whole utterances with full context")
     parser.add_argument("--ctc", action="store_true",
                         help="decode a transducer's CTC head (what its sherpa-onnx export runs)")
+    parser.add_argument("--max-symbols", type=int, default=MAX_SYMBOLS,
+                        help="transducer tokens one encoder frame may emit (sherpa-onnx emits 1)")
     parser.add_argument("--audio", type=Path, help="one audio file: prints the text as it comes")
     parser.add_argument("--recordings", type=Path, help="a test set: lhotse recordings ...")
     parser.add_argument("--supervisions", type=Path, help="... and supervisions (one utterance each)")
@@ -246,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     model, train_args = load_model(args.model)
     if args.chunk_ms is None:
         args.chunk_ms = model.encoder.chunk_size * frame_ms_of(model)
+    if args.max_symbols < 1:
+        parser.error(f"--max-symbols {args.max_symbols}: a frame emits at least one token")
     try:
         chunk_frames_of(model, args.chunk_ms)
     except ValueError as error:
@@ -256,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         audio, rate = sf.read(args.audio, dtype="float32", always_2d=True)
         if rate != SAMPLE_RATE:
             parser.error(f"{args.audio}: {rate} Hz; the model reads {SAMPLE_RATE} Hz audio")
-        tokens, timing = stream(model, audio.mean(axis=1), args.chunk_ms, args.ctc)
+        tokens, timing = stream(model, audio.mean(axis=1), args.chunk_ms, args.ctc, args.max_symbols)
         print(text_of(train_args, tokens))
         log.info("%d chunks, %.1f ms compute per chunk", timing["chunks"],
                  1000 * statistics.mean(timing["compute_seconds"]))
@@ -265,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--recordings needs --supervisions and --out-dir")
     from k2d.manifests import utterance_cuts
 
-    decode_set(lambda audio: stream(model, audio, args.chunk_ms, args.ctc), train_args,
+    decode_set(lambda audio: stream(model, audio, args.chunk_ms, args.ctc, args.max_symbols), train_args,
                utterance_cuts(args.recordings, args.supervisions), args.chunk_ms, args.out_dir)
     return 0
 

@@ -9,8 +9,9 @@ The model: a front end whose frames never change when more audio arrives (`front
 log-mel with `center: false`, or `kaldi_fbank`, sherpa-onnx's features: k2d.streaming.frontend),
 ESPnet's conv2d subsampling (4x) and Transformer encoder layers under chunk-wise attention masks
 (`chunk_size` frames, `left_chunks`; 0 = full context, the non-streaming teacher), and CTC (`head: ctc`) or a
-transducer (`head: transducer`: ESPnet's prediction and joint networks, the RNN-T loss plus `ctc_weight` times
-the CTC loss, as ESPnet's transducer ASR model; k2d.espnet.rnnt). With `kd` set, a frozen
+transducer (`head: transducer`: a prediction network, ESPnet's LSTM or a stateless one over the last
+`context_size` tokens (`prediction`), ESPnet's joint network, the RNN-T loss plus `ctc_weight` times the CTC
+loss, as ESPnet's transducer ASR model; k2d.espnet.rnnt). With `kd` set, a frozen
 full-context teacher of the same family (`teacher_config`, `teacher_model`: a model trained by this task with
 chunk_size 0) is run on the same audio and the student learns, besides CTC:
 - `token`: the teacher's per-frame token distribution (KL);
@@ -55,7 +56,8 @@ log = logging.getLogger("k2d.streaming.task")
 KD_KINDS = ("none", "token", "layer", "branch")
 HEADS = ("ctc", "transducer")
 APC_INPUTS = ("stream", "branch")  # what the APC head reads: the streaming layer or the branch's output
-HEAD_OPTIONS = ("head", "ctc_weight", "prediction_size", "joint_size")  # model_conf the exported model keeps
+# model_conf the exported model keeps
+HEAD_OPTIONS = ("head", "ctc_weight", "prediction", "context_size", "prediction_size", "joint_size")
 TRAINING_ONLY = ("teacher.", "layer_heads.", "branches.", "apc_heads.")  # parameters the export drops
 
 
@@ -114,8 +116,8 @@ class StreamingKDModel(AbsESPnetModel):
     def __init__(self, vocab_size: int, frontend: AbsFrontend, encoder: ChunkedEncoder,
                  teacher: StreamingKDModel | None = None, kd: str = "none", kd_layers: list[int] | tuple = (),
                  kd_weight: float = 1.0, kd_temperature: float = 1.0, apc_shift: int = 0, apc_weight: float = 1.0,
-                 apc_on: str = "stream", head: str = "ctc", ctc_weight: float = 0.3, prediction_size: int = 256,
-                 joint_size: int = 256):
+                 apc_on: str = "stream", head: str = "ctc", ctc_weight: float = 0.3, prediction: str = "lstm",
+                 context_size: int = 2, prediction_size: int = 256, joint_size: int = 256):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"model_conf head must be one of {', '.join(HEADS)}, got {head!r}")
@@ -136,7 +138,8 @@ class StreamingKDModel(AbsESPnetModel):
         self.ctc = CTC(vocab_size, encoder.output_size())
         self.ctc_weight = ctc_weight
         self.transducer = (TransducerHead(vocab_size, encoder.output_size(), prediction_size, joint_size,
-                                          encoder.layers[0].dropout.p) if head == "transducer" else None)
+                                          encoder.layers[0].dropout.p, prediction, context_size)
+                           if head == "transducer" else None)
         self.kd, self.kd_layers, self.kd_weight, self.kd_temperature = kd, [int(i) for i in kd_layers], kd_weight, \
             kd_temperature
         self.apc_shift, self.apc_weight, self.apc_on = apc_shift, apc_weight, apc_on

@@ -93,11 +93,30 @@ def test_espnet_greedy_search_follows_the_joiner():
     assert hyp.yseq == [0, 2, 3, 3]
 
 
-def test_greedy_search_gives_the_same_tokens_piece_by_piece():
+def test_stateless_prediction_by_hand():
+    from k2d.espnet.rnnt import StatelessPrediction
+
+    net = StatelessPrediction(vocab_size=4, size=2, context_size=2, dropout=0.0)
+    with torch.no_grad():
+        net.embed.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, -1.0], [2.0, 3.0], [-4.0, 0.5]]))
+        net.conv.weight.copy_(torch.tensor([[[0.5, 1.0]], [[2.0, -1.0]]]))  # per channel: (older, newer)
+    out = net(torch.tensor([[0, 1, 2, 3]]))[0]
+    # position u, per channel: relu(older weight * e[u - 1] + newer weight * e[u]); e[-1] is the padding blank's 0
+    # u 0: (0, 0); u 1: (0.5*0 + 1*1, 2*0 - 1*-1); u 2: (0.5*1 + 1*2, 2*-1 - 1*3 < 0); u 3: (0.5*2 - 4 < 0, 2*3 - 0.5)
+    assert out.tolist() == [[0.0, 0.0], [1.0, 1.0], [2.5, 0.0], [0.0, 5.5]]
+    # only the last context_size tokens count
+    assert torch.equal(net(torch.tensor([[2, 1, 2, 3]]))[0, 3], out[3])
+    with pytest.raises(ValueError, match="context_size 0"):
+        StatelessPrediction(4, 2, context_size=0)
+
+
+@pytest.mark.parametrize("prediction", ["lstm", "stateless"])
+def test_greedy_search_gives_the_same_tokens_piece_by_piece(prediction):
     from k2d.espnet.rnnt import GreedySearch, TransducerHead
 
     torch.manual_seed(0)
-    head = TransducerHead(vocab_size=6, encoder_size=4, prediction_size=8, joint_size=8, dropout=0.0).eval()
+    head = TransducerHead(vocab_size=6, encoder_size=4, prediction_size=8, joint_size=8, dropout=0.0,
+                          prediction=prediction).eval()
     with torch.no_grad():
         head.joint_network.lin_out.weight.mul_(20)  # a random joiner that says several things
     frames = torch.randn(30, 4)
@@ -113,3 +132,28 @@ def test_greedy_search_gives_the_same_tokens_piece_by_piece():
     # never more than max_symbols tokens at one frame
     capped, capped_at = GreedySearch(head, max_symbols=1).accept(frames)
     assert len(capped_at) == len(set(capped_at))
+
+
+def test_the_stateless_head_trains_and_decodes_what_its_prediction_network_says():
+    from k2d.espnet.rnnt import BLANK, GreedySearch, TransducerHead
+
+    torch.manual_seed(0)
+    head = TransducerHead(vocab_size=6, encoder_size=4, prediction_size=8, joint_size=8, dropout=0.0,
+                          prediction="stateless", context_size=2)
+    encoded = torch.randn(2, 5, 4)
+    loss = head.loss(encoded, torch.tensor([5, 4]), torch.tensor([[3, 1, 5], [2, 2, -1]]))
+    # the same loss from the parts: prediction over <blank> + tokens, joint, torchaudio's RNN-T loss
+    predicted = head.decoder(torch.tensor([[BLANK, 3, 1, 5], [BLANK, 2, 2, BLANK]]))
+    joint = head.joint_network(encoded.unsqueeze(2), predicted.unsqueeze(1))
+    expected = RNNTLoss()(joint, torch.tensor([[3, 1, 5], [2, 2, 0]]), torch.tensor([5, 4]), torch.tensor([3, 2]))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    assert head.decoder.conv.weight.grad.abs().sum() > 0
+    # greedy search feeds the prediction network the last two tokens, blanks before the first
+    search = GreedySearch(head.eval())
+    assert search.state == (BLANK, BLANK)
+    search.predicted, search.state = head.predict(search.state, 4, search.device)
+    assert search.state == (BLANK, 4)
+    assert torch.equal(search.predicted, head.decoder(torch.tensor([[BLANK, 4]]))[0, -1])
+    with pytest.raises(ValueError, match="prediction must be one of lstm, stateless"):
+        TransducerHead(6, 4, prediction="gru")

@@ -281,14 +281,14 @@ def test_a_transducer_student_adds_the_rnnt_loss_to_weighted_ctc(tmp_path, teach
         build(tmp_path, "bad", task_config(2, head="attention"))
 
 
-@pytest.mark.parametrize("chunk_ms", [40, 320])
-def test_streaming_transducer_decoding_equals_full_decoding(tmp_path, teacher, chunk_ms):
+@pytest.mark.parametrize("chunk_ms,prediction", [(40, "lstm"), (320, "lstm"), (320, "stateless")])
+def test_streaming_transducer_decoding_equals_full_decoding(tmp_path, teacher, chunk_ms, prediction):
     from k2d.streaming.stream import chunk_frames_of, full_decode, load_model, stream
     from k2d.streaming.task import export
 
     _, teacher_config, teacher_model = teacher
     config = {**task_config(8, kd="branch", kd_layers=[1, 2], apc_shift=2, head="transducer", prediction_size=8,
-                            joint_size=12),
+                            joint_size=12, prediction=prediction),
               "teacher_config": str(teacher_config), "teacher_model": str(teacher_model)}
     model, config_path = build(tmp_path, "student", config)
     audio = np.random.default_rng(3).standard_normal(3 * 16000).astype(np.float32) * 0.1
@@ -300,6 +300,7 @@ def test_streaming_transducer_decoding_equals_full_decoding(tmp_path, teacher, c
     export(config_path, tmp_path / "valid.loss.best.pth", tmp_path / "export")
     loaded, _ = load_model(tmp_path / "export")
     assert loaded.transducer is not None and loaded.teacher is None and not hasattr(loaded, "branches")
+    assert loaded.transducer.stateless == (prediction == "stateless")
     assert stream(loaded, audio, chunk_ms)[0] == streamed
 
 
