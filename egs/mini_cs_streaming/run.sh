@@ -7,8 +7,9 @@
 #            branches; branches + APC (k2d.streaming.task)
 #   stage 4  export (teacher, heads and branches dropped), streaming decoding of test_in and test_ood at each
 #            --decode-chunks-ms (k2d.streaming.stream: MER, compute per chunk, first-token delay); the teacher decoded
-#            with full context; each student's sherpa-onnx export (k2d.streaming.onnx, float32 and int8) decoded
-#            by sherpa-onnx beside k2d's decoding of its CTC head; the tables and learning curves
+#            with full context; each student's sherpa-onnx exports (k2d.streaming.onnx: the CTC head, the stateless
+#            transducer; float32 and int8) decoded by sherpa-onnx beside k2d's decoding of the same head; the
+#            tables and learning curves
 #            (exp/mini_cs_streaming/RESULTS.md, learning_curves.png)
 # Every model is a transducer (conf/train.yaml head; or ctc) trained to its dev plateau (patience); a stopped
 # run resumes from its checkpoint.pth when run again. Paths come from k2d/layout.py (EspnetLayout), the common
@@ -81,11 +82,20 @@ if run_stage 4; then
     if [ "$name" = teacher ]; then decode teacher full k2d.streaming.stream --chunk-ms 0; continue; fi
     names+=("$name")
     for ms in $decode_chunks_ms; do decode "$name" "${ms}ms" k2d.streaming.stream --chunk-ms "$ms"; done
-    # deployment: the CTC head at the trained chunk, in k2d and in sherpa-onnx (float32, int8)
-    python -m k2d.streaming.onnx --model "$exp/asr_$name/export" --out "$exp/asr_$name/export_sherpa" --int8
-    decode "$name" ctc k2d.streaming.stream --ctc
-    decode "$name" sherpa k2d.streaming.sherpa --sherpa "$exp/asr_$name/export_sherpa"
-    decode "$name" sherpa_int8 k2d.streaming.sherpa --sherpa "$exp/asr_$name/export_sherpa" --int8
+    # deployment: each head sherpa-onnx can run (CTC; a stateless transducer), at the trained chunk, decoded by
+    # k2d and by sherpa-onnx (float32, int8); the decodings' names are those k2d.streaming.latency reads
+    for head in $(python -m k2d.streaming.onnx --model "$exp/asr_$name/export" --list-heads); do
+      if [ "$head" = ctc ]; then
+        sherpa=$exp/asr_$name/export_sherpa suffix=sherpa
+        decode "$name" ctc k2d.streaming.stream --ctc
+      else  # sherpa-onnx's greedy search emits at most one token per frame
+        sherpa=$exp/asr_$name/export_sherpa_rnnt suffix=sherpa_rnnt
+        decode "$name" max1 k2d.streaming.stream --max-symbols 1
+      fi
+      python -m k2d.streaming.onnx --model "$exp/asr_$name/export" --out "$sherpa" --head "$head" --int8
+      decode "$name" "$suffix" k2d.streaming.sherpa --sherpa "$sherpa"
+      decode "$name" "${suffix}_int8" k2d.streaming.sherpa --sherpa "$sherpa" --int8
+    done
   done
   sets=()
   for ms in $decode_chunks_ms; do for set in ${L[test_sets]}; do sets+=("${set}_${ms}ms"); done; done
@@ -97,7 +107,7 @@ if run_stage 4; then
     echo "## Non-streaming teacher (full context)"
     python -m k2d.espnet.recipe results --exp-dir "$exp" --systems teacher --test-sets test_in_full,test_ood_full
     echo
-    echo "## Deployment: sherpa-onnx (the CTC head at the trained chunk, k2d.streaming.onnx / k2d.streaming.sherpa)"
+    echo "## Deployment: sherpa-onnx (each head at the trained chunk, k2d.streaming.onnx / k2d.streaming.sherpa)"
     python -m k2d.streaming.latency --exp-dir "$exp" --deployment "$(IFS=,; echo "${names[*]}")" \
       --test-sets "${L[test_sets]// /,}"
     echo

@@ -1,9 +1,9 @@
 """The latency and deployment tables of egs/mini_cs_streaming (seed 003), from the latency.yaml and scores
 that k2d.streaming.stream and k2d.streaming.sherpa write beside each decoding:
 - latency: one row per model and decoding;
-- deployment (`--deployment SYSTEMS --test-sets SETS`): per student and test set, k2d's CTC decoding
-  (`decode_SET_ctc`) beside sherpa-onnx's of the export, float32 (`decode_SET_sherpa`) and int8
-  (`decode_SET_sherpa_int8`): MER, how many utterances have k2d's text, model size, real-time factor.
+- deployment (`--deployment SYSTEMS --test-sets SETS`): per student, exported head and test set, k2d's
+  decoding beside sherpa-onnx's of the export, float32 and int8 (DEPLOYED: the decode_SET_<suffix> of each):
+  MER, how many utterances have k2d's text, model size, real-time factor.
 
     python -m k2d.streaming.latency --exp-dir exp/mini_cs_streaming
     python -m k2d.streaming.latency --exp-dir exp/mini_cs_streaming --deployment alone,token --test-sets test_in
@@ -12,6 +12,7 @@ that k2d.streaming.stream and k2d.streaming.sherpa write beside each decoding:
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -20,7 +21,9 @@ import yaml
 from k2d.kaldi_text import read_text_file
 from k2d.provenance import made_by
 
-DEPLOYED = ("ctc", "sherpa", "sherpa_int8")  # decode_SET_<suffix>: k2d's CTC head, sherpa-onnx float32, int8
+# head -> decode_SET_<suffix> of k2d, sherpa-onnx float32, sherpa-onnx int8 (k2d.streaming.onnx --head)
+DEPLOYED = {"CTC": ("ctc", "sherpa", "sherpa_int8"),
+            "transducer": ("max1", "sherpa_rnnt", "sherpa_rnnt_int8")}  # max1: one token per frame, as sherpa-onnx
 
 
 def latency_table(exp_dir: Path) -> str:
@@ -37,18 +40,16 @@ def latency_table(exp_dir: Path) -> str:
 
 
 def deployment_table(exp_dir: Path, systems: list[str], test_sets: list[str]) -> str:
-    lines = ["| model | test set | k2d CTC MER % | sherpa-onnx MER % | k2d's text | sherpa-onnx int8 MER % "
-             "| model MB (float32 / int8) | RTF (k2d / sherpa-onnx / int8) |", "|---|---|---|---|---|---|---|---|"]
-    for system in systems:
-        for test_set in test_sets:
-            dirs = [Path(exp_dir) / f"asr_{system}" / f"decode_{test_set}_{suffix}" for suffix in DEPLOYED]
-            if not all((d / "scores.yaml").is_file() for d in dirs):
-                continue
+    lines = ["| model | head | test set | k2d MER % | sherpa-onnx MER % | k2d's text | sherpa-onnx int8 MER % "
+             "| model MB (float32 / int8) | RTF (k2d / sherpa-onnx / int8) |", "|---|---|---|---|---|---|---|---|---|"]
+    for system, (head, suffixes), test_set in itertools.product(systems, DEPLOYED.items(), test_sets):
+        dirs = [Path(exp_dir) / f"asr_{system}" / f"decode_{test_set}_{suffix}" for suffix in suffixes]
+        if all((d / "scores.yaml").is_file() for d in dirs):
             mer = [100 * yaml.safe_load((d / "scores.yaml").read_text())["mer"]["rate"] for d in dirs]
             latency = [yaml.safe_load((d / "latency.yaml").read_text()) for d in dirs]
             ours, theirs = read_text_file(dirs[0] / "hyp.txt"), read_text_file(dirs[1] / "hyp.txt")
             same = sum(theirs.get(key) == text for key, text in ours.items())
-            lines.append(f"| {system} | {test_set} | {mer[0]:.2f} | {mer[1]:.2f} | {same} of {len(ours)} | "
+            lines.append(f"| {system} | {head} | {test_set} | {mer[0]:.2f} | {mer[1]:.2f} | {same} of {len(ours)} | "
                          f"{mer[2]:.2f} | {latency[1]['model_mb']:.1f} / {latency[2]['model_mb']:.1f} | "
                          + " / ".join(f"{info['rtf']:.3f}" for info in latency) + " |")
     return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ import numpy as np
 
 from k2d.audio import SAMPLE_RATE
 from k2d.onnx_files import int8_name
-from k2d.streaming.onnx import MODEL, TOKENS, read_tokens
+from k2d.streaming.onnx import DECODER, ENCODER, JOINER, MODEL, TOKENS, read_tokens
 from k2d.streaming.stream import SUBSAMPLING, decode_set, load_model
 from k2d.utils import setup_logging
 
@@ -29,10 +29,21 @@ FRAME_SAMPLES = 160  # sherpa-onnx's feature frame shift (10 ms)
 WORD_START = "\u2581"  # sentencepiece's word-start mark
 
 
+def is_transducer(sherpa_dir: Path) -> bool:
+    """Whether k2d.streaming.onnx exported the transducer (encoder, decoder, joiner) or the CTC head here."""
+    return (Path(sherpa_dir) / ENCODER).is_file()
+
+
+def model_files(sherpa_dir: Path, int8: bool = False) -> list[Path]:
+    names = (ENCODER, DECODER, JOINER) if is_transducer(sherpa_dir) else (MODEL,)
+    return [Path(sherpa_dir) / (int8_name(name) if int8 else name) for name in names]
+
+
 def export_metadata(sherpa_dir: Path) -> dict[str, str]:
     import onnx
 
-    return {p.key: p.value for p in onnx.load(str(Path(sherpa_dir) / MODEL), load_external_data=False).metadata_props}
+    first = model_files(sherpa_dir)[0]
+    return {p.key: p.value for p in onnx.load(str(first), load_external_data=False).metadata_props}
 
 
 class SherpaStreamer:
@@ -43,10 +54,17 @@ class SherpaStreamer:
 
         meta = export_metadata(sherpa_dir)
         self.chunk, self.left_chunks = int(meta["chunk_size"]), int(meta["left_chunks"])
-        self.model_file = Path(sherpa_dir) / (int8_name(MODEL) if int8 else MODEL)
-        self.recognizer = sherpa_onnx.OnlineRecognizer.from_wenet_ctc(
-            tokens=str(Path(sherpa_dir) / TOKENS), model=str(self.model_file), chunk_size=self.chunk,
-            num_left_chunks=self.left_chunks, num_threads=1)
+        self.model_files = model_files(sherpa_dir, int8)
+        tokens = str(Path(sherpa_dir) / TOKENS)
+        if is_transducer(sherpa_dir):  # features in [-32768, 32768), as k2d's kaldi_fbank computes them
+            encoder, decoder, joiner = map(str, self.model_files)
+            self.recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
+                tokens=tokens, encoder=encoder, decoder=decoder, joiner=joiner, model_type="conformer",
+                normalize_samples=False, num_threads=1)
+        else:
+            self.recognizer = sherpa_onnx.OnlineRecognizer.from_wenet_ctc(
+                tokens=tokens, model=str(self.model_files[0]), chunk_size=self.chunk,
+                num_left_chunks=self.left_chunks, num_threads=1)
         # sherpa-onnx gives tokens with sentencepiece's word-start mark as a space
         self.ids = {token.replace(WORD_START, " "): i for token, i in read_tokens(Path(sherpa_dir) / TOKENS).items()}
         self.piece = self.chunk * SUBSAMPLING * FRAME_SAMPLES
@@ -78,25 +96,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m k2d.streaming.sherpa", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sherpa", type=Path, required=True, help="the export (python -m k2d.streaming.onnx)")
-    parser.add_argument("--int8", action="store_true", help="decode model.int8.onnx")
+    parser.add_argument("--int8", action="store_true", help="decode the int8 models (*.int8.onnx)")
     parser.add_argument("--model", type=Path, required=True, help="the k2d export it came from (tokens to text)")
     parser.add_argument("--recordings", type=Path, required=True)
     parser.add_argument("--supervisions", type=Path, required=True)
     parser.add_argument("--out-dir", type=Path, required=True)
     args = parser.parse_args(argv)
-    for path in (args.sherpa / MODEL, args.sherpa / TOKENS, args.model / "config.yaml"):
+    for path in (*model_files(args.sherpa, args.int8), args.sherpa / TOKENS, args.model / "config.yaml"):
         if not path.is_file():
             parser.error(f"{path} is missing: export with python -m k2d.streaming.task export, then "
-                         "python -m k2d.streaming.onnx")
+                         f"python -m k2d.streaming.onnx{' --int8' if args.int8 else ''}")
     streamer = SherpaStreamer(args.sherpa, args.int8)
-    if not streamer.model_file.is_file():
-        parser.error(f"{streamer.model_file} is missing: export with python -m k2d.streaming.onnx --int8")
     from k2d.manifests import utterance_cuts
 
     _, train_args = load_model(args.model)
     decode_set(streamer, train_args, utterance_cuts(args.recordings, args.supervisions), streamer.chunk_ms,
                args.out_dir, runtime="sherpa-onnx int8" if args.int8 else "sherpa-onnx",
-               model_mb=round(streamer.model_file.stat().st_size / 2**20, 2))
+               model_mb=round(sum(path.stat().st_size for path in streamer.model_files) / 2**20, 2))
     return 0
 
 

@@ -54,16 +54,19 @@ def test_mini_cs_streaming_tiny(repo_root, tmp_path):
             assert "mer" in yaml.safe_load((out / "scores.yaml").read_text())
             latency = yaml.safe_load((out / "latency.yaml").read_text())
             assert latency["utterances"] == len(hyps) and latency["chunks"] >= len(hyps)
-    # every student is exported to sherpa-onnx and decoded there with k2d's text (the CTC head, same chunks)
+    # every student is exported to sherpa-onnx, its CTC head and its stateless transducer, and decoded there
+    assert student["model_conf"]["prediction"] == "stateless"
     for system in ("alone", "branch_apc"):
         assert (exp / f"asr_{system}" / "export_sherpa" / "model.int8.onnx").stat().st_size > 0
+        assert (exp / f"asr_{system}" / "export_sherpa_rnnt" / "encoder.int8.onnx").stat().st_size > 0
         for test_set in ("test_in", "test_ood"):
-            for suffix in ("ctc", "sherpa", "sherpa_int8"):
+            for suffix in ("ctc", "sherpa", "sherpa_int8", "max1", "sherpa_rnnt", "sherpa_rnnt_int8"):
                 out = exp / f"asr_{system}" / f"decode_{test_set}_{suffix}"
                 assert len((out / "hyp.txt").read_text().splitlines()) == len(
                     (out / "ref.txt").read_text().splitlines()) > 0
     results = (exp / "RESULTS.md").read_text()
     assert "| alone |" in results and "| branch_apc |" in results and "| teacher |" in results
     assert "test_in_320ms" in results and "first token" in results and "test_in_sherpa_int8" in results
-    assert "## Deployment: sherpa-onnx" in results and "| branch_apc | test_ood |" in results
+    assert "## Deployment: sherpa-onnx" in results and "| branch_apc | CTC | test_ood |" in results
+    assert "| branch_apc | transducer | test_ood |" in results
     assert (exp / "learning_curves.png").stat().st_size > 0 and "| alone | 1 | 1 |" in results

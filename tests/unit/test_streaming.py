@@ -340,6 +340,63 @@ def test_sherpa_onnx_streams_the_tokens_of_k2d_stream(tmp_path, head):
     assert kaldialign.edit_distance(ours, sherpa_tokens(out, audio, int8=True))["err_rate"] < 0.5
 
 
+def test_sherpa_onnx_streams_the_tokens_of_k2d_stream_through_the_transducer(tmp_path):
+    from k2d.streaming.onnx import export_conformer_transducer
+    from k2d.streaming.sherpa import SherpaStreamer
+    from k2d.streaming.stream import stream
+    from k2d.streaming.task import export
+
+    config = kaldi_fbank(task_config(4, head="transducer", prediction="stateless", context_size=2, prediction_size=8,
+                                     joint_size=12))
+    config["frontend_conf"]["n_mels"] = 80
+    config["streaming_encoder_conf"]["left_chunks"] = 2
+    model, config_path = build(tmp_path, "student", config)
+    with torch.no_grad():  # sherpa-onnx reads <unk> as a blank; this random model never says it
+        model.transducer.joint_network.lin_out.bias[TOKENS.index("<unk>")] = -1e4
+    torch.save(model.state_dict(), tmp_path / "valid.loss.best.pth")
+    export(config_path, tmp_path / "valid.loss.best.pth", tmp_path / "export")
+    out = export_conformer_transducer(tmp_path / "export", tmp_path / "sherpa", int8=True)
+    # 4 n c + 4 feature frames: sherpa-onnx and k2d both decode all n c encoder frames (as for CTC)
+    audio = np.random.default_rng(5).standard_normal(160 * (16 * 25 + 4)).astype(np.float32) * 0.1
+    ours, _ = stream(model, audio, 160, max_symbols=1)  # sherpa-onnx's greedy search: one token per frame
+    assert len(ours) >= 10 and len(set(ours)) >= 3
+    assert ours != stream(model, audio, 160)[0]  # several tokens at a frame would differ: the comparison can fail
+    assert sherpa_tokens(out, audio) == ours
+    # the cache matters: one earlier chunk instead of two gives other tokens
+    assert sherpa_tokens(export_conformer_transducer(tmp_path / "export", tmp_path / "sherpa1", left_chunks=1),
+                         audio) != ours
+    assert kaldialign.edit_distance(ours, sherpa_tokens(out, audio, int8=True))["err_rate"] < 0.5
+    assert len(SherpaStreamer(out, int8=True).model_files) == 3
+    # streams decoded together (a batch: each its own cache, positions and masks) give what each gives alone
+    together = SherpaStreamer(out)
+    later = audio[160 * 48 :]  # three chunks shorter: the two streams are at different positions
+    streams = [together.recognizer.create_stream() for _ in range(2)]
+    for one, samples in zip(streams, (audio, later), strict=True):
+        one.accept_waveform(16000, samples)
+        one.input_finished()
+    while ready := [one for one in streams if together.recognizer.is_ready(one)]:
+        together.recognizer.decode_streams(ready)
+    batched = [[together.ids[t] for t in together.recognizer.get_result_all(one).tokens] for one in streams]
+    assert batched == [ours, sherpa_tokens(out, later)]
+
+
+def test_the_transducer_export_refuses_what_sherpa_onnx_cannot_run(tmp_path):
+    from k2d.streaming.onnx import export_conformer_transducer
+    from k2d.streaming.task import export
+
+    for name, model_conf, message in [("ctc", {}, "is a CTC model"),
+                                      ("lstm", {"head": "transducer", "prediction_size": 8, "joint_size": 12},
+                                       "LSTM prediction network")]:
+        config = kaldi_fbank(task_config(4, **model_conf))
+        config["streaming_encoder_conf"]["left_chunks"] = 2
+        model, config_path = build(tmp_path, name, config)
+        torch.save(model.state_dict(), tmp_path / f"{name}.pth")
+        export(config_path, tmp_path / f"{name}.pth", tmp_path / name)
+        with pytest.raises(ValueError, match=message):
+            export_conformer_transducer(tmp_path / name, tmp_path / f"{name}_sherpa")
+        assert not (tmp_path / f"{name}_sherpa").exists()
+
+
 def test_sherpa_onnx_decodes_a_briefly_trained_student_as_k2d_does(tmp_path):
     """The same on a model trained (40 Adam steps, CTC) to say a sentence in the audio, as a trained student would."""
     from k2d.streaming.onnx import export_wenet_ctc
@@ -387,18 +444,29 @@ def test_sherpa_onnx_export_refuses_what_it_cannot_run(tmp_path):
         assert not (tmp_path / f"{name}_sherpa").exists()
 
 
+def test_exportable_heads():
+    from k2d.streaming.onnx import exportable_heads
+
+    assert exportable_heads({"head": "ctc"}) == ["ctc"]
+    assert exportable_heads({"head": "transducer", "prediction": "lstm"}) == ["ctc"]
+    assert exportable_heads({"head": "transducer", "prediction": "stateless"}) == ["ctc", "transducer"]
+
+
 def test_deployment_table_by_hand(tmp_path):
     from k2d.streaming.latency import deployment_table
 
     for suffix, rate, rtf, mb, hyps in [("ctc", 0.25, 0.02, None, "u1 a b\nu2 c\n"),
                                         ("sherpa", 0.3, 0.01, 6.4, "u1 a b\nu2 d\n"),
-                                        ("sherpa_int8", 0.35, 0.008, 2.2, "u1 a\nu2 d\n")]:
+                                        ("sherpa_int8", 0.35, 0.008, 2.2, "u1 a\nu2 d\n"),
+                                        ("max1", 0.2, 0.03, None, "u1 a\nu2 c\n"),
+                                        ("sherpa_rnnt", 0.2, 0.015, 7.0, "u1 a\nu2 c\n")]:
         out = tmp_path / "asr_alone" / f"decode_test_in_{suffix}"
         out.mkdir(parents=True)
         (out / "scores.yaml").write_text(yaml.safe_dump({"mer": {"rate": rate}}))
         (out / "latency.yaml").write_text(yaml.safe_dump({"rtf": rtf, **({"model_mb": mb} if mb else {})}))
         (out / "hyp.txt").write_text(hyps)
     table = deployment_table(tmp_path, ["alone", "token"], ["test_in", "test_ood"])
-    # one row: the only student and set with all three decodings; u1 has k2d's text in sherpa-onnx, u2 not
-    assert table.splitlines()[2:] == ["| alone | test_in | 25.00 | 30.00 | 1 of 2 | 35.00 | 6.4 / 2.2 | "
+    # one row: the only student, head and set with all three decodings (the transducer has no int8 decoding);
+    # u1 has k2d's text in sherpa-onnx, u2 not
+    assert table.splitlines()[2:] == ["| alone | CTC | test_in | 25.00 | 30.00 | 1 of 2 | 35.00 | 6.4 / 2.2 | "
                                       "0.020 / 0.010 / 0.008 |"]
