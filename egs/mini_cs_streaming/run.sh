@@ -84,7 +84,8 @@ if run_stage 4; then
     for ms in $decode_chunks_ms; do decode "$name" "${ms}ms" k2d.streaming.stream --chunk-ms "$ms"; done
     # deployment: each head sherpa-onnx can run (CTC; a stateless transducer), at the trained chunk, decoded by
     # k2d and by sherpa-onnx (float32, int8); the decodings' names are those k2d.streaming.latency reads
-    for head in $(python -m k2d.streaming.onnx --model "$exp/asr_$name/export" --list-heads); do
+    # (the last line: ESPnet's import prints a notice about flash attention to stdout)
+    for head in $(python -m k2d.streaming.onnx --model "$exp/asr_$name/export" --list-heads | tail -n 1); do
       if [ "$head" = ctc ]; then
         sherpa=$exp/asr_$name/export_sherpa suffix=sherpa
         decode "$name" ctc k2d.streaming.stream --ctc

@@ -1,5 +1,6 @@
 """Streaming decoding by sherpa-onnx's online recognizer (the on-device runtime) of a student exported by
-k2d.streaming.onnx: its text, MER and speed beside those of k2d.streaming.stream --ctc.
+k2d.streaming.onnx (its CTC head, or its transducer: whichever the directory holds): its text, MER and speed
+beside those of k2d.streaming.stream (--ctc, or --max-symbols 1).
 
     python -m k2d.streaming.sherpa --sherpa exp/x/export_sherpa [--int8] --model exp/x/export \\
         --recordings R.jsonl.gz --supervisions S.jsonl.gz --out-dir exp/x/decode_test_in_sherpa
