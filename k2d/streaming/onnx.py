@@ -75,7 +75,7 @@ class EncoderChunk(nn.Module):
         """ESPnet's sinusoidal encoding of positions first .. first + chunk - 1 (first: (N,) one per stream),
         computed rather than looked up so that a stream has no length limit."""
         angles = (first.reshape(-1, 1) + torch.arange(self.chunk)).float()[..., None] * self.div_term
-        return torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(first.numel(), self.chunk, -1)
+        return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
 
     def subsample(self, x: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         embed = self.encoder.embed
