@@ -50,13 +50,13 @@ fi
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
 # espnet_train NAME OUT MODULE ARGS...: `python -m MODULE --output_dir OUT ARGS...` (an ESPnet task) as one
-# job; its output is appended to OUT/train.log. ESPnet writes valid.loss.ave.pth when a run ends (its
-# valid.loss.best.pth already after the first epoch): a finished run is skipped, a stopped one resumes from
-# its checkpoint.pth.
+# job; its output is appended to OUT/train.log. ESPnet writes valid.CRITERION.ave.pth when a run ends (its
+# valid.CRITERION.best.pth already after the first epoch): a finished run is skipped, a stopped one resumes
+# from its checkpoint.pth.
 espnet_train() {
   local name=$1 out=$2 module=$3
   shift 3
-  [ -f "$out/valid.loss.ave.pth" ] && { log "$name: $out finished: skipping"; return; }
+  compgen -G "$out/valid.*.ave.pth" > /dev/null && { log "$name: $out finished: skipping"; return; }
   log "$name -> $out (log: $out/train.log)"
   mkdir -p "$out"
   # shellcheck disable=SC2016  # the inner shell expands them

@@ -55,7 +55,8 @@ if run_stage 3; then
     log "Stage 3: streaming student $name (kd $kd, APC shift $apc_shift on ${apc_on:-stream})"
     teacher=()  # a student without KD or APC trains without running the teacher
     if [ "$kd" != none ] || [ "$apc_shift" != 0 ]; then
-      teacher=(--teacher_config "$exp/asr_teacher/config.yaml" --teacher_model "$exp/asr_teacher/valid.loss.best.pth")
+      teacher=(--teacher_config "$exp/asr_teacher/config.yaml"
+               --teacher_model "$(python -m k2d.espnet.recipe best --run-dir "$exp/asr_teacher")")
     fi
     train "$name" --model_conf "kd=$kd" --model_conf "apc_shift=$apc_shift" --model_conf "apc_on=${apc_on:-stream}" \
       "${teacher[@]}"
@@ -78,7 +79,7 @@ if run_stage 4; then
     name=${system%%=*}
     log "Stage 4: export and decode $name"
     python -m k2d.streaming.task export --config "$exp/asr_$name/config.yaml" \
-      --checkpoint "$exp/asr_$name/valid.loss.best.pth" --out-dir "$exp/asr_$name/export" > /dev/null
+      --checkpoint "$(python -m k2d.espnet.recipe best --run-dir "$exp/asr_$name")" --out-dir "$exp/asr_$name/export" > /dev/null
     if [ "$name" = teacher ]; then decode teacher full k2d.streaming.stream --chunk-ms 0; continue; fi
     names+=("$name")
     for ms in $decode_chunks_ms; do decode "$name" "${ms}ms" k2d.streaming.stream --chunk-ms "$ms"; done

@@ -8,6 +8,7 @@ trainer (k2d.mtkd.task, k2d.espnet.asr_train, k2d.streaming.task), k2d.espnet.de
         [--targets DIR/targets.yaml --teachers a,b] --output exp/.../pretrain.yaml
     python -m k2d.espnet.recipe results --exp-dir exp/mini_cs_mtkd --systems none,one,... \\
         [--curves exp/mini_cs_mtkd/learning_curves.png]
+    python -m k2d.espnet.recipe best --run-dir exp/mini_cs_streaming/asr_teacher   # its best checkpoint
 """
 
 from __future__ import annotations
@@ -140,18 +141,34 @@ def espnet_validations(train_log: Path) -> list[dict]:
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
+def chosen_by(run_dir: Path) -> str:
+    """The validation statistic an ESPnet run keeps its best checkpoint by (the first `best_model_criterion`
+    of its config.yaml, e.g. loss or loss_asr; a minimum): its best checkpoint is RUN_DIR/valid.STAT.best.pth."""
+    criteria = load_yaml(Path(run_dir) / "config.yaml").get("best_model_criterion") or [["valid", "loss", "min"]]
+    phase, stat, mode = criteria[0]
+    if (phase, mode) != ("valid", "min"):
+        raise ValueError(f"{run_dir}: best_model_criterion {criteria[0]}: k2d's recipes choose by a validation "
+                         "minimum")
+    return stat
+
+
+def best_checkpoint(run_dir: Path) -> Path:
+    return Path(run_dir) / f"valid.{chosen_by(run_dir)}.best.pth"
+
+
 def curves_table(exp_dir: Path, systems: list[str], path: Path) -> str:
-    """The validation loss by epoch of each system's ESPnet run (exp/asr_SYSTEM: fine-tuning, or a streaming
-    model) as a PNG at `path`, and where each run was best and stopped, as a table."""
-    curves = {s: espnet_validations(exp_dir / f"asr_{s}" / "train.log") for s in systems
-              if (exp_dir / f"asr_{s}" / "train.log").is_file()}
-    plot_lines({s: ([r["epoch"] for r in c], [r["loss"] for r in c]) for s, c in curves.items() if c},
-               "epoch", "validation loss (dev)", "training to the dev plateau", path)
-    lines = ["| system | epochs trained | best epoch | best validation loss |", "|---|---|---|---|"]
-    for system, records in curves.items():
-        if records:
-            best = min(records, key=lambda r: r["loss"])
-            lines.append(f"| {system} | {records[-1]['epoch']} | {best['epoch']} | {best['loss']:.3f} |")
+    """Each system's ESPnet run (exp/asr_SYSTEM: fine-tuning, or a streaming model) by epoch, in the validation
+    statistic it was chosen by, as a PNG at `path`, and where each run was best and stopped, as a table."""
+    runs = {s: exp_dir / f"asr_{s}" for s in systems if (exp_dir / f"asr_{s}" / "train.log").is_file()}
+    curves = {s: (chosen_by(run), espnet_validations(run / "train.log")) for s, run in runs.items()}
+    curves = {s: (stat, records) for s, (stat, records) in curves.items() if records}
+    stats = sorted({stat for stat, _ in curves.values()})
+    plot_lines({s: ([r["epoch"] for r in c], [r[stat] for r in c]) for s, (stat, c) in curves.items()},
+               "epoch", f"validation {' / '.join(stats)} (dev)", "training to the dev plateau", path)
+    lines = ["| system | epochs trained | best epoch | chosen by | best validation value |", "|---|---|---|---|---|"]
+    for system, (stat, records) in curves.items():
+        best = min(records, key=lambda r: r[stat])
+        lines.append(f"| {system} | {records[-1]['epoch']} | {best['epoch']} | {stat} | {best[stat]:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -176,6 +193,9 @@ def get_parser() -> argparse.ArgumentParser:
     results.add_argument("--curves", type=Path, help="also plot each run's validation loss by epoch (PNG) and "
                                                      "tabulate where each run was best")
     results.add_argument("--made-by", action="store_true", help="end with the commit, versions and machine")
+    best = commands.add_parser("best", help="print the best checkpoint of an ESPnet run (by its config's "
+                                            "best_model_criterion)")
+    best.add_argument("--run-dir", type=Path, required=True)
     return parser
 
 
@@ -198,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             config = compose_config(args.student, args.stage, args.targets, teachers, weights)
             with atomic_path(args.output) as tmp:
                 tmp.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        elif command == "best":
+            print(best_checkpoint(parser.parse_args(argv).run_dir))
         else:
             args = parser.parse_args(argv)
             systems = args.systems.split(",")

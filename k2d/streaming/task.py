@@ -178,6 +178,9 @@ class StreamingKDModel(AbsESPnetModel):
             rnnt = self.transducer.loss(encoded, lengths, text)
             loss = rnnt + self.ctc_weight * loss
             stats["loss_transducer"] = rnnt.detach()
+        # the recognition objective alone, the same for every system: the dev criterion (train.yaml), because the
+        # total keeps falling with the distillation terms after the recognition part has begun to overfit
+        stats["loss_asr"] = loss.detach()
         if self.teacher is not None:
             with torch.no_grad():
                 t_encoded, t_lengths, t_hidden = self.teacher.encode(speech, speech_lengths)

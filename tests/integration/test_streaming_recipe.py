@@ -36,10 +36,10 @@ def test_mini_cs_streaming_tiny(repo_root, tmp_path):
     assert teacher["streaming_encoder_conf"]["chunk_size"] == 0 and teacher["teacher_model"] is None
     assert student["streaming_encoder_conf"]["chunk_size"] == 8
     assert student["model_conf"]["kd"] == "branch" and student["model_conf"]["apc_shift"] == 2
-    assert student["teacher_model"].endswith("asr_teacher/valid.loss.best.pth")
+    assert student["teacher_model"].endswith("asr_teacher/valid.loss_asr.best.pth")
     # a student without KD or APC trains without the teacher (which it would otherwise run on every batch)
     assert yaml.safe_load((exp / "asr_alone" / "config.yaml").read_text())["teacher_model"] is None
-    trained = torch.load(exp / "asr_branch_apc" / "valid.loss.best.pth", weights_only=True)
+    trained = torch.load(exp / "asr_branch_apc" / "valid.loss_asr.best.pth", weights_only=True)
     exported = torch.load(exp / "asr_branch_apc" / "export" / "model.pth", weights_only=True)
     assert any(k.startswith("branches.") for k in trained) and any(k.startswith("teacher.") for k in trained)
     assert not any(k.startswith(("branches.", "teacher.", "apc_heads.")) for k in exported)
