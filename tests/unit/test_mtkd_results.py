@@ -2,7 +2,9 @@
 
 import yaml
 
-from k2d.espnet.recipe import espnet_validations, results_table
+import pytest
+
+from k2d.espnet.recipe import best_checkpoint, curves_table, espnet_validations, results_table
 
 LOG = """[vm] 2026-12-05 08:11:06,093 (trainer:394) INFO: 1epoch results: [train] loss=446.617, time=6.83 seconds, \
 [valid] loss_ctc=298.726, cer_ctc=0.976, loss_transducer=214.525, cer_transducer=nan, loss=304.142, time=0.99 seconds
@@ -31,3 +33,20 @@ def test_results_table_relative_reduction_and_seed_spread(tmp_path):
     table = results_table(tmp_path, ["none", "none_seed1", "one"], ["test_in_short"], "none")
     assert "| one | 20.00 | +50.0% |" in table  # (40 - 20) / 40
     assert "Spread (max - min MER) of the 2 seeds of none: test_in_short 10.00." in table
+
+
+def test_a_run_is_chosen_and_plotted_by_its_own_criterion(tmp_path):
+    # a distilled student: its total loss keeps falling with the KD terms while its recognition loss turns up
+    run = tmp_path / "asr_branch"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"best_model_criterion": [["valid", "loss_asr", "min"]]}))
+    (run / "train.log").write_text("".join(
+        f"x INFO: {epoch}epoch results: [train] loss=1.0, [valid] loss_asr={asr}, loss={total}, time=1 seconds\n"
+        for epoch, asr, total in ((1, 30.0, 900.0), (2, 20.0, 800.0), (3, 25.0, 700.0))))
+    assert best_checkpoint(run) == run / "valid.loss_asr.best.pth"
+    table = curves_table(tmp_path, ["branch"], tmp_path / "curves.png")
+    assert "| branch | 3 | 2 | loss_asr | 20.000 |" in table  # epoch 2, although the total was lowest at 3
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    (run / "config.yaml").write_text(yaml.safe_dump({"best_model_criterion": [["valid", "acc", "max"]]}))
+    with pytest.raises(ValueError, match="validation minimum"):
+        best_checkpoint(run)

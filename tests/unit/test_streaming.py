@@ -153,8 +153,9 @@ def test_each_kd_variant_adds_its_loss_and_trains_the_student_not_the_teacher(tm
     loss, stats, _ = model(torch.randn(2, 24000), torch.tensor([24000, 20000]), text, torch.tensor([3, 2]))
     parts = {"token": ["loss_kd"], "layer": ["loss_kd_l1", "loss_kd_l2"], "branch": ["loss_kd_l1", "loss_kd_l2"]}[kd]
     parts += ["loss_apc_l1", "loss_apc_l2"] if apc else []
-    assert set(stats) == {"loss_ctc", "loss", *parts} | ({"cos_l1", "cos_l2"} if kd != "token" else set())
+    assert set(stats) == {"loss_ctc", "loss_asr", "loss", *parts} | ({"cos_l1", "cos_l2"} if kd != "token" else set())
     assert loss.item() > stats["loss_ctc"].item()
+    assert stats["loss_asr"] == stats["loss_ctc"]  # a CTC student's recognition loss: CTC alone, without the KD terms
     loss.backward()
     assert model.encoder.layers[0].self_attn.linear_q.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.teacher.parameters())
@@ -272,7 +273,9 @@ def test_a_transducer_student_adds_the_rnnt_loss_to_weighted_ctc(tmp_path, teach
     loss, stats, _ = model(torch.randn(2, 24000), torch.tensor([24000, 20000]), text, torch.tensor([3, 2]))
     assert {"loss_transducer", "loss_ctc", "loss_kd_l1"} <= set(stats)
     # transducer + 0.5 CTC + the branch's layer loss (summed over the valid frames, weight 1)
-    assert loss.item() > stats["loss_transducer"].item() + 0.5 * stats["loss_ctc"].item()
+    recognition = stats["loss_transducer"].item() + 0.5 * stats["loss_ctc"].item()
+    assert stats["loss_asr"].item() == pytest.approx(recognition, rel=1e-6)  # the dev criterion: no KD term
+    assert loss.item() > recognition
     loss.backward()
     assert model.transducer.joint_network.lin_out.weight.grad.abs().sum() > 0
     assert model.transducer.decoder.decoder[0].weight_hh_l0.grad.abs().sum() > 0
