@@ -51,15 +51,18 @@ fi
 if run_stage 3; then
   for system in "${systems[@]}"; do
     name=${system%%=*}
-    IFS=: read -r kd apc_shift apc_on <<< "${system#*=}"
-    log "Stage 3: streaming student $name (kd $kd, APC shift $apc_shift on ${apc_on:-stream})"
+    IFS=, read -r -a parts <<< "${system#*=}"
+    IFS=: read -r kd apc_shift apc_on <<< "${parts[0]}"
+    overrides=()  # this student's own model_conf (KEY=VALUE after the commas), over conf/train.yaml's
+    for option in "${parts[@]:1}"; do overrides+=(--model_conf "$option"); done
+    log "Stage 3: streaming student $name (kd $kd, APC shift $apc_shift on ${apc_on:-stream}${parts[1]:+, ${parts[*]:1}})"
     teacher=()  # a student without KD or APC trains without running the teacher
     if [ "$kd" != none ] || [ "$apc_shift" != 0 ]; then
       teacher=(--teacher_config "$exp/asr_teacher/config.yaml"
                --teacher_model "$(python -m k2d.espnet.recipe best --run-dir "$exp/asr_teacher")")
     fi
     train "$name" --model_conf "kd=$kd" --model_conf "apc_shift=$apc_shift" --model_conf "apc_on=${apc_on:-stream}" \
-      "${teacher[@]}"
+      "${overrides[@]}" "${teacher[@]}"
   done
 fi
 

@@ -19,7 +19,7 @@ def test_mini_cs_streaming_tiny(repo_root, tmp_path):
     shutil.copytree(repo_root / "egs" / "mini_cs_streaming" / "conf", conf)
     (conf / "data.yaml").write_text(yaml.safe_dump({"labelled_utterances": 6, "valid_utterances": 2,
                                                     "extra_recordings": 0}))
-    (conf / "systems.txt").write_text("alone=none:0\nbranch_apc=branch:2\n")
+    (conf / "systems.txt").write_text("alone=none:0\nbranch_apc=branch:2,kd_weight=0.5\n")
     train = yaml.safe_load((conf / "train.yaml").read_text())
     train["streaming_encoder_conf"].update(output_size=32, linear_units=64, num_blocks=2)
     train["model_conf"]["kd_layers"] = [1, 2]
@@ -36,6 +36,7 @@ def test_mini_cs_streaming_tiny(repo_root, tmp_path):
     assert teacher["streaming_encoder_conf"]["chunk_size"] == 0 and teacher["teacher_model"] is None
     assert student["streaming_encoder_conf"]["chunk_size"] == 8
     assert student["model_conf"]["kd"] == "branch" and student["model_conf"]["apc_shift"] == 2
+    assert student["model_conf"]["kd_weight"] == 0.5  # the student's own model_conf from systems.txt
     assert student["teacher_model"].endswith("asr_teacher/valid.loss_asr.best.pth")
     # a student without KD or APC trains without the teacher (which it would otherwise run on every batch)
     assert yaml.safe_load((exp / "asr_alone" / "config.yaml").read_text())["teacher_model"] is None
