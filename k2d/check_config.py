@@ -105,7 +105,14 @@ def check_espnet_conf(conf_dir: Path) -> list[str]:
         teachers = read_entries(conf_dir / "teachers.txt") if (conf_dir / "teachers.txt").is_file() else None
     except ValueError as error:
         return problems + [str(error)]
+    train = conf_dir / "train.yaml"
+    model_conf = (load_yaml(train).get("model_conf") or {}) if teachers is None and train.is_file() else {}
     for name, spec in systems.items():
+        # seed 003: KD:APC_SHIFT[:APC_ON][,KEY=VALUE...], each KEY a model_conf option of train.yaml
+        unset = [o for o in spec.split(",")[1:] if teachers is None and o.partition("=")[0] not in model_conf]
+        if unset:
+            problems.append(f"{conf_dir / 'systems.txt'}: system {name} sets {', '.join(unset)}: not KEY=VALUE "
+                            f"of a model_conf option in {train}")
         named = spec.split(":", 1)[0].split(",")
         unknown = [t for t in named if teachers is not None and t != "none" and t not in teachers]
         if unknown:

@@ -41,6 +41,7 @@ MANIFEST_PATTERN = "{corpus}_{kind}_{split}.jsonl.gz"
 # The cut manifests of the ESPnet recipes: fine-tuning utterances, dev utterances, pre-training audio, extra audio
 ESPNET_CUT_SETS = ("finetune", "valid", "pretrain", "extra")
 ESPNET_TEST_SETS = ("test_in", "test_ood")  # splits of the corpus, each utterance decoded on its own
+ESPNET_DEV_SET = "dev"  # the corpus's dev split: ESPnet validates on its first utterances, stage 4 decodes it all
 
 
 def manifest_path(directory: Path, corpus: str, kind: str, split: str) -> Path:
@@ -233,8 +234,8 @@ class EspnetLayout:
                 ("tokens", self.data / "tokens"), ("logs", self.exp / "log")]
         rows += [(f"cuts:{name}", self.cuts(name)) for name in ESPNET_CUT_SETS]
         rows += [(f"{kind}:{split}", manifest_path(self.manifests, self.corpus, kind, split))
-                 for split in ESPNET_TEST_SETS for kind in ("recordings", "supervisions")]
-        rows.append(("test_sets", " ".join(ESPNET_TEST_SETS)))
+                 for split in (ESPNET_DEV_SET, *ESPNET_TEST_SETS) for kind in ("recordings", "supervisions")]
+        rows += [("dev_set", ESPNET_DEV_SET), ("test_sets", " ".join(ESPNET_TEST_SETS))]
         return [(key, str(value)) for key, value in rows]
 
 

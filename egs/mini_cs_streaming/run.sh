@@ -68,10 +68,10 @@ fi
 
 if run_stage 4; then
   names=()
-  decode() {  # decode NAME SUFFIX MODULE OPTIONS...: every test set into asr_NAME/decode_SET_SUFFIX
+  decode() {  # decode NAME SUFFIX MODULE OPTIONS...: each of $decode_sets (default: the test sets) into asr_NAME/decode_SET_SUFFIX
     local name=$1 suffix=$2 module=$3
     shift 3
-    for set in ${L[test_sets]}; do
+    for set in ${decode_sets:-${L[test_sets]}}; do
       [ -f "$exp/asr_$name/decode_${set}_$suffix/scores.yaml" ] && continue
       python -m "$module" --model "$exp/asr_$name/export" "$@" \
         --recordings "${L[recordings:$set]}" --supervisions "${L[supervisions:$set]}" \
@@ -83,9 +83,15 @@ if run_stage 4; then
     log "Stage 4: export and decode $name"
     python -m k2d.streaming.task export --config "$exp/asr_$name/config.yaml" \
       --checkpoint "$(python -m k2d.espnet.recipe best --run-dir "$exp/asr_$name")" --out-dir "$exp/asr_$name/export" > /dev/null
-    if [ "$name" = teacher ]; then decode teacher full k2d.streaming.stream --chunk-ms 0; continue; fi
+    if [ "$name" = teacher ]; then
+      decode_sets="${L[dev_set]} ${L[test_sets]}" decode teacher full k2d.streaming.stream --chunk-ms 0
+      continue
+    fi
     names+=("$name")
-    for ms in $decode_chunks_ms; do decode "$name" "${ms}ms" k2d.streaming.stream --chunk-ms "$ms"; done
+    # dev too: the set every choice was made on (conf/systems.txt)
+    for ms in $decode_chunks_ms; do
+      decode_sets="${L[dev_set]} ${L[test_sets]}" decode "$name" "${ms}ms" k2d.streaming.stream --chunk-ms "$ms"
+    done
     # deployment: each head sherpa-onnx can run (CTC; a stateless transducer), at the trained chunk, decoded by
     # k2d and by sherpa-onnx (float32, int8); the decodings' names are those k2d.streaming.latency reads
     # (the last line: ESPnet's import prints a notice about flash attention to stdout)
@@ -103,14 +109,14 @@ if run_stage 4; then
     done
   done
   sets=()
-  for ms in $decode_chunks_ms; do for set in ${L[test_sets]}; do sets+=("${set}_${ms}ms"); done; done
+  for ms in $decode_chunks_ms; do for set in ${L[dev_set]} ${L[test_sets]}; do sets+=("${set}_${ms}ms"); done; done
   {
     echo "## Streaming students (MER %, relative change vs ${names[0]})"
     python -m k2d.espnet.recipe results --exp-dir "$exp" --systems "$(IFS=,; echo "${names[*]}")" \
       --test-sets "$(IFS=,; echo "${sets[*]}")" --curves "$exp/learning_curves.png"
     echo
     echo "## Non-streaming teacher (full context)"
-    python -m k2d.espnet.recipe results --exp-dir "$exp" --systems teacher --test-sets test_in_full,test_ood_full
+    python -m k2d.espnet.recipe results --exp-dir "$exp" --systems teacher --test-sets "${L[dev_set]}_full,test_in_full,test_ood_full"
     echo
     echo "## Deployment: sherpa-onnx (each head at the trained chunk, k2d.streaming.onnx / k2d.streaming.sherpa)"
     python -m k2d.streaming.latency --exp-dir "$exp" --deployment "$(IFS=,; echo "${names[*]}")" \

@@ -48,7 +48,7 @@ def test_mini_cs_streaming_tiny(repo_root, tmp_path):
     assert student["model_conf"]["head"] == "transducer" and any(k.startswith("transducer.") for k in exported)
     assert "loss_transducer=" in (exp / "asr_alone" / "train.log").read_text()
     for system, decoding in [("teacher", "full"), ("alone", "320ms"), ("branch_apc", "320ms")]:
-        for test_set in ("test_in", "test_ood"):
+        for test_set in ("dev", "test_in", "test_ood"):  # dev: what the choices are made on
             out = exp / f"asr_{system}" / f"decode_{test_set}_{decoding}"
             hyps = (out / "hyp.txt").read_text().splitlines()
             assert len(hyps) == len((out / "ref.txt").read_text().splitlines()) > 0  # every utterance decoded

@@ -28,3 +28,12 @@ def test_shipped_espnet_configs_pass_and_broken_ones_are_named(repo_root, tmp_pa
     assert any("labelled_utterances" in p for p in problems)
     (conf / "teachers.txt").write_text("whisper_base whisper-base:6\n")
     assert any("teachers.txt:1: 'whisper_base whisper-base:6' is not NAME=VALUE" in p for p in check_espnet_conf(conf))
+
+
+def test_a_streaming_students_own_options_must_be_model_conf_options(repo_root, tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(repo_root / "egs" / "mini_cs_streaming" / "conf", conf)
+    (conf / "systems.txt").write_text("alone=none:0\nbranch=branch:0,kd_weight=0.1\nlayer=layer:0,kd_weigth=0.1\n")
+    assert [p for p in check_espnet_conf(conf) if "systems.txt" in p] == [
+        f"{conf / 'systems.txt'}: system layer sets kd_weigth=0.1: not KEY=VALUE of a model_conf option in "
+        f"{conf / 'train.yaml'}"]

@@ -1,8 +1,7 @@
 """egs/mini_cs_mtkd's results helpers: ESPnet's epoch log lines read back, the baseline seeds' spread."""
 
-import yaml
-
 import pytest
+import yaml
 
 from k2d.espnet.recipe import best_checkpoint, curves_table, espnet_validations, results_table
 
