@@ -109,7 +109,8 @@ def check_espnet_conf(conf_dir: Path) -> list[str]:
     model_conf = (load_yaml(train).get("model_conf") or {}) if teachers is None and train.is_file() else {}
     for name, spec in systems.items():
         # seed 003: KD:APC_SHIFT[:APC_ON][,KEY=VALUE...], each KEY a model_conf option of train.yaml
-        unset = [o for o in spec.split(",")[1:] if teachers is None and o.partition("=")[0] not in model_conf]
+        options = spec.split(",")[1:] if teachers is None else []
+        unset = [o for o in options if o.partition("=")[0] not in model_conf]
         if unset:
             problems.append(f"{conf_dir / 'systems.txt'}: system {name} sets {', '.join(unset)}: not KEY=VALUE "
                             f"of a model_conf option in {train}")

@@ -68,10 +68,11 @@ fi
 
 if run_stage 4; then
   names=()
-  decode() {  # decode NAME SUFFIX MODULE OPTIONS...: each of $decode_sets (default: the test sets) into asr_NAME/decode_SET_SUFFIX
-    local name=$1 suffix=$2 module=$3
-    shift 3
-    for set in ${decode_sets:-${L[test_sets]}}; do
+  scored_sets="${L[dev_set]} ${L[test_sets]}"  # dev too: the set every choice was made on (conf/systems.txt)
+  decode() {  # decode "SETS" NAME SUFFIX MODULE OPTIONS...: each of SETS into asr_NAME/decode_SET_SUFFIX
+    local sets=$1 name=$2 suffix=$3 module=$4
+    shift 4
+    for set in $sets; do
       [ -f "$exp/asr_$name/decode_${set}_$suffix/scores.yaml" ] && continue
       python -m "$module" --model "$exp/asr_$name/export" "$@" \
         --recordings "${L[recordings:$set]}" --supervisions "${L[supervisions:$set]}" \
@@ -84,13 +85,12 @@ if run_stage 4; then
     python -m k2d.streaming.task export --config "$exp/asr_$name/config.yaml" \
       --checkpoint "$(python -m k2d.espnet.recipe best --run-dir "$exp/asr_$name")" --out-dir "$exp/asr_$name/export" > /dev/null
     if [ "$name" = teacher ]; then
-      decode_sets="${L[dev_set]} ${L[test_sets]}" decode teacher full k2d.streaming.stream --chunk-ms 0
+      decode "$scored_sets" teacher full k2d.streaming.stream --chunk-ms 0
       continue
     fi
     names+=("$name")
-    # dev too: the set every choice was made on (conf/systems.txt)
     for ms in $decode_chunks_ms; do
-      decode_sets="${L[dev_set]} ${L[test_sets]}" decode "$name" "${ms}ms" k2d.streaming.stream --chunk-ms "$ms"
+      decode "$scored_sets" "$name" "${ms}ms" k2d.streaming.stream --chunk-ms "$ms"
     done
     # deployment: each head sherpa-onnx can run (CTC; a stateless transducer), at the trained chunk, decoded by
     # k2d and by sherpa-onnx (float32, int8); the decodings' names are those k2d.streaming.latency reads
@@ -98,18 +98,18 @@ if run_stage 4; then
     for head in $(python -m k2d.streaming.onnx --model "$exp/asr_$name/export" --list-heads | tail -n 1); do
       if [ "$head" = ctc ]; then
         sherpa=$exp/asr_$name/export_sherpa suffix=sherpa
-        decode "$name" ctc k2d.streaming.stream --ctc
+        decode "${L[test_sets]}" "$name" ctc k2d.streaming.stream --ctc
       else  # sherpa-onnx's greedy search emits at most one token per frame
         sherpa=$exp/asr_$name/export_sherpa_rnnt suffix=sherpa_rnnt
-        decode "$name" max1 k2d.streaming.stream --max-symbols 1
+        decode "${L[test_sets]}" "$name" max1 k2d.streaming.stream --max-symbols 1
       fi
       python -m k2d.streaming.onnx --model "$exp/asr_$name/export" --out "$sherpa" --head "$head" --int8
-      decode "$name" "$suffix" k2d.streaming.sherpa --sherpa "$sherpa"
-      decode "$name" "${suffix}_int8" k2d.streaming.sherpa --sherpa "$sherpa" --int8
+      decode "${L[test_sets]}" "$name" "$suffix" k2d.streaming.sherpa --sherpa "$sherpa"
+      decode "${L[test_sets]}" "$name" "${suffix}_int8" k2d.streaming.sherpa --sherpa "$sherpa" --int8
     done
   done
   sets=()
-  for ms in $decode_chunks_ms; do for set in ${L[dev_set]} ${L[test_sets]}; do sets+=("${set}_${ms}ms"); done; done
+  for ms in $decode_chunks_ms; do for set in $scored_sets; do sets+=("${set}_${ms}ms"); done; done
   {
     echo "## Streaming students (MER %, relative change vs ${names[0]})"
     python -m k2d.espnet.recipe results --exp-dir "$exp" --systems "$(IFS=,; echo "${names[*]}")" \
