@@ -108,12 +108,12 @@ def check_espnet_conf(conf_dir: Path) -> list[str]:
     train = conf_dir / "train.yaml"
     model_conf = (load_yaml(train).get("model_conf") or {}) if teachers is None and train.is_file() else {}
     for name, spec in systems.items():
-        # seed 003: KD:APC_SHIFT[:APC_ON][,KEY=VALUE...], each KEY a model_conf option of train.yaml
+        # seed 003: KD:APC_SHIFT[:APC_ON][,KEY=VALUE...], each KEY the trainer's seed or a model_conf option
         options = spec.split(",")[1:] if teachers is None else []
-        unset = [o for o in options if o.partition("=")[0] not in model_conf]
+        unset = [o for o in options if o.partition("=")[0] not in {"seed", *model_conf}]
         if unset:
             problems.append(f"{conf_dir / 'systems.txt'}: system {name} sets {', '.join(unset)}: not KEY=VALUE "
-                            f"of a model_conf option in {train}")
+                            f"of seed or a model_conf option in {train}")
         named = spec.split(":", 1)[0].split(",")
         unknown = [t for t in named if teachers is not None and t != "none" and t not in teachers]
         if unknown:

@@ -53,8 +53,10 @@ if run_stage 3; then
     name=${system%%=*}
     IFS=, read -r -a parts <<< "${system#*=}"
     IFS=: read -r kd apc_shift apc_on <<< "${parts[0]}"
-    overrides=()  # this student's own model_conf (KEY=VALUE after the commas), over conf/train.yaml's
-    for option in "${parts[@]:1}"; do overrides+=(--model_conf "$option"); done
+    overrides=()  # this student's own options (KEY=VALUE after the commas) over conf/train.yaml's: the trainer's
+    for option in "${parts[@]:1}"; do  # seed, or a model_conf option
+      if [ "${option%%=*}" = seed ]; then overrides+=(--seed "${option#*=}"); else overrides+=(--model_conf "$option"); fi
+    done
     log "Stage 3: streaming student $name (kd $kd, APC shift $apc_shift on ${apc_on:-stream}${parts[1]:+, ${parts[*]:1}})"
     teacher=()  # a student without KD or APC trains without running the teacher
     if [ "$kd" != none ] || [ "$apc_shift" != 0 ]; then

@@ -44,6 +44,7 @@ import torch
 import yaml
 from torch import nn
 
+from k2d.espnet.rnnt import BLANK
 from k2d.onnx_files import add_metadata, quantize_int8, replaced_directory, run_export, trace_to_onnx
 from k2d.streaming.frontend import KaldiFbank
 from k2d.streaming.stream import SUBSAMPLING, SUBSAMPLING_CONTEXT, load_model
@@ -142,14 +143,16 @@ class ConformerTransducerEncoder(EncoderChunk):
 
 
 class StatelessDecoder(nn.Module):
-    """The last context_size tokens (N, C) -> the joint network's prediction projection (N, J)."""
+    """The last context_size tokens (N, C) -> the joint network's prediction projection (N, J). sherpa-onnx starts
+    a stream with the context [-1, ..., -1, blank] (icefall's decoders read -1 as padding): -1 is read as the blank,
+    whose embedding is zero, as k2d starts with context_size blanks (ONNX's Gather would take the last row)."""
 
     def __init__(self, transducer):
         super().__init__()
         self.prediction, self.project = transducer.decoder, transducer.joint_network.lin_dec
 
     def forward(self, y):
-        return self.project(self.prediction(y)[:, -1])
+        return self.project(self.prediction(y.clamp(min=BLANK))[:, -1])
 
 
 class Joiner(nn.Module):

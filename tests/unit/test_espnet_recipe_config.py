@@ -33,7 +33,8 @@ def test_shipped_espnet_configs_pass_and_broken_ones_are_named(repo_root, tmp_pa
 def test_a_streaming_students_own_options_must_be_model_conf_options(repo_root, tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(repo_root / "egs" / "mini_cs_streaming" / "conf", conf)
-    (conf / "systems.txt").write_text("alone=none:0\nbranch=branch:0,kd_weight=0.1\nlayer=layer:0,kd_weigth=0.1\n")
+    (conf / "systems.txt").write_text("alone=none:0\nalone_s1=none:0,seed=1\nbranch=branch:0,kd_weight=0.1\n"
+                                      "layer=layer:0,kd_weigth=0.1\n")
     assert [p for p in check_espnet_conf(conf) if "systems.txt" in p] == [
-        f"{conf / 'systems.txt'}: system layer sets kd_weigth=0.1: not KEY=VALUE of a model_conf option in "
-        f"{conf / 'train.yaml'}"]
+        f"{conf / 'systems.txt'}: system layer sets kd_weigth=0.1: not KEY=VALUE of seed or a model_conf option "
+        f"in {conf / 'train.yaml'}"]

@@ -6,6 +6,7 @@ import math
 
 import kaldialign
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 import yaml
@@ -356,9 +357,15 @@ def test_sherpa_onnx_streams_the_tokens_of_k2d_stream_through_the_transducer(tmp
     model, config_path = build(tmp_path, "student", config)
     with torch.no_grad():  # sherpa-onnx reads <unk> as a blank; this random model never says it
         model.transducer.joint_network.lin_out.bias[TOKENS.index("<unk>")] = -1e4
+        # sherpa-onnx starts with the context [-1, blank]: were -1 read as the embedding's last row (ONNX's Gather
+        # wraps negative indices), this row would change what the model says before its first token
+        model.transducer.decoder.embed.weight[-1] = 30.0
     torch.save(model.state_dict(), tmp_path / "valid.loss.best.pth")
     export(config_path, tmp_path / "valid.loss.best.pth", tmp_path / "export")
     out = export_conformer_transducer(tmp_path / "export", tmp_path / "sherpa", int8=True)
+    decoder = onnxruntime.InferenceSession(str(out / "decoder.onnx"))
+    start, blanks = (decoder.run(None, {"y": np.array([context])})[0] for context in ([-1, 0], [0, 0]))
+    np.testing.assert_allclose(start, blanks, atol=1e-6)  # k2d starts with context_size blanks
     # 4 n c + 4 feature frames: sherpa-onnx and k2d both decode all n c encoder frames (as for CTC)
     audio = np.random.default_rng(5).standard_normal(160 * (16 * 25 + 4)).astype(np.float32) * 0.1
     ours, _ = stream(model, audio, 160, max_symbols=1)  # sherpa-onnx's greedy search: one token per frame
