@@ -98,7 +98,7 @@ if run_stage 4; then
     python -m k2d.espnet.recipe config --student "$conf/student.yaml" --stage "$finetune_config" \
       --output "$out/k2d_config.yaml"
     init=()
-    [ "$names" = none ] || init=(--init_param "$exp/pretrain_$name/valid.loss.best.pth:encoder:encoder")
+    [ "$names" = none ] || init=(--init_param "$(python -m k2d.espnet.recipe best --run-dir "$exp/pretrain_$name"):encoder:encoder")
     # shellcheck disable=SC2046  # one option per word
     espnet_train "Stage 4: fine-tune ($name)" "$out" k2d.espnet.asr_train --config "$out/k2d_config.yaml" \
       --seed "$seed" --token_list "${L[tokens]}/tokens.txt" --bpemodel "${L[tokens]}/bpe.model" "${init[@]}" \
@@ -114,7 +114,7 @@ if run_stage 5; then
     for set in ${L[test_sets]}; do
       log "Stage 5: decode $set with $name -> $exp/asr_$name/decode_${set}_short"
       python -m k2d.espnet.decode_asr --asr-config "$exp/asr_$name/config.yaml" \
-        --asr-model "$exp/asr_$name/valid.loss.best.pth" --device "$device" \
+        --asr-model "$(python -m k2d.espnet.recipe best --run-dir "$exp/asr_$name")" --device "$device" \
         --recordings "${L[recordings:$set]}" --supervisions "${L[supervisions:$set]}" \
         --out-dir "$exp/asr_$name/decode_${set}_short"
     done
