@@ -71,6 +71,9 @@ fi
 if run_stage 4; then
   names=()
   scored_sets="${L[dev_set]} ${L[test_sets]}"  # dev too: the set every choice was made on (conf/systems.txt)
+  # the silence after each utterance in the deployment comparison, given to sherpa-onnx (which decodes whole
+  # chunks only) and to k2d alike: the trained chunk (conf/train.yaml: 8 frames of 40 ms) + 100 ms
+  sherpa_tail_ms=420
   decode() {  # decode "SETS" NAME SUFFIX MODULE OPTIONS...: each of SETS into asr_NAME/decode_SET_SUFFIX
     local sets=$1 name=$2 suffix=$3 module=$4
     shift 4
@@ -100,14 +103,15 @@ if run_stage 4; then
     for head in $(python -m k2d.streaming.onnx --model "$exp/asr_$name/export" --list-heads | tail -n 1); do
       if [ "$head" = ctc ]; then
         sherpa=$exp/asr_$name/export_sherpa suffix=sherpa
-        decode "${L[test_sets]}" "$name" ctc k2d.streaming.stream --ctc
+        decode "${L[test_sets]}" "$name" ctc k2d.streaming.stream --ctc --tail-ms "$sherpa_tail_ms"
       else  # sherpa-onnx's greedy search emits at most one token per frame
         sherpa=$exp/asr_$name/export_sherpa_rnnt suffix=sherpa_rnnt
-        decode "${L[test_sets]}" "$name" max1 k2d.streaming.stream --max-symbols 1
+        decode "${L[test_sets]}" "$name" max1 k2d.streaming.stream --max-symbols 1 --tail-ms "$sherpa_tail_ms"
       fi
       python -m k2d.streaming.onnx --model "$exp/asr_$name/export" --out "$sherpa" --head "$head" --int8
-      decode "${L[test_sets]}" "$name" "$suffix" k2d.streaming.sherpa --sherpa "$sherpa"
-      decode "${L[test_sets]}" "$name" "${suffix}_int8" k2d.streaming.sherpa --sherpa "$sherpa" --int8
+      decode "${L[test_sets]}" "$name" "$suffix" k2d.streaming.sherpa --sherpa "$sherpa" --tail-ms "$sherpa_tail_ms"
+      decode "${L[test_sets]}" "$name" "${suffix}_int8" k2d.streaming.sherpa --sherpa "$sherpa" --int8 \
+        --tail-ms "$sherpa_tail_ms"
     done
   done
   sets=()

@@ -5,8 +5,9 @@ beside those of k2d.streaming.stream (--ctc, or --max-symbols 1).
     python -m k2d.streaming.sherpa --sherpa exp/x/export_sherpa [--int8] --model exp/x/export \\
         --recordings R.jsonl.gz --supervisions S.jsonl.gz --out-dir exp/x/decode_test_in_sherpa
 
-Audio goes in pieces of one chunk. sherpa-onnx decodes whole chunks only, so each utterance gets a chunk and
-100 ms of silence appended (as sherpa-onnx's own examples pad the tail) for its last chunk to come out.
+Audio goes in pieces of one chunk. sherpa-onnx decodes whole chunks only, so each utterance gets silence
+appended for its last chunk to come out: `--tail-ms`, by default a chunk and 100 ms (as sherpa-onnx's own
+examples pad the tail). Give k2d.streaming.stream the same `--tail-ms` to compare the two on the same input.
 OUT_DIR gets what k2d.streaming.stream writes (hyp.txt, ref.txt, scores, latency.yaml with the runtime and the
 model file's size).
 """
@@ -102,12 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recordings", type=Path, required=True)
     parser.add_argument("--supervisions", type=Path, required=True)
     parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--tail-ms", type=float, help="silence appended to each utterance (default: a chunk + 100)")
     args = parser.parse_args(argv)
+    if args.tail_ms is not None and args.tail_ms < 0:
+        parser.error(f"--tail-ms {args.tail_ms}: silence cannot be shorter than none")
     for path in (*model_files(args.sherpa, args.int8), args.sherpa / TOKENS, args.model / "config.yaml"):
         if not path.is_file():
             parser.error(f"{path} is missing: export with python -m k2d.streaming.task export, then "
                          f"python -m k2d.streaming.onnx{' --int8' if args.int8 else ''}")
-    streamer = SherpaStreamer(args.sherpa, args.int8)
+    streamer = SherpaStreamer(args.sherpa, args.int8, None if args.tail_ms is None else args.tail_ms / 1000)
     from k2d.manifests import utterance_cuts
 
     _, train_args = load_model(args.model)

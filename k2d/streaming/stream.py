@@ -148,10 +148,13 @@ def chunk_frames_of(model, chunk_ms: float) -> int:
     return round(frames)
 
 
-def stream(model, audio: np.ndarray, chunk_ms: float, ctc: bool = False,
-           max_symbols: int = MAX_SYMBOLS) -> tuple[list[int], dict]:
+def stream(model, audio: np.ndarray, chunk_ms: float, ctc: bool = False, max_symbols: int = MAX_SYMBOLS,
+           tail_ms: float = 0.0) -> tuple[list[int], dict]:
     """Feed `audio` in pieces of chunk_ms; returns (tokens, timing). chunk_ms 0: the whole utterance at once
-    with full context (a non-streaming model such as the teacher)."""
+    with full context (a non-streaming model such as the teacher). tail_ms of silence are fed after the audio
+    (as icefall's streaming decoding and sherpa-onnx's examples pad): a transducer emits a word's tokens a few
+    frames after its audio, and without frames after the last word it may never say it."""
+    audio = np.concatenate([audio, np.zeros(round(tail_ms * SAMPLE_RATE / 1000), dtype=audio.dtype)])
     if chunk_ms == 0:
         began = time.perf_counter()
         tokens = full_decode(model, audio, 0, ctc, max_symbols)
@@ -232,6 +235,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="decode a transducer's CTC head (what its sherpa-onnx export runs)")
     parser.add_argument("--max-symbols", type=int, default=MAX_SYMBOLS,
                         help="transducer tokens one encoder frame may emit (sherpa-onnx emits 1)")
+    parser.add_argument("--tail-ms", type=float, default=0.0,
+                        help="silence fed after each utterance, so that its last words come out (sherpa-onnx "
+                             "via k2d.streaming.sherpa: the chunk + 100 ms)")
     parser.add_argument("--audio", type=Path, help="one audio file: prints the text as it comes")
     parser.add_argument("--recordings", type=Path, help="a test set: lhotse recordings ...")
     parser.add_argument("--supervisions", type=Path, help="... and supervisions (one utterance each)")
@@ -254,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         args.chunk_ms = model.encoder.chunk_size * frame_ms_of(model)
     if args.max_symbols < 1:
         parser.error(f"--max-symbols {args.max_symbols}: a frame emits at least one token")
+    if args.tail_ms < 0:
+        parser.error(f"--tail-ms {args.tail_ms}: silence cannot be shorter than none")
     try:
         chunk_frames_of(model, args.chunk_ms)
     except ValueError as error:
@@ -264,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         audio, rate = sf.read(args.audio, dtype="float32", always_2d=True)
         if rate != SAMPLE_RATE:
             parser.error(f"{args.audio}: {rate} Hz; the model reads {SAMPLE_RATE} Hz audio")
-        tokens, timing = stream(model, audio.mean(axis=1), args.chunk_ms, args.ctc, args.max_symbols)
+        tokens, timing = stream(model, audio.mean(axis=1), args.chunk_ms, args.ctc, args.max_symbols, args.tail_ms)
         print(text_of(train_args, tokens))
         log.info("%d chunks, %.1f ms compute per chunk", timing["chunks"],
                  1000 * statistics.mean(timing["compute_seconds"]))
@@ -273,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--recordings needs --supervisions and --out-dir")
     from k2d.manifests import utterance_cuts
 
-    decode_set(lambda audio: stream(model, audio, args.chunk_ms, args.ctc, args.max_symbols), train_args,
+    decode_set(lambda audio: stream(model, audio, args.chunk_ms, args.ctc, args.max_symbols, args.tail_ms), train_args,
                utterance_cuts(args.recordings, args.supervisions), args.chunk_ms, args.out_dir)
     return 0
 

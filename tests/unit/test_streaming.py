@@ -372,6 +372,10 @@ def test_sherpa_onnx_streams_the_tokens_of_k2d_stream_through_the_transducer(tmp
     assert len(ours) >= 10 and len(set(ours)) >= 3
     assert ours != stream(model, audio, 160)[0]  # several tokens at a frame would differ: the comparison can fail
     assert sherpa_tokens(out, audio) == ours
+    # audio that ends anywhere, with sherpa-onnx's own tail (a 160 ms chunk + 100 ms of silence) fed to k2d too:
+    # audio + tail is the length above: sherpa-onnx decodes every frame k2d does
+    short = audio[: audio.size - 4160]
+    assert SherpaStreamer(out)(short)[0] == stream(model, short, 160, max_symbols=1, tail_ms=260)[0]
     # the cache matters: one earlier chunk instead of two gives other tokens
     assert sherpa_tokens(export_conformer_transducer(tmp_path / "export", tmp_path / "sherpa1", left_chunks=1),
                          audio) != ours
