@@ -152,8 +152,8 @@ def stream(model, audio: np.ndarray, chunk_ms: float, ctc: bool = False, max_sym
            tail_ms: float = 0.0) -> tuple[list[int], dict]:
     """Feed `audio` in pieces of chunk_ms; returns (tokens, timing). chunk_ms 0: the whole utterance at once
     with full context (a non-streaming model such as the teacher). tail_ms of silence are fed after the audio
-    (as icefall's streaming decoding and sherpa-onnx's examples pad): a transducer emits a word's tokens a few
-    frames after its audio, and without frames after the last word it may never say it."""
+    (as sherpa-onnx's examples pad, and sherpa-onnx needs: it decodes whole chunks only): a transducer allowed
+    few tokens per frame (sherpa-onnx's one) may need frames after the last word to say all of it."""
     audio = np.concatenate([audio, np.zeros(round(tail_ms * SAMPLE_RATE / 1000), dtype=audio.dtype)])
     if chunk_ms == 0:
         began = time.perf_counter()
