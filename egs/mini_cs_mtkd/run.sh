@@ -111,10 +111,11 @@ if run_stage 5; then
   for system in "${systems[@]}"; do
     name=${system%%=*}
     names+=("$name")
+    model=$(python -m k2d.espnet.recipe best --run-dir "$exp/asr_$name")
     for set in ${L[test_sets]}; do
       log "Stage 5: decode $set with $name -> $exp/asr_$name/decode_${set}_short"
       python -m k2d.espnet.decode_asr --asr-config "$exp/asr_$name/config.yaml" \
-        --asr-model "$(python -m k2d.espnet.recipe best --run-dir "$exp/asr_$name")" --device "$device" \
+        --asr-model "$model" --device "$device" \
         --recordings "${L[recordings:$set]}" --supervisions "${L[supervisions:$set]}" \
         --out-dir "$exp/asr_$name/decode_${set}_short"
     done

@@ -24,7 +24,7 @@ import numpy as np
 from k2d.audio import SAMPLE_RATE
 from k2d.onnx_files import int8_name
 from k2d.streaming.onnx import DECODER, ENCODER, JOINER, MODEL, TOKENS, read_tokens
-from k2d.streaming.stream import SUBSAMPLING, decode_set, load_model
+from k2d.streaming.stream import SUBSAMPLING, decode_set, load_model, with_tail
 from k2d.utils import setup_logging
 
 FRAME_SAMPLES = 160  # sherpa-onnx's feature frame shift (10 ms)
@@ -51,7 +51,7 @@ def export_metadata(sherpa_dir: Path) -> dict[str, str]:
 class SherpaStreamer:
     """One exported model in sherpa-onnx's OnlineRecognizer; `__call__(audio)` -> (token ids, timing)."""
 
-    def __init__(self, sherpa_dir: Path, int8: bool = False, tail_seconds: float | None = None):
+    def __init__(self, sherpa_dir: Path, int8: bool = False, tail_ms: float | None = None):
         import sherpa_onnx
 
         meta = export_metadata(sherpa_dir)
@@ -70,8 +70,7 @@ class SherpaStreamer:
         # sherpa-onnx gives tokens with sentencepiece's word-start mark as a space
         self.ids = {token.replace(WORD_START, " "): i for token, i in read_tokens(Path(sherpa_dir) / TOKENS).items()}
         self.piece = self.chunk * SUBSAMPLING * FRAME_SAMPLES
-        tail = self.chunk_ms / 1000 + 0.1 if tail_seconds is None else tail_seconds
-        self.tail = np.zeros(round(tail * SAMPLE_RATE), dtype=np.float32)
+        self.tail_ms = self.chunk_ms + 100 if tail_ms is None else tail_ms
 
     @property
     def chunk_ms(self) -> float:
@@ -79,7 +78,7 @@ class SherpaStreamer:
 
     def __call__(self, audio: np.ndarray) -> tuple[list[int], dict]:
         stream = self.recognizer.create_stream()
-        audio = np.concatenate([audio.astype(np.float32), self.tail])
+        audio = with_tail(audio.astype(np.float32), self.tail_ms)
         compute = []
         for start in range(0, max(audio.size, 1), self.piece):
             began = time.perf_counter()
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             parser.error(f"{path} is missing: export with python -m k2d.streaming.task export, then "
                          f"python -m k2d.streaming.onnx{' --int8' if args.int8 else ''}")
-    streamer = SherpaStreamer(args.sherpa, args.int8, None if args.tail_ms is None else args.tail_ms / 1000)
+    streamer = SherpaStreamer(args.sherpa, args.int8, args.tail_ms)
     from k2d.manifests import utterance_cuts
 
     _, train_args = load_model(args.model)

@@ -148,13 +148,18 @@ def chunk_frames_of(model, chunk_ms: float) -> int:
     return round(frames)
 
 
+def with_tail(audio: np.ndarray, tail_ms: float) -> np.ndarray:
+    """`audio` followed by tail_ms of silence."""
+    return np.concatenate([audio, np.zeros(round(tail_ms * SAMPLE_RATE / 1000), dtype=audio.dtype)])
+
+
 def stream(model, audio: np.ndarray, chunk_ms: float, ctc: bool = False, max_symbols: int = MAX_SYMBOLS,
            tail_ms: float = 0.0) -> tuple[list[int], dict]:
     """Feed `audio` in pieces of chunk_ms; returns (tokens, timing). chunk_ms 0: the whole utterance at once
     with full context (a non-streaming model such as the teacher). tail_ms of silence are fed after the audio
     (as sherpa-onnx's examples pad, and sherpa-onnx needs: it decodes whole chunks only): a transducer allowed
     few tokens per frame (sherpa-onnx's one) may need frames after the last word to say all of it."""
-    audio = np.concatenate([audio, np.zeros(round(tail_ms * SAMPLE_RATE / 1000), dtype=audio.dtype)])
+    audio = with_tail(audio, tail_ms)
     if chunk_ms == 0:
         began = time.perf_counter()
         tokens = full_decode(model, audio, 0, ctc, max_symbols)

@@ -312,7 +312,7 @@ def sherpa_tokens(export_dir, audio: np.ndarray, int8: bool = False) -> list[int
     """The token ids sherpa-onnx's online recognizer gives, with no silence appended."""
     from k2d.streaming.sherpa import SherpaStreamer
 
-    return SherpaStreamer(export_dir, int8, tail_seconds=0)(audio)[0]
+    return SherpaStreamer(export_dir, int8, tail_ms=0)(audio)[0]
 
 
 @pytest.mark.parametrize("head", ["ctc", "transducer"])
