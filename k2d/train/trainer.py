@@ -319,7 +319,6 @@ class Trainer:
                      ", stopped on a plateau" if self.state.plateaued else "")
             return self.state
         self.model.train()
-        batches = self._batches()
         progress = tqdm(
             total=self.config.max_steps, initial=self.state.step, desc="train", unit="step", disable=rank() != 0
         )
@@ -327,38 +326,42 @@ class Trainer:
         if not resumed:
             log.info("training %d trainable parameters for %d steps", sum(p.numel() for p in self.trainable),
                      self.config.max_steps)
-        while self.state.step < self.config.max_steps and not self.state.plateaued:
-            step_started = time.time()
-            for micro in range(self.config.grad_accum):
-                batch = next(batches)
-                stats = self._micro_step(batch, sync=micro == self.config.grad_accum - 1)
-                tokens += batch.num_tokens
-                self.state.batches_in_epoch += 1
-            grad_norm = self._optimizer_step()
-            self.state.step += 1
-            self.state.train_seconds += time.time() - step_started
-            progress.update(1)
-            progress.set_postfix({k: f"{float(v):.3f}" for k, v in stats.items() if k in ("loss", "ce", "kl", "ctc")})
-            if rank() == 0 and self.state.step % self.config.log_every == 0:
-                for key, value in stats.items():
-                    self.writer.add_scalar(f"train/{key}", float(value), self.state.step)
-                self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.state.step)
-                self.writer.add_scalar("train/grad_norm", grad_norm, self.state.step)
-                self.writer.add_scalar("train/tokens_per_s", tokens / (time.time() - started), self.state.step)
-            last = self.state.step == self.config.max_steps
-            if self.state.step % self.config.valid_every == 0 or last:
-                self._validate()
-                last = last or self.state.plateaued
-            if self.state.step % self.config.checkpoint_every == 0 or last:
-                self.save_checkpoint()
-            for callback in self.callbacks:
-                callback(self.state)
-            if self.stop_signal is not None:
-                self.save_checkpoint()
-                progress.close()
-                log.warning("stopped by signal %d at step %d, checkpoint written: the same command resumes from here",
-                            self.stop_signal, self.state.step)
-                raise Stopped(self.stop_signal)
+        # closed on every way out (a signal's Stopped included): a loader worker ignores SIGTERM, so one left
+        # running would keep the interpreter from exiting (multiprocessing joins it at exit)
+        with contextlib.closing(self._batches()) as batches:
+            while self.state.step < self.config.max_steps and not self.state.plateaued:
+                step_started = time.time()
+                for micro in range(self.config.grad_accum):
+                    batch = next(batches)
+                    stats = self._micro_step(batch, sync=micro == self.config.grad_accum - 1)
+                    tokens += batch.num_tokens
+                    self.state.batches_in_epoch += 1
+                grad_norm = self._optimizer_step()
+                self.state.step += 1
+                self.state.train_seconds += time.time() - step_started
+                progress.update(1)
+                shown = ("loss", "ce", "kl", "ctc")
+                progress.set_postfix({k: f"{float(v):.3f}" for k, v in stats.items() if k in shown})
+                if rank() == 0 and self.state.step % self.config.log_every == 0:
+                    for key, value in stats.items():
+                        self.writer.add_scalar(f"train/{key}", float(value), self.state.step)
+                    self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.state.step)
+                    self.writer.add_scalar("train/grad_norm", grad_norm, self.state.step)
+                    self.writer.add_scalar("train/tokens_per_s", tokens / (time.time() - started), self.state.step)
+                last = self.state.step == self.config.max_steps
+                if self.state.step % self.config.valid_every == 0 or last:
+                    self._validate()
+                    last = last or self.state.plateaued
+                if self.state.step % self.config.checkpoint_every == 0 or last:
+                    self.save_checkpoint()
+                for callback in self.callbacks:
+                    callback(self.state)
+                if self.stop_signal is not None:
+                    self.save_checkpoint()
+                    progress.close()
+                    log.warning("stopped by signal %d at step %d, checkpoint written: the same command resumes "
+                                "from here", self.stop_signal, self.state.step)
+                    raise Stopped(self.stop_signal)
         progress.close()
         if not self.validating and self.save_best is not None and rank() == 0:
             # nothing to choose by: the last step is the model (the caller says so)

@@ -200,6 +200,26 @@ def test_sigterm_checkpoints_the_step_and_the_rerun_resumes_exactly(tiny_whisper
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_stopped_run_leaves_no_loader_worker_behind(tiny_whisper, tiny_cuts, tmp_path):
+    # the worker ignores SIGTERM; left running after Stopped, multiprocessing's exit handler waited for it
+    # forever (a bootstrap run stopped by pkill hung at exit until its worker was killed by hand)
+    import multiprocessing
+    import os
+    import signal
+
+    from k2d.train.trainer import Stopped
+
+    def sigterm_at_step_1(state):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    trainer = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "run", max_steps=4, callbacks=[sigterm_at_step_1])
+    trainer.config.num_workers = 1
+    with pytest.raises(Stopped) as stopped:
+        trainer.fit()
+    assert stopped.value.signum == signal.SIGTERM
+    assert multiprocessing.active_children() == []
+
+
 def test_data_loader_workers_leave_sigterm_to_the_training_process():
     # pkill and Slurm signal every process: a worker that died of SIGTERM took the training process down with
     # it ("DataLoader worker ... is killed by signal: Terminated") before the step could be checkpointed
