@@ -30,9 +30,12 @@ def save_plot(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None
     plt.close(fig)
 
 
-def plot_lines(lines: dict[str, tuple[list, list]], xlabel: str, ylabel: str, title: str, path: Path) -> None:
-    """One line per name: (x values, y values)."""
+def plot_lines(lines: dict[str, tuple[list, list]], xlabel: str, ylabel: str, title: str, path: Path,
+               log_y: bool = False) -> None:
+    """One line per name: (x values, y values); `log_y` for losses that fall by orders of magnitude."""
     fig, ax = new_figure()
     for name, (xs, ys) in lines.items():
         ax.plot(xs, ys, marker="o", ms=3, label=name)
+    if log_y:
+        ax.set_yscale("log")
     save_plot(fig, ax, xlabel, ylabel, title, path)

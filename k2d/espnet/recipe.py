@@ -164,7 +164,8 @@ def curves_table(exp_dir: Path, systems: list[str], path: Path) -> str:
     curves = {s: (stat, records) for s, (stat, records) in curves.items() if records}
     stats = sorted({stat for stat, _ in curves.values()})
     plot_lines({s: ([r["epoch"] for r in c], [r[stat] for r in c]) for s, (stat, c) in curves.items()},
-               "epoch", f"validation {' / '.join(stats)} (dev)", "training to the dev plateau", path)
+               "epoch", f"validation {' / '.join(stats)} (dev, log scale)", "training to the dev plateau", path,
+               log_y=True)
     lines = ["| system | epochs trained | best epoch | chosen by | best validation value |", "|---|---|---|---|---|"]
     for system, (stat, records) in curves.items():
         best = min(records, key=lambda r: r[stat])
