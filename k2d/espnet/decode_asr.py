@@ -31,6 +31,7 @@ from k2d.kaldi_text import write_text_file
 from k2d.manifests import utterance_cuts
 from k2d.metrics.scoring import score_files
 from k2d.models.whisper import add_device_argument, resolve_device
+from k2d.provenance import up_to_date, write_record
 from k2d.utils import atomic_path, setup_logging
 
 log = logging.getLogger("k2d.espnet.decode_asr")
@@ -60,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     for path in (args.asr_config, args.asr_model):
         if not path.is_file():
             parser.error(f"{path} does not exist")
-    if (args.out_dir / "scores.yaml").is_file():
-        log.info("%s exists: already decoded and scored", args.out_dir / "scores.yaml")
+    # a resumed training's new best checkpoint, other test data or options: decode again
+    inputs = {"model": args.asr_model, "config": args.asr_config, "recordings": args.recordings,
+              "supervisions": args.supervisions, "options": {"beam_size": args.beam_size,
+                                                             "ctc_weight": args.ctc_weight,
+                                                             "maxlenratio": args.maxlenratio}}
+    if up_to_date(args.out_dir / "scores.yaml", inputs, "decoding"):
         return 0
     try:
         cuts = utterance_cuts(args.recordings, args.supervisions)
@@ -88,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(yaml.safe_dump({"audio_seconds": round(seconds, 2), "wall_seconds": round(wall, 2),
                                        "rtf": round(wall / max(seconds, 1e-9), 4), "utterances": len(hyps)}))
     score = score_files(args.out_dir / "ref.txt", args.out_dir / "hyp.txt", args.out_dir, args.out_dir.name)
+    write_record(args.out_dir / "scores.yaml", inputs)
     log.info("%s: MER %.2f%% over %d utterances (RTF %.3f)", args.out_dir, 100 * score.mer.rate, len(hyps),
              wall / max(seconds, 1e-9))
     return 0

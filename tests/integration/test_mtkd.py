@@ -71,3 +71,17 @@ def test_mini_cs_mtkd_tiny(repo_root, tmp_path):
     assert yaml.safe_load((exp / "asr_none_seed1" / "config.yaml").read_text())["seed"] == 1
     assert "Spread (max - min MER) of the 2 seeds of none" in results
     assert (exp / "learning_curves.png").stat().st_size > 0 and "| none | 1 | 1 |" in results
+
+    # a decode is redone when what it decoded changed (here another checkpoint), and skipped when not
+    decode = exp / "asr_none" / "decode_test_in_short"
+    layout = {line.split()[0]: line.split()[1] for line in subprocess.run(
+        ["python", "-m", "k2d.layout", "--recipe", "mini_cs_mtkd", "--work-dir", str(work), "--espnet"],
+        cwd=repo_root, capture_output=True, text=True, check=True).stdout.splitlines()}
+    command = ["python", "-m", "k2d.espnet.decode_asr", "--asr-config", str(exp / "asr_none" / "config.yaml"),
+               "--asr-model", str(exp / "asr_one" / "valid.loss.best.pth"), "--device", "cpu",
+               "--recordings", layout["recordings:test_in"], "--supervisions", layout["supervisions:test_in"],
+               "--out-dir", str(decode)]
+    again = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "model changed since" in again.stderr, again.stderr[-3000:]
+    unchanged = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert unchanged.returncode == 0 and "skipping decoding" in unchanged.stderr, unchanged.stderr[-3000:]
