@@ -45,6 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--supervisions", type=Path, required=True)
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--beam-size", type=int, default=4)
+    parser.add_argument("--force", action="store_true", help="decode again even when nothing changed")
     parser.add_argument("--ctc-weight", type=float, default=0.3)
     parser.add_argument("--maxlenratio", type=float, default=0.5,
                         help="at most this many tokens per encoder frame (0.5: 12.5 per second at 25 Hz)")
@@ -62,11 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             parser.error(f"{path} does not exist")
     # a resumed training's new best checkpoint, other test data or options: decode again
+    options = {"beam_size": args.beam_size, "ctc_weight": args.ctc_weight, "maxlenratio": args.maxlenratio}
     inputs = {"model": args.asr_model, "config": args.asr_config, "recordings": args.recordings,
-              "supervisions": args.supervisions, "options": {"beam_size": args.beam_size,
-                                                             "ctc_weight": args.ctc_weight,
-                                                             "maxlenratio": args.maxlenratio}}
-    if up_to_date(args.out_dir / "scores.yaml", inputs, "decoding"):
+              "supervisions": args.supervisions, "options": options}
+    if up_to_date(args.out_dir / "scores.yaml", inputs, "decoding", args.force):
         return 0
     try:
         cuts = utterance_cuts(args.recordings, args.supervisions)

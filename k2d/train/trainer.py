@@ -101,6 +101,9 @@ def init_distributed(device: torch.device) -> torch.device:
     return device
 
 
+SHOWN_STATS = ("loss", "ce", "kl", "ctc")  # on the progress bar
+
+
 class Stopped(Exception):
     """Training stopped on a signal after writing its checkpoint; rerunning resumes it."""
 
@@ -340,8 +343,7 @@ class Trainer:
                 self.state.step += 1
                 self.state.train_seconds += time.time() - step_started
                 progress.update(1)
-                shown = ("loss", "ce", "kl", "ctc")
-                progress.set_postfix({k: f"{float(v):.3f}" for k, v in stats.items() if k in shown})
+                progress.set_postfix({k: f"{float(v):.3f}" for k, v in stats.items() if k in SHOWN_STATS})
                 if rank() == 0 and self.state.step % self.config.log_every == 0:
                     for key, value in stats.items():
                         self.writer.add_scalar(f"train/{key}", float(value), self.state.step)

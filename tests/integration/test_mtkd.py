@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from k2d.layout import EspnetLayout
 from tests.helpers import tiny_corpus
 
 pytestmark = pytest.mark.slow
@@ -74,9 +75,7 @@ def test_mini_cs_mtkd_tiny(repo_root, tmp_path):
 
     # a decode is redone when what it decoded changed (here another checkpoint), and skipped when not
     decode = exp / "asr_none" / "decode_test_in_short"
-    layout = {line.split()[0]: line.split()[1] for line in subprocess.run(
-        ["python", "-m", "k2d.layout", "--recipe", "mini_cs_mtkd", "--work-dir", str(work), "--espnet"],
-        cwd=repo_root, capture_output=True, text=True, check=True).stdout.splitlines()}
+    layout = dict(EspnetLayout("mini_cs_mtkd", work).shell())
     command = ["python", "-m", "k2d.espnet.decode_asr", "--asr-config", str(exp / "asr_none" / "config.yaml"),
                "--asr-model", str(exp / "asr_one" / "valid.loss.best.pth"), "--device", "cpu",
                "--recordings", layout["recordings:test_in"], "--supervisions", layout["supervisions:test_in"],
