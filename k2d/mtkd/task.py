@@ -12,6 +12,7 @@ targets.yaml). The student is ESPnet's own front end, normalisation and encoder 
 (`--model encoder_kd`) puts one projection head per target (teacher x layer) on the encoder output; each
 teacher's frames are matched to the student's rate by stacking (`stack` frames per student frame), optionally
 shifted by `delta` frames (a streaming student predicts the past), and learnt by L1 + cosine regression
+(`target_norm: utterance` first normalises each teacher dimension per utterance to mean 0, variance 1)
 or, with `loss: codebook`, by cross-entropy against the index of the nearest k-means centroid (codebooks
 fitted by `python -m k2d.mtkd.codebooks`). `weight` per target weighs the teachers. The encoder of the best
 checkpoint initialises an ESPnet ASR model:
@@ -33,7 +34,8 @@ from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.train.trainer import Trainer
 
-from k2d.mtkd.losses import assign_codes, codebook_loss, l1_cosine_loss, shifted_pairs, stack_frames
+from k2d.mtkd.losses import (assign_codes, codebook_loss, l1_cosine_loss, normalize_per_utterance, shifted_pairs,
+                             stack_frames)
 
 
 def load_codebooks(path: str) -> dict[str, torch.Tensor]:
@@ -49,16 +51,22 @@ class EncoderKDModel(AbsESPnetModel):
 
     def __init__(self, frontend: AbsFrontend | None, specaug, normalize, encoder: AbsEncoder, targets: dict,
                  loss: str = "regression", delta: int = 0, cosine: str = "linear", cosine_weight: float = 1.0,
-                 codebooks: str | None = None):
+                 codebooks: str | None = None, target_norm: str = "none"):
         super().__init__()
         if loss not in ("regression", "codebook"):
             raise ValueError(f"model_conf loss must be regression or codebook, got {loss!r}")
+        if target_norm not in ("none", "utterance"):
+            raise ValueError(f"model_conf target_norm must be none or utterance, got {target_norm!r}")
+        if target_norm != "none" and loss == "codebook":
+            raise ValueError("model_conf target_norm applies to loss regression only: codebooks are fitted on "
+                             "the teachers' raw frames")
         if not targets:
             raise ValueError("model_conf targets is empty: name at least one teacher embedding to learn")
         self.frontend, self.specaug, self.normalize, self.encoder = frontend, specaug, normalize, encoder
         self.targets = {name: {"dim": int(t["dim"]), "stack": int(t.get("stack", 2)),
                                "weight": float(t.get("weight", 1.0))} for name, t in targets.items()}
         self.loss_kind, self.delta, self.cosine, self.cosine_weight = loss, delta, cosine, cosine_weight
+        self.target_norm = target_norm
         size = encoder.output_size()
         if loss == "codebook":
             if codebooks is None:
@@ -92,7 +100,10 @@ class EncoderKDModel(AbsESPnetModel):
             if name not in kwargs:
                 raise RuntimeError(f"the batch has no {name!r} (data: {', '.join(k for k in kwargs)}); add "
                                    f"--train_data_path_and_name_and_type DIR/{name}.h5,{name},hdf5")
-            frames, frame_lengths = stack_frames(kwargs[name].float(), kwargs[f"{name}_lengths"], target["stack"])
+            frames, frame_lengths = kwargs[name].float(), kwargs[f"{name}_lengths"]
+            if self.target_norm == "utterance":
+                frames = normalize_per_utterance(frames, frame_lengths)
+            frames, frame_lengths = stack_frames(frames, frame_lengths, target["stack"])
             prediction = self.heads[name](encoded)
             prediction, wanted, mask = shifted_pairs(prediction, lengths, frames, frame_lengths, self.delta)
             if self.loss_kind == "regression":

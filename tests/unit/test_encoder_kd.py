@@ -9,7 +9,8 @@ import torch
 import yaml
 
 from k2d.mtkd.embed import SpeechEncoderTeacher, TeacherSpec
-from k2d.mtkd.losses import assign_codes, codebook_loss, kmeans, l1_cosine_loss, shifted_pairs, stack_frames
+from k2d.mtkd.losses import (assign_codes, codebook_loss, kmeans, l1_cosine_loss, normalize_per_utterance, shifted_pairs,
+                             stack_frames)
 
 
 def test_stacking_puts_successive_frames_side_by_side_and_drops_an_incomplete_group():
@@ -45,6 +46,17 @@ def test_l1_cosine_loss_by_hand():
     loss, _ = l1_cosine_loss(prediction, target, mask, "logsigmoid", 2.0)
     expected = 1.0 + 2.0 * (math.log(1 + math.exp(-1)) + math.log(2)) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_per_utterance_normalisation_by_hand():
+    frames = torch.tensor([[[1.0, 2.0], [3.0, 6.0], [9.0, 9.0]],
+                           [[4.0, 4.0], [0.0, 0.0], [0.0, 0.0]]])
+    lengths = torch.tensor([2, 1])
+    # utterance 1, its 2 frames: means (2, 4), standard deviations (1, 2) -> (-1, -1), (1, 1); padding 0
+    # utterance 2, one frame: it is its own mean -> 0
+    expected = torch.tensor([[[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]],
+                             [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])
+    assert torch.allclose(normalize_per_utterance(frames, lengths), expected, atol=1e-4)
 
 
 def test_kmeans_finds_two_clear_clusters_and_codes_are_the_nearest_centroid():
@@ -145,6 +157,26 @@ def test_the_task_builds_from_yaml_with_a_head_per_target_and_trains(tmp_path):
     assert model.heads["b_l2"].weight.grad is not None and weight.item() == 2
     with pytest.raises(RuntimeError, match="the batch has no 'a_l1'"):
         model(speech, torch.tensor([16000, 16000]), b_l2=batch["b_l2"], b_l2_lengths=batch["b_l2_lengths"])
+
+
+def test_normalised_targets_ignore_each_utterances_offset_and_scale(tmp_path):
+    config = {**ESPNET_CONFIG, "model_conf": {**ESPNET_CONFIG["model_conf"], "target_norm": "utterance"}}
+    model, _ = build_task_model(tmp_path, config)
+    model.eval()  # no dropout: two forward passes see the same student
+    speech, lengths = torch.randn(2, 16000), torch.tensor([16000, 12800])
+    a, b = torch.randn(2, 50, 6), torch.randn(2, 25, 3)
+    batch = {"a_l1_lengths": torch.tensor([50, 40]), "b_l2_lengths": torch.tensor([25, 20])}
+    with torch.no_grad():
+        loss, _, _ = model(speech, lengths, a_l1=a, b_l2=b, **batch)
+        moved, _, _ = model(speech, lengths, a_l1=10 * a + 3, b_l2=0.5 * b - 7, **batch)
+        raw = build_task_model(tmp_path, ESPNET_CONFIG)[0].eval()
+        raw.load_state_dict(model.state_dict())
+        raw_loss, _, _ = raw(speech, lengths, a_l1=a, b_l2=b, **batch)
+        raw_moved, _, _ = raw(speech, lengths, a_l1=10 * a + 3, b_l2=0.5 * b - 7, **batch)
+    assert moved.item() == pytest.approx(loss.item(), rel=1e-4)
+    assert abs(raw_moved.item() - raw_loss.item()) > 1.0  # without it the loss follows the targets' scale
+    with pytest.raises(ValueError, match="target_norm"):
+        build_task_model(tmp_path, {**config, "model_conf": {**config["model_conf"], "loss": "codebook"}})
 
 
 def test_codebook_targets_and_a_checkpoint_through_espnets_loader(tmp_path):
