@@ -74,12 +74,14 @@ def make_cuts(config: DataConfig, layout: EspnetLayout) -> dict[str, int]:
     return counts
 
 
-def compose_config(student: Path, stage: Path, targets: Path | None = None, teachers: list[str] | None = None,
-                   weights: dict[str, float] | None = None) -> dict:
-    """An ESPnet config: the stage's options over the student's parts (front end, normalisation, encoder,
-    shared by pre-training and fine-tuning: one owner). With targets.yaml (k2d.mtkd.data_dir),
-    model_conf.targets gets each target of `teachers` with its dim, frame stacking and weight."""
-    config = {**load_yaml(student), **load_yaml(stage)}
+def compose_config(student: Path, stages: list[Path], targets: Path | None = None,
+                   teachers: list[str] | None = None, weights: dict[str, float] | None = None) -> dict:
+    """An ESPnet config: the stages' options over the student's parts (front end, normalisation, encoder,
+    shared by pre-training and fine-tuning: one owner), each stage file over the ones before it. With targets.yaml
+    (k2d.mtkd.data_dir), model_conf.targets gets each target of `teachers` with its dim, frame stacking and weight."""
+    config = load_yaml(student)
+    for stage in stages:
+        config.update(load_yaml(stage))
     if targets is not None:
         available = load_yaml(targets)
         chosen = {name: info for name, info in available.items()
@@ -182,7 +184,8 @@ def get_parser() -> argparse.ArgumentParser:
     add_config_arguments(cuts, DataConfig)
     config = commands.add_parser("config", help="an ESPnet config from the student's and a stage's YAML")
     config.add_argument("--student", type=Path, required=True)
-    config.add_argument("--stage", type=Path, required=True)
+    config.add_argument("--stage", type=Path, action="append", required=True,
+                        help="a stage's YAML; repeated, each file's options override the ones before")
     config.add_argument("--targets", type=Path, help="targets.yaml of the pre-training data")
     config.add_argument("--teachers", help="comma-separated teacher names to learn (default: all)")
     config.add_argument("--weight", action="append", default=[], metavar="TEACHER=W", help="a teacher's loss weight")

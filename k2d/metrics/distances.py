@@ -31,23 +31,21 @@ LOGPROB_GATE, COMPRESSION_GATE = -1.0, 2.4
 def has_ngram_loop(text: str, n: int = 6, max_count: int = 5) -> bool:
     """True when some n-character sequence occurs more than `max_count` times. Spaces are characters, as in
     the K2D authors' detector ("a b a b" is not "abab")."""
-    chars = text
-    counts = Counter(chars[i : i + n] for i in range(len(chars) - n + 1))
+    counts = Counter(text[i : i + n] for i in range(len(text) - n + 1))
     return any(count > max_count for count in counts.values())
 
 
 def loop_events(text: str, n: int = 6, hits: int = 5, reset_every: int = 100) -> int:
     """Repetitive-hallucination events, comparable with the K2D paper's Table 4: scanning the characters
-    (spaces ignored), an event is a character n-gram reaching `hits` occurrences; the counts start again
-    after each event and every `reset_every` characters."""
-    chars = text
+    (spaces count, as in has_ngram_loop), an event is a character n-gram reaching `hits` occurrences; the
+    counts start again after each event and every `reset_every` characters."""
     counts: Counter = Counter()
     events, since_reset = 0, 0
-    for i in range(len(chars) - n + 1):
+    for i in range(len(text) - n + 1):
         if since_reset == reset_every:
             counts.clear()
             since_reset = 0
-        gram = chars[i : i + n]
+        gram = text[i : i + n]
         counts[gram] += 1
         since_reset += 1
         if counts[gram] >= hits:

@@ -34,8 +34,14 @@ from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.train.trainer import Trainer
 
-from k2d.mtkd.losses import (assign_codes, codebook_loss, l1_cosine_loss, normalize_per_utterance, shifted_pairs,
-                             stack_frames)
+from k2d.mtkd.losses import (
+    assign_codes,
+    codebook_loss,
+    l1_cosine_loss,
+    normalize_per_utterance,
+    shifted_pairs,
+    stack_frames,
+)
 
 
 def load_codebooks(path: str) -> dict[str, torch.Tensor]:

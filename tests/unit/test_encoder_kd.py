@@ -9,8 +9,15 @@ import torch
 import yaml
 
 from k2d.mtkd.embed import SpeechEncoderTeacher, TeacherSpec
-from k2d.mtkd.losses import (assign_codes, codebook_loss, kmeans, l1_cosine_loss, normalize_per_utterance, shifted_pairs,
-                             stack_frames)
+from k2d.mtkd.losses import (
+    assign_codes,
+    codebook_loss,
+    kmeans,
+    l1_cosine_loss,
+    normalize_per_utterance,
+    shifted_pairs,
+    stack_frames,
+)
 
 
 def test_stacking_puts_successive_frames_side_by_side_and_drops_an_incomplete_group():
@@ -208,10 +215,14 @@ def test_compose_config_stacks_each_teacher_to_the_students_rate(tmp_path):
     (tmp_path / "targets.yaml").write_text(yaml.safe_dump({
         "wb_l6": {"dim": 512, "frame_rate": 50.0}, "d_l4": {"dim": 192, "frame_rate": 50.0},
         "slow_l1": {"dim": 8, "frame_rate": 25.0}}))
-    config = compose_config(tmp_path / "student.yaml", tmp_path / "stage.yaml", tmp_path / "targets.yaml",
+    config = compose_config(tmp_path / "student.yaml", [tmp_path / "stage.yaml"], tmp_path / "targets.yaml",
                             ["wb", "slow"], {"wb": 2.0})
     assert config["encoder_conf"] == {"output_size": 16} and config["max_epoch"] == 2
     assert config["model_conf"] == {"loss": "regression", "targets": {
         "wb_l6": {"dim": 512, "stack": 2, "weight": 2.0}, "slow_l1": {"dim": 8, "stack": 1, "weight": 1.0}}}
     with pytest.raises(ValueError, match="no target of teachers"):
-        compose_config(tmp_path / "student.yaml", tmp_path / "stage.yaml", tmp_path / "targets.yaml", ["x"])
+        compose_config(tmp_path / "student.yaml", [tmp_path / "stage.yaml"], tmp_path / "targets.yaml", ["x"])
+    # a second stage file overrides the first where both set an option, and adds its own
+    (tmp_path / "more.yaml").write_text("max_epoch: 3\nfreeze_param: [encoder]\n")
+    config = compose_config(tmp_path / "student.yaml", [tmp_path / "stage.yaml", tmp_path / "more.yaml"])
+    assert config["max_epoch"] == 3 and config["freeze_param"] == ["encoder"] and config["model"] == "encoder_kd"
