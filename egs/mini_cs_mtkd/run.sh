@@ -6,7 +6,8 @@
 #   stage 2  teacher embeddings (k2d.mtkd.embed) of the pre-training audio, with and without the extra audio
 #   stage 3  encoder pre-training (k2d.mtkd.task): one teacher; several; several + extra audio
 #   stage 4  fine-tuning (ESPnet's asr_train through k2d.espnet.asr_train: a transducer, or CTC/attention with
-#            --finetune-config conf/finetune_ctc_attention.yaml), from scratch and from each pre-trained encoder
+#            --finetune-config conf/finetune_ctc_attention.yaml), from scratch and from each pre-trained encoder,
+#            in two phases: the pre-trained encoder frozen, then every parameter at a lower rate
 #   stage 5  decoding and scoring (k2d.espnet.decode_asr) of test_in and test_ood, utterance by utterance;
 #            the results table and learning curves (exp/mini_cs_mtkd/RESULTS.md, learning_curves.png)
 # Paths come from k2d/layout.py (EspnetLayout), the common options and steps from utils/espnet_recipe.sh.
@@ -90,19 +91,36 @@ if run_stage 3; then
   done
 fi
 
+# one ESPnet fine-tuning run: NAME (for the log) OUT-DIR SEED [--init_param ...]; its config is OUT-DIR/k2d_config.yaml
+fine_tune() {
+  local name=$1 out=$2 seed=$3
+  shift 3
+  # shellcheck disable=SC2046  # one option per word
+  espnet_train "Stage 4: fine-tune ($name)" "$out" k2d.espnet.asr_train --config "$out/k2d_config.yaml" \
+    --seed "$seed" --token_list "${L[tokens]}/tokens.txt" --bpemodel "${L[tokens]}/bpe.model" "$@" \
+    $(asr_data train "${L[espnet]}/asr_finetune") $(asr_data valid "${L[espnet]}/asr_valid")
+}
+
 if run_stage 4; then
   for system in "${systems[@]}"; do
     read -r name names audio seed <<< "$(system_fields "$system")"
-    out="$exp/asr_$name"
-    mkdir -p "$out"
-    python -m k2d.espnet.recipe config --student "$conf/student.yaml" --stage "$finetune_config" \
-      --output "$out/k2d_config.yaml"
+    # Phase 1 (exp/asr_NAME_phase1): a pre-trained encoder stays frozen (conf/finetune_frozen.yaml) while the
+    # rest learns; without pre-training everything learns. Phase 2 (exp/asr_NAME): every parameter, from phase
+    # 1's best model, at the lower rate of conf/finetune_phase2.yaml. Each phase to its dev plateau.
+    phase1="$exp/asr_${name}_phase1"
+    stages=(--stage "$finetune_config")
     init=()
-    [ "$names" = none ] || init=(--init_param "$(python -m k2d.espnet.recipe best --run-dir "$exp/pretrain_$name"):encoder:encoder")
-    # shellcheck disable=SC2046  # one option per word
-    espnet_train "Stage 4: fine-tune ($name)" "$out" k2d.espnet.asr_train --config "$out/k2d_config.yaml" \
-      --seed "$seed" --token_list "${L[tokens]}/tokens.txt" --bpemodel "${L[tokens]}/bpe.model" "${init[@]}" \
-      $(asr_data train "${L[espnet]}/asr_finetune") $(asr_data valid "${L[espnet]}/asr_valid")
+    if [ "$names" != none ]; then
+      stages+=(--stage "$conf/finetune_frozen.yaml")
+      init=(--init_param "$(python -m k2d.espnet.recipe best --run-dir "$exp/pretrain_$name"):encoder:encoder")
+    fi
+    mkdir -p "$phase1" "$exp/asr_$name"
+    python -m k2d.espnet.recipe config --student "$conf/student.yaml" "${stages[@]}" --output "$phase1/k2d_config.yaml"
+    fine_tune "$name, phase 1" "$phase1" "$seed" "${init[@]}"
+    python -m k2d.espnet.recipe config --student "$conf/student.yaml" --stage "$finetune_config" \
+      --stage "$conf/finetune_phase2.yaml" --output "$exp/asr_$name/k2d_config.yaml"
+    fine_tune "$name, phase 2" "$exp/asr_$name" "$seed" \
+      --init_param "$(python -m k2d.espnet.recipe best --run-dir "$phase1")"
   done
 fi
 

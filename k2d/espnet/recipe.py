@@ -158,21 +158,38 @@ def best_checkpoint(run_dir: Path) -> Path:
     return Path(run_dir) / f"valid.{chosen_by(run_dir)}.best.pth"
 
 
+def phase_runs(exp_dir: Path, system: str) -> list[Path]:
+    """A system's ESPnet runs in order: exp/asr_SYSTEM_phase1 where fine-tuning has two phases (mini_cs_mtkd's
+    run.sh), then exp/asr_SYSTEM (its final model; or a streaming model); those with a train.log."""
+    runs = [exp_dir / f"asr_{system}_phase1", exp_dir / f"asr_{system}"]
+    return [run for run in runs if (run / "train.log").is_file()]
+
+
 def curves_table(exp_dir: Path, systems: list[str], path: Path) -> str:
-    """Each system's ESPnet run (exp/asr_SYSTEM: fine-tuning, or a streaming model) by epoch, in the validation
-    statistic it was chosen by, as a PNG at `path`, and where each run was best and stopped, as a table."""
-    runs = {s: exp_dir / f"asr_{s}" for s in systems if (exp_dir / f"asr_{s}" / "train.log").is_file()}
-    curves = {s: (chosen_by(run), espnet_validations(run / "train.log")) for s, run in runs.items()}
-    curves = {s: (stat, records) for s, (stat, records) in curves.items() if records}
-    stats = sorted({stat for stat, _ in curves.values()})
-    plot_lines({s: ([r["epoch"] for r in c], [r[stat] for r in c]) for s, (stat, c) in curves.items()},
-               "epoch", f"validation {' / '.join(stats)} (dev, log scale)", "training to the dev plateau", path,
+    """Each system's ESPnet runs by epoch (a second phase continues the first's epochs), in the validation
+    statistic each was chosen by, as a PNG at `path`, and where each run was best and stopped, as a table."""
+    curves, rows, stats = {}, [], set()
+    for system in systems:
+        runs = phase_runs(exp_dir, system)
+        epochs, values = [], []
+        for phase, run in enumerate(runs, start=1):
+            stat, records = chosen_by(run), espnet_validations(run / "train.log")
+            if not records:
+                continue
+            stats.add(stat)
+            offset = epochs[-1] if epochs else 0
+            epochs += [offset + r["epoch"] for r in records]
+            values += [r[stat] for r in records]
+            best = min(records, key=lambda r: r[stat])
+            name = f"{system}, phase {phase}" if len(runs) > 1 else system
+            rows.append(f"| {name} | {records[-1]['epoch']} | {best['epoch']} | {stat} | {best[stat]:.3f} |")
+        if epochs:
+            curves[system] = (epochs, values)
+    plot_lines(curves, "epoch (a second phase continues the first)",
+               f"validation {' / '.join(sorted(stats))} (dev, log scale)", "training to the dev plateau", path,
                log_y=True)
     lines = ["| system | epochs trained | best epoch | chosen by | best validation value |", "|---|---|---|---|---|"]
-    for system, (stat, records) in curves.items():
-        best = min(records, key=lambda r: r[stat])
-        lines.append(f"| {system} | {records[-1]['epoch']} | {best['epoch']} | {stat} | {best[stat]:.3f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + rows) + "\n"
 
 
 def get_parser() -> argparse.ArgumentParser:

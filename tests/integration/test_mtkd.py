@@ -1,6 +1,7 @@
 """egs/mini_cs_mtkd (seed 002) at a tiny size: teacher embeddings -> 2 pre-training steps (ESPnet's trainer,
-k2d's encoder KD task) -> 2 fine-tuning steps of ESPnet's ASR task (a transducer) from the pre-trained encoder ->
-decoding and scoring, for a baseline (two seeds), one teacher and two teachers with extra audio."""
+k2d's encoder KD task) -> 2 fine-tuning steps of ESPnet's ASR task (a transducer) with the pre-trained encoder
+frozen, then 2 of every parameter -> decoding and scoring, for a baseline (two seeds), one teacher and two
+teachers with extra audio."""
 
 import shutil
 import subprocess
@@ -53,12 +54,23 @@ def test_mini_cs_mtkd_tiny(repo_root, tmp_path):
     assert set(two["model_conf"]["targets"]) == {"teacher_l2", "validator_l3"}
     assert any("emb_labelled+extra" in entry[0] for entry in two["train_data_path_and_name_and_type"])
     assert not (exp / "pretrain_none").exists()
-    # fine-tuning started from the pre-trained encoder (and the baseline did not)
+    # fine-tuning, phase 1: from the pre-trained encoder, frozen (the baseline from scratch, nothing frozen)
     pretrained = torch.load(exp / "pretrain_one" / "valid.loss.best.pth", weights_only=True)
     assert f"Loading pretrained params from {exp / 'pretrain_one' / 'valid.loss.best.pth'}:encoder:encoder" in (
-        exp / "asr_one" / "train.log").read_text()
-    assert "Loading pretrained params" not in (exp / "asr_none" / "train.log").read_text()
-    assert any(key.startswith("encoder.") for key in pretrained)
+        exp / "asr_one_phase1" / "train.log").read_text()
+    assert "Loading pretrained params" not in (exp / "asr_none_phase1" / "train.log").read_text()
+    assert yaml.safe_load((exp / "asr_one_phase1" / "config.yaml").read_text())["freeze_param"] == ["encoder"]
+    assert not yaml.safe_load((exp / "asr_none_phase1" / "config.yaml").read_text())["freeze_param"]
+    phase1 = torch.load(exp / "asr_one_phase1" / "valid.loss.best.pth", weights_only=True)
+    weights = [key for key in pretrained if key.startswith("encoder.") and "running_" not in key
+               and "num_batches_tracked" not in key]  # batch-norm statistics are buffers: they still move
+    assert weights and all(torch.equal(phase1[key], pretrained[key]) for key in weights)
+    # phase 2: every parameter, from phase 1's best model, at a tenth of the rate
+    for system in ("none", "one"):
+        assert f"Loading pretrained params from {exp / f'asr_{system}_phase1' / 'valid.loss.best.pth'}\n" in (
+            exp / f"asr_{system}" / "train.log").read_text()
+        config = yaml.safe_load((exp / f"asr_{system}" / "config.yaml").read_text())
+        assert config["optim_conf"]["lr"] == 0.0002 and not config["freeze_param"]
     # the students are transducers trained on the RNN-T loss (torchaudio's, through ESPnet's own model)
     finetuned = yaml.safe_load((exp / "asr_none" / "config.yaml").read_text())
     assert finetuned["decoder"] == "transducer" and "joint_net_conf" in finetuned
@@ -71,7 +83,8 @@ def test_mini_cs_mtkd_tiny(repo_root, tmp_path):
     assert all(f"| {system} |" in results for system in ("none", "none_seed1", "one", "two_extra"))
     assert yaml.safe_load((exp / "asr_none_seed1" / "config.yaml").read_text())["seed"] == 1
     assert "Spread (max - min MER) of the 2 seeds of none" in results
-    assert (exp / "learning_curves.png").stat().st_size > 0 and "| none | 1 | 1 |" in results
+    assert (exp / "learning_curves.png").stat().st_size > 0
+    assert "| none, phase 1 | 1 | 1 |" in results and "| none, phase 2 | 1 | 1 |" in results
 
     # a decode is redone when what it decoded changed (here another checkpoint), and skipped when not
     decode = exp / "asr_none" / "decode_test_in_short"

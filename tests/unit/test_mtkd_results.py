@@ -3,6 +3,7 @@
 import pytest
 import yaml
 
+import k2d.espnet.recipe as recipe
 from k2d.espnet.recipe import best_checkpoint, curves_table, espnet_validations, results_table
 
 LOG = """[vm] 2026-12-05 08:11:06,093 (trainer:394) INFO: 1epoch results: [train] loss=446.617, time=6.83 seconds, \
@@ -49,3 +50,19 @@ def test_a_run_is_chosen_and_plotted_by_its_own_criterion(tmp_path):
     (run / "config.yaml").write_text(yaml.safe_dump({"best_model_criterion": [["valid", "acc", "max"]]}))
     with pytest.raises(ValueError, match="validation minimum"):
         best_checkpoint(run)
+
+
+def test_a_second_phase_is_tabulated_apart_and_plotted_after_the_first(tmp_path, monkeypatch):
+    plotted = {}
+    monkeypatch.setattr(recipe, "plot_lines", lambda curves, *args, **kwargs: plotted.update(curves))
+    for run, losses in (("asr_one_phase1", (40.0, 35.0, 36.0)), ("asr_one", (34.0, 33.0))):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "config.yaml").write_text(yaml.safe_dump({"best_model_criterion": [["valid", "loss", "min"]]},
+                                                                   default_flow_style=True))
+        (tmp_path / run / "train.log").write_text("".join(
+            f"x INFO: {epoch}epoch results: [train] loss=1.0, [valid] loss={loss}, time=1 seconds\n"
+            for epoch, loss in enumerate(losses, start=1)))
+    table = curves_table(tmp_path, ["one"], tmp_path / "curves.png")
+    assert "| one, phase 1 | 3 | 2 | loss | 35.000 |" in table
+    assert "| one, phase 2 | 2 | 2 | loss | 33.000 |" in table
+    assert plotted == {"one": ([1, 2, 3, 4, 5], [40.0, 35.0, 36.0, 34.0, 33.0])}  # phase 2's epochs after 3
