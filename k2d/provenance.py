@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from k2d.utils import cpu_supports_bf16
+
 log = logging.getLogger(__name__)
 
 # Bigger files are fingerprinted by size and modification time: hashing gigabytes of weights on every
@@ -122,5 +124,6 @@ def made_by() -> str:
             versions.append(f"{package} {importlib.metadata.version(package)}")
         except importlib.metadata.PackageNotFoundError:
             continue
-    machine = f"{platform.machine()} with {os.cpu_count()} CPU cores"
+    bf16 = "native" if cpu_supports_bf16() else "no native"
+    machine = f"{platform.machine()} with {os.cpu_count()} CPU cores ({bf16} bfloat16)"
     return f"Made by k2d commit {commit}; {', '.join(versions)}; Python {platform.python_version()}; {machine}."

@@ -145,3 +145,11 @@ def exclusive(lock_file: Path, what: str, wait: bool = False) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bfloat16 matrix products natively (AVX512-BF16 or AMX); elsewhere autocast
+    to bfloat16 would be emulated and slower than float32 (and results differ from a float32 machine's)."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())

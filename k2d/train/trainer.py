@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from k2d.train.config import TrainConfig
 from k2d.train.data import SkipBatches
-from k2d.utils import atomic_path, exclusive, remove_stray_temporaries
+from k2d.utils import atomic_path, cpu_supports_bf16, exclusive, remove_stray_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,6 @@ def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
         return 1.0
 
     return factor
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU computes bfloat16 matrix products natively (AVX512-BF16 or AMX); elsewhere autocast
-    to bfloat16 would be emulated and slower than float32."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:

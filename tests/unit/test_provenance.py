@@ -36,3 +36,12 @@ def test_made_by_names_this_commit_the_versions_and_the_machine():
                           cwd=Path(__file__).parent).stdout.strip()
     assert line.startswith(f"Made by k2d commit {head}")
     assert "torch " in line and "transformers " in line and f"{os.cpu_count()} CPU cores" in line
+    # whether the CPU has bfloat16 arithmetic changes the numbers (autocast runs only there): the kernel's own
+    # flags decide, independently of torch's check
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        flags = set(cpuinfo.read_text().split())
+        if {"avx512_bf16", "amx_bf16"} & flags:
+            assert line.endswith("CPU cores (native bfloat16).")
+        elif "avx512f" not in flags:
+            assert line.endswith("CPU cores (no native bfloat16).")

@@ -10,7 +10,8 @@ from lhotse import CutSet
 from k2d.models.student import create_student, resolve_layers
 from k2d.train.data import Collator, CutDataset, LabelOptions
 from k2d.train.model import WhisperKDModel
-from k2d.train.trainer import TrainConfig, autocast_dtype, cpu_supports_bf16
+from k2d.train.trainer import TrainConfig, autocast_dtype
+from k2d.utils import cpu_supports_bf16
 from tests.helpers import make_trainer
 
 
