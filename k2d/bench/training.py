@@ -16,9 +16,8 @@ import torch
 
 from k2d.cuts import teacher_topk_field
 from k2d.models.whisper import load_whisper, resolve_device
-from k2d.speed import (
-    hardware,
-)
+from k2d.speed import hardware
+from k2d.train.model import WhisperKDModel
 
 log = logging.getLogger("k2d.bench")
 
@@ -32,8 +31,17 @@ TRAIN_MODES = {
     "kd_cached_topk_bf16": "the same, bf16 autocast",
     "kd_cached_topk_frozen_emb": "the same, fp32, token embedding / output projection frozen",
     "kd_cached_topk_bf16_frozen_emb": "the same, bf16 autocast and frozen token embedding",
-    "kd_cached_topk_bf16_frozen_emb_fused": "the same, and the fused AdamW kernel (k2d's trainer)",
+    "kd_cached_topk_bf16_frozen_emb_fused": "the same, and the fused AdamW kernel",
+    "kd_cached_topk_k2d": "k2d's trainer: the same, output layer at the loss tokens only, frozen weight cast once",
 }
+
+
+class EveryPositionLogits(WhisperKDModel):
+    """The output layer as before the `kd_cached_topk_k2d` row: at every decoder position (prompt, prefix and
+    padding too) from the weight as it is, so that autocast casts a frozen one again at every step."""
+
+    def _output_logits(self, hidden, loss_tokens):
+        return torch.nn.functional.linear(hidden, self.student.get_output_embeddings().weight)[loss_tokens]
 
 
 def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, device: str,
@@ -44,7 +52,6 @@ def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, dev
 
     from k2d.models.tokenizer import window_seconds
     from k2d.train.data import Collator, CutDataset, LabelOptions, make_sampler
-    from k2d.train.model import WhisperKDModel
 
     dev = resolve_device(device)
     student, processor = load_whisper(work / "student", device=str(dev))
@@ -52,9 +59,11 @@ def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, dev
     if mode in ("kd_shared", "kd_separate", "kd_cached"):
         teacher, _ = load_whisper(work / "teacher", device=str(dev))
     student.model.encoder.requires_grad_(mode == "kd_separate")
-    student.model.decoder.embed_tokens.requires_grad_(not mode.endswith("frozen_emb"))
-    amp = torch.bfloat16 if "_bf16" in mode else None
-    model = WhisperKDModel(student, teacher, beta=1.0 if mode == "ce" else 0.8, gamma=0.0 if mode == "ce" else 1.0)
+    now = mode == "kd_cached_topk_k2d"
+    student.model.decoder.embed_tokens.requires_grad_(not (now or "frozen_emb" in mode))
+    amp = torch.bfloat16 if now or "_bf16" in mode else None
+    model_class = WhisperKDModel if now else EveryPositionLogits
+    model = model_class(student, teacher, beta=1.0 if mode == "ce" else 0.8, gamma=0.0 if mode == "ce" else 1.0)
     model = model.to(dev).train()
     cuts = CutSet.from_file(work / ("cached.jsonl.gz" if mode.startswith("kd_cached") else "cuts.jsonl.gz"))
     if mode == "kd_cached":  # encoder states from the cache, teacher logits computed
@@ -65,9 +74,9 @@ def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, dev
     dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id),
                          LabelOptions(window=window_seconds(student.config.max_source_positions), prompt_prob=0.0))
     batches = [dataset[cuts_] for _, cuts_ in zip(range(steps + 1), sampler, strict=False)]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5,
-                                  fused="fused" in mode)
-    model.log_accuracy = "fused" not in mode  # the new trainer: accuracy only on the steps that log it
+    fused = now or "fused" in mode
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=fused)
+    model.log_accuracy = not fused  # the new trainer: accuracy only on the steps that log it
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
@@ -137,34 +146,51 @@ def prepare_train_bench(teacher: str, cuts: str, work: Path, topk: int, device: 
 
 
 def bench_train(teacher: str, cuts: str, steps: int, max_duration: float, device: str, topk: int = 64,
-                modes: list[str] | None = None, profile: bool = False) -> str:
+                modes: list[str] | None = None, profile: bool = False, rounds: int = 1) -> str:
+    """The step-time table of `modes`. Each mode runs `rounds` times, the rounds interleaved (mode 1, 2, ...,
+    then again), so that a slow spell of a shared machine falls on every mode alike; each row is the median
+    of its rounds, with their range."""
     import tempfile
 
+    if rounds < 1:
+        raise ValueError(f"--rounds must be at least 1, not {rounds}")
     modes = modes or list(TRAIN_MODES)
-    rows, profiles = [], []
+    runs: dict[str, list[dict]] = {mode: [] for mode in modes}
+    profiles = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         # twice the audio the warm-up and timed steps take: batches are full, little else is cached
         prepare_train_bench(teacher, cuts, work, topk, device, seconds=2 * (steps + 1) * max_duration)
-        for mode in modes:
-            # One process per mode: the peak RSS of a process never goes down.
-            out = subprocess.run(
-                [sys.executable, "-m", "k2d.bench", "_train_one", "--work", str(work), "--mode", mode,
-                 "--steps", str(steps), "--max-duration", str(max_duration), "--device", device,
-                 *(["--profile"] if profile else [])],
-                capture_output=True, text=True, check=True,
-            )
-            if profile:
-                profiles.append(f"### {mode}\n\n```\n{out.stderr.strip().split(chr(10) * 2)[-1]}\n```")
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    base = rows[0]["step_seconds"]
-    lines = [f"{hardware()}, {teacher}, {steps} steps of {max_duration:.0f} s of audio after a warm-up "
-             f"({rows[0]['memory']}; cached top-k: k = {topk})", "",
-             f"| training | step time | steps per hour | speed-up vs {rows[0]['mode']} | peak memory |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {TRAIN_MODES[r['mode']]} | {r['step_seconds']:.3f} s | {3600 / r['step_seconds']:.0f} | "
-                     f"{base / r['step_seconds']:.2f}x | {r['peak_bytes'] / 2**20:.0f} MiB |")
-    return "\n\n".join(["\n".join(lines), *profiles])
+        for round_ in range(rounds):
+            for mode in modes:
+                # One process per mode: the peak RSS of a process never goes down.
+                want_profile = profile and round_ == 0
+                out = subprocess.run(
+                    [sys.executable, "-m", "k2d.bench", "_train_one", "--work", str(work), "--mode", mode,
+                     "--steps", str(steps), "--max-duration", str(max_duration), "--device", device,
+                     *(["--profile"] if want_profile else [])],
+                    capture_output=True, text=True, check=True,
+                )
+                if want_profile:
+                    profiles.append(f"### {mode}\n\n```\n{out.stderr.strip().split(chr(10) * 2)[-1]}\n```")
+                runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return train_table(runs, f"{hardware()}, {teacher}, {steps} steps of {max_duration:.0f} s of audio after a "
+                             f"warm-up, {rounds} round(s)", topk) + "".join("\n\n" + p for p in profiles)
 
 
+def train_table(runs: dict[str, list[dict]], header: str, topk: int) -> str:
+    """Median step time of each mode's runs (the first mode is the reference of the speed-ups), its range,
+    steps per hour and peak memory."""
+    modes = list(runs)
+    median = {mode: statistics.median(r["step_seconds"] for r in runs[mode]) for mode in modes}
+    base = median[modes[0]]
+    memory = runs[modes[0]][0]["memory"]
+    lines = [f"{header} ({memory}; cached top-k: k = {topk})", "",
+             f"| training | step time (median) | range over rounds | steps per hour | speed-up vs {modes[0]} | "
+             "peak memory |", "|---|---|---|---|---|---|"]
+    for mode in modes:
+        times = [r["step_seconds"] for r in runs[mode]]
+        peak = max(r["peak_bytes"] for r in runs[mode])
+        lines.append(f"| {TRAIN_MODES[mode]} | {median[mode]:.3f} s | {min(times):.3f}-{max(times):.3f} s | "
+                     f"{3600 / median[mode]:.0f} | {base / median[mode]:.2f}x | {peak / 2**20:.0f} MiB |")
+    return "\n".join(lines)

@@ -15,8 +15,9 @@ from k2d.train.labels import IGNORE_INDEX
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean token cross-entropy over targets != IGNORE_INDEX. logits (B, L, V), targets (B, L)."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+    """Mean token cross-entropy over targets != IGNORE_INDEX. logits (..., V), targets (...)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                           ignore_index=IGNORE_INDEX)
 
 
 def kl_divergence(

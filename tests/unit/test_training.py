@@ -244,3 +244,61 @@ def test_training_with_a_loader_worker_process(tiny_whisper, tiny_cuts, tmp_path
     trainer = make_trainer(tiny_whisper, tiny_cuts, tmp_path / "run", max_steps=2)
     trainer.config.num_workers = 1  # the worker runs _ignore_sigterm at start
     assert trainer.fit().step == 2
+
+
+def test_loss_from_logits_at_loss_tokens_only_equals_the_full_logits_loss(tiny_whisper, tiny_cuts):
+    """The output layer runs only where a loss is taken; the loss is the one of the whole (B, L, V) logits."""
+    teacher, _ = tiny_whisper
+    batch = fixed_batch(tiny_whisper, tiny_cuts)
+    assert (batch.targets == -100).any()  # prefix and padding positions exist, so something is left out
+    student = create_student(teacher, [0, -1])
+    model = WhisperKDModel(student, teacher, beta=0.8, gamma=1.0, temperature=2.0)
+    loss, stats, weight = model(batch=batch)
+    with torch.no_grad():
+        encoded = student.get_encoder()(batch.features).last_hidden_state
+        full = student(encoder_outputs=(encoded,), decoder_input_ids=batch.input_ids).logits
+        reference = teacher(encoder_outputs=(encoded,), decoder_input_ids=batch.input_ids).logits
+    keep = batch.targets != -100
+    ce = torch.nn.functional.cross_entropy(full.transpose(1, 2), batch.targets, ignore_index=-100)
+    student_lp = torch.log_softmax(full[keep] / 2.0, -1)
+    teacher_lp = torch.log_softmax(reference[keep] / 2.0, -1)
+    kl = (teacher_lp.exp() * (teacher_lp - student_lp)).sum(-1).mean() * 4.0
+    assert float(stats["ce"]) == pytest.approx(float(ce), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(0.8 * ce + kl), rel=1e-5)
+    assert int(weight) == int(keep.sum())
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bfloat16")
+def test_frozen_output_projection_is_cast_once_and_again_when_it_changes(tiny_whisper, tiny_cuts):
+    teacher, _ = tiny_whisper
+    batch = fixed_batch(tiny_whisper, tiny_cuts)
+    student = create_student(teacher, [0, -1], freeze_token_embedding=True)
+    model = WhisperKDModel(student, teacher)
+    fp32, _, _ = model(batch=batch)
+    assert model._frozen_projection is None  # no autocast: the weight itself
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first, _, _ = model(batch=batch)
+        copy_made = model._frozen_projection[1]
+        second, _, _ = model(batch=batch)
+    assert model._frozen_projection[1] is copy_made  # made once, not at every step
+    assert copy_made.dtype == torch.bfloat16
+    assert float(first) == pytest.approx(float(fp32), rel=0.02) and float(second) == float(first)
+    with torch.no_grad():  # a checkpoint loaded in place changes the weight: the copy follows
+        student.proj_out.weight.mul_(2.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(batch=batch)
+    assert torch.equal(model._frozen_projection[1], student.proj_out.weight.detach().to(torch.bfloat16))
+
+
+def test_train_table_gives_each_modes_median_its_range_and_speed_up_vs_the_first():
+    from k2d.bench.training import train_table
+
+    def run(seconds):
+        return {"step_seconds": seconds, "peak_bytes": 2**30, "memory": "process peak RSS"}
+
+    runs = {"kd_cached_topk": [run(1.2), run(1.0), run(1.1)], "kd_cached_topk_k2d": [run(0.5), run(0.3), run(0.4)]}
+    table = train_table(runs, "header", topk=64)
+    # medians 1.1 s and 0.4 s: 3273 and 9000 steps per hour, 1.1 / 0.4 = 2.75x
+    assert "| 1.100 s | 1.000-1.200 s | 3273 | 1.00x | 1024 MiB |" in table
+    assert "| 0.400 s | 0.300-0.500 s | 9000 | 2.75x | 1024 MiB |" in table
+    assert table.startswith("header (process peak RSS; cached top-k: k = 64)")
