@@ -62,6 +62,9 @@ def get_parser() -> argparse.ArgumentParser:
     train.add_argument("--profile", action="store_true", help="and an operator profile of one step of each mode")
     train.add_argument("--rounds", type=int, default=1,
                        help="run every mode this many times, rounds interleaved; the table gives the median")
+    train.add_argument("--before-code", help="a k2d checkout of an older commit (git worktree add DIR COMMIT)")
+    train.add_argument("--before-modes", nargs="+", default=[],
+                       help="modes to run first with --before-code's own code (the reference of the speed-ups)")
     one = sub.add_parser("_train_one", help=argparse.SUPPRESS)
     one.add_argument("--work", type=Path, required=True)
     one.add_argument("--mode", required=True)
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         table = bench_shapes(args.shape, args.tokens, args.batch, args.runs, args.device, args.dtype)
     elif args.command == "train":
         table = bench_train(args.teacher, args.cuts, args.steps, args.max_duration, args.device, args.topk, args.modes,
-                            args.profile, args.rounds)
+                            args.profile, args.rounds, args.before_code, args.before_modes)
     elif args.command == "_train_one":
         stats = train_step_stats(args.work, args.mode, args.steps, args.max_duration, args.device, args.profile)
         print(json.dumps(stats))

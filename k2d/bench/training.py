@@ -31,17 +31,8 @@ TRAIN_MODES = {
     "kd_cached_topk_bf16": "the same, bf16 autocast",
     "kd_cached_topk_frozen_emb": "the same, fp32, token embedding / output projection frozen",
     "kd_cached_topk_bf16_frozen_emb": "the same, bf16 autocast and frozen token embedding",
-    "kd_cached_topk_bf16_frozen_emb_fused": "the same, and the fused AdamW kernel",
-    "kd_cached_topk_k2d": "k2d's trainer: the same, output layer at the loss tokens only, frozen weight cast once",
+    "kd_cached_topk_bf16_frozen_emb_fused": "the same, and the fused AdamW kernel (k2d's trainer)",
 }
-
-
-class EveryPositionLogits(WhisperKDModel):
-    """The output layer as before the `kd_cached_topk_k2d` row: at every decoder position (prompt, prefix and
-    padding too) from the weight as it is, so that autocast casts a frozen one again at every step."""
-
-    def _output_logits(self, hidden, loss_tokens):
-        return torch.nn.functional.linear(hidden, self.student.get_output_embeddings().weight)[loss_tokens]
 
 
 def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, device: str,
@@ -59,11 +50,9 @@ def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, dev
     if mode in ("kd_shared", "kd_separate", "kd_cached"):
         teacher, _ = load_whisper(work / "teacher", device=str(dev))
     student.model.encoder.requires_grad_(mode == "kd_separate")
-    now = mode == "kd_cached_topk_k2d"
-    student.model.decoder.embed_tokens.requires_grad_(not (now or "frozen_emb" in mode))
-    amp = torch.bfloat16 if now or "_bf16" in mode else None
-    model_class = WhisperKDModel if now else EveryPositionLogits
-    model = model_class(student, teacher, beta=1.0 if mode == "ce" else 0.8, gamma=0.0 if mode == "ce" else 1.0)
+    student.model.decoder.embed_tokens.requires_grad_("frozen_emb" not in mode)
+    amp = torch.bfloat16 if "_bf16" in mode else None
+    model = WhisperKDModel(student, teacher, beta=1.0 if mode == "ce" else 0.8, gamma=0.0 if mode == "ce" else 1.0)
     model = model.to(dev).train()
     cuts = CutSet.from_file(work / ("cached.jsonl.gz" if mode.startswith("kd_cached") else "cuts.jsonl.gz"))
     if mode == "kd_cached":  # encoder states from the cache, teacher logits computed
@@ -74,7 +63,7 @@ def train_step_stats(work: Path, mode: str, steps: int, max_duration: float, dev
     dataset = CutDataset(tokenizer, Collator(processor.feature_extractor, tokenizer.eos_token_id),
                          LabelOptions(window=window_seconds(student.config.max_source_positions), prompt_prob=0.0))
     batches = [dataset[cuts_] for _, cuts_ in zip(range(steps + 1), sampler, strict=False)]
-    fused = now or "fused" in mode
+    fused = "fused" in mode
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=fused)
     model.log_accuracy = not fused  # the new trainer: accuracy only on the steps that log it
     if dev.type == "cuda":
@@ -146,51 +135,72 @@ def prepare_train_bench(teacher: str, cuts: str, work: Path, topk: int, device: 
 
 
 def bench_train(teacher: str, cuts: str, steps: int, max_duration: float, device: str, topk: int = 64,
-                modes: list[str] | None = None, profile: bool = False, rounds: int = 1) -> str:
-    """The step-time table of `modes`. Each mode runs `rounds` times, the rounds interleaved (mode 1, 2, ...,
-    then again), so that a slow spell of a shared machine falls on every mode alike; each row is the median
-    of its rounds, with their range."""
+                modes: list[str] | None = None, profile: bool = False, rounds: int = 1,
+                before_code: str | None = None, before_modes: list[str] = ()) -> str:
+    """The step-time table of `modes`, after `before_modes` run by the k2d checkout `before_code` (an older
+    commit's own code: a before -> after comparison in one run). Each row runs `rounds` times, the rounds
+    interleaved (row 1, 2, ..., then again), so that a slow spell of a shared machine falls on every row
+    alike; each row is the median of its rounds, with their range."""
     import tempfile
 
     if rounds < 1:
         raise ValueError(f"--rounds must be at least 1, not {rounds}")
-    modes = modes or list(TRAIN_MODES)
-    runs: dict[str, list[dict]] = {mode: [] for mode in modes}
+    if before_modes and not before_code:
+        raise ValueError("--before-modes needs --before-code (a k2d checkout of the older commit)")
+    rows = [(f"{mode}@before", mode, before_code) for mode in before_modes]
+    rows += [(mode, mode, None) for mode in modes or list(TRAIN_MODES)]
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in rows}
     profiles = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         # twice the audio the warm-up and timed steps take: batches are full, little else is cached
         prepare_train_bench(teacher, cuts, work, topk, device, seconds=2 * (steps + 1) * max_duration)
         for round_ in range(rounds):
-            for mode in modes:
-                # One process per mode: the peak RSS of a process never goes down.
+            for name, mode, code in rows:
                 want_profile = profile and round_ == 0
-                out = subprocess.run(
+                out = subprocess.run(  # one process per row: the peak RSS of a process never goes down
                     [sys.executable, "-m", "k2d.bench", "_train_one", "--work", str(work), "--mode", mode,
                      "--steps", str(steps), "--max-duration", str(max_duration), "--device", device,
                      *(["--profile"] if want_profile else [])],
-                    capture_output=True, text=True, check=True,
+                    capture_output=True, text=True, check=True, env=_code_env(code),
                 )
                 if want_profile:
-                    profiles.append(f"### {mode}\n\n```\n{out.stderr.strip().split(chr(10) * 2)[-1]}\n```")
-                runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return train_table(runs, f"{hardware()}, {teacher}, {steps} steps of {max_duration:.0f} s of audio after a "
-                             f"warm-up, {rounds} round(s)", topk) + "".join("\n\n" + p for p in profiles)
+                    profiles.append(f"### {name}\n\n```\n{out.stderr.strip().split(chr(10) * 2)[-1]}\n```")
+                runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    labels = {name: TRAIN_MODES.get(mode, mode) for name, mode, _ in rows}
+    if before_modes:
+        commit = subprocess.run(["git", "-C", before_code, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip() or before_code
+        labels.update({name: f"before (k2d {commit}): {labels[name]}" for name in runs if name.endswith("@before")})
+    header = (f"{hardware()}, {teacher}, {steps} steps of {max_duration:.0f} s of audio after a warm-up, "
+              f"{rounds} round(s)")
+    return train_table(runs, labels, header, topk) + "".join("\n\n" + p for p in profiles)
 
 
-def train_table(runs: dict[str, list[dict]], header: str, topk: int) -> str:
-    """Median step time of each mode's runs (the first mode is the reference of the speed-ups), its range,
+def _code_env(code: str | None) -> dict | None:
+    """The environment of a row run by the k2d checkout `code` (None: this one)."""
+    if code is None:
+        return None
+    import os
+
+    if not (Path(code) / "k2d" / "bench" / "__main__.py").is_file():
+        raise FileNotFoundError(f"--before-code {code} is not a k2d checkout (no k2d/bench/__main__.py)")
+    return {**os.environ, "PYTHONPATH": str(Path(code).resolve())}
+
+
+def train_table(runs: dict[str, list[dict]], labels: dict[str, str], header: str, topk: int) -> str:
+    """Median step time of each row's runs (the first row is the reference of the speed-ups), its range,
     steps per hour and peak memory."""
     modes = list(runs)
     median = {mode: statistics.median(r["step_seconds"] for r in runs[mode]) for mode in modes}
     base = median[modes[0]]
     memory = runs[modes[0]][0]["memory"]
     lines = [f"{header} ({memory}; cached top-k: k = {topk})", "",
-             f"| training | step time (median) | range over rounds | steps per hour | speed-up vs {modes[0]} | "
+             "| training | step time (median) | range over rounds | steps per hour | speed-up vs the first | "
              "peak memory |", "|---|---|---|---|---|---|"]
     for mode in modes:
         times = [r["step_seconds"] for r in runs[mode]]
         peak = max(r["peak_bytes"] for r in runs[mode])
-        lines.append(f"| {TRAIN_MODES[mode]} | {median[mode]:.3f} s | {min(times):.3f}-{max(times):.3f} s | "
+        lines.append(f"| {labels[mode]} | {median[mode]:.3f} s | {min(times):.3f}-{max(times):.3f} s | "
                      f"{3600 / median[mode]:.0f} | {base / median[mode]:.2f}x | {peak / 2**20:.0f} MiB |")
     return "\n".join(lines)

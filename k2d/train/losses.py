@@ -14,6 +14,12 @@ import torch.nn.functional as F
 from k2d.train.labels import IGNORE_INDEX
 
 
+def at_loss_tokens(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x[mask] as (tokens, ...); a view, not a copy, when every token takes a loss (k2d's model passes only
+    those: an all-true mask would copy the vocabulary-sized logits and scatter their gradient back)."""
+    return x.reshape(-1, *x.shape[mask.dim():]) if bool(mask.all()) else x[mask]
+
+
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean token cross-entropy over targets != IGNORE_INDEX. logits (..., V), targets (...)."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
@@ -25,8 +31,8 @@ def kl_divergence(
 ) -> torch.Tensor:
     """T^2 * KL(teacher || student) of the temperature-softened distributions, mean over loss tokens."""
     mask = targets != IGNORE_INDEX
-    student_log_probs = F.log_softmax(student_logits[mask].float() / temperature, dim=-1)
-    teacher_log_probs = F.log_softmax(teacher_logits[mask].float() / temperature, dim=-1)
+    student_log_probs = F.log_softmax(at_loss_tokens(student_logits, mask).float() / temperature, dim=-1)
+    teacher_log_probs = F.log_softmax(at_loss_tokens(teacher_logits, mask).float() / temperature, dim=-1)
     per_token = (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum(-1)
     return per_token.mean() * temperature**2 if per_token.numel() else student_logits.sum() * 0.0
 
@@ -42,9 +48,9 @@ def kl_divergence_topk(
     mask = targets != IGNORE_INDEX
     if not bool(mask.any()):
         return student_logits.sum() * 0.0
-    student_log_probs = F.log_softmax(student_logits[mask].float() / temperature, dim=-1)
-    teacher_top = teacher_logprobs[mask].float()
-    student_top = student_log_probs.gather(-1, teacher_ids[mask])
+    student_log_probs = F.log_softmax(at_loss_tokens(student_logits, mask).float() / temperature, dim=-1)
+    teacher_top = at_loss_tokens(teacher_logprobs, mask).float()
+    student_top = student_log_probs.gather(-1, at_loss_tokens(teacher_ids, mask))
     per_token = (teacher_top.exp() * (teacher_top - student_top)).sum(-1)
     teacher_rest = (1 - teacher_top.exp().sum(-1)).clamp(min=0.0)
     student_rest = (1 - student_top.exp().sum(-1)).clamp(min=1e-12)

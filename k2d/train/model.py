@@ -88,7 +88,7 @@ class WhisperKDModel(AbsESPnetModel):
         # The vocabulary-sized output layer only where a loss is taken (not the prompt, prefix or padding):
         # from here on every tensor is (tokens, ...), the losses' masks all true.
         loss_tokens = targets != IGNORE_INDEX
-        student_logits = self._output_logits(hidden, loss_tokens)
+        student_logits = self._output_logits(hidden, loss_tokens).float()  # once for both losses
         targets = targets[loss_tokens]
         if teacher_logprobs is not None:
             teacher_logprobs, teacher_ids = teacher_logprobs[loss_tokens], teacher_ids[loss_tokens]

@@ -171,3 +171,14 @@ def test_chunks_from_an_older_stage_2_are_named_when_pause_open_needs_their_paus
     older, newer = window_chunk(tmp_path, cut_id="older"), window_chunk(tmp_path, pause_before=0.0, cut_id="newer")
     assert without_pauses([newer, older]) == "older"
     assert without_pauses([newer]) is None
+
+
+def test_at_loss_tokens_is_a_view_when_every_token_takes_a_loss():
+    from k2d.train.losses import at_loss_tokens
+
+    x = torch.arange(12.0).reshape(2, 2, 3)
+    every = torch.ones(2, 2, dtype=torch.bool)
+    flat = at_loss_tokens(x, every)
+    assert flat.shape == (4, 3) and flat.data_ptr() == x.data_ptr()  # no copy
+    some = torch.tensor([[True, False], [False, True]])
+    assert at_loss_tokens(x, some).tolist() == [[0.0, 1.0, 2.0], [9.0, 10.0, 11.0]]

@@ -296,9 +296,9 @@ def test_train_table_gives_each_modes_median_its_range_and_speed_up_vs_the_first
     def run(seconds):
         return {"step_seconds": seconds, "peak_bytes": 2**30, "memory": "process peak RSS"}
 
-    runs = {"kd_cached_topk": [run(1.2), run(1.0), run(1.1)], "kd_cached_topk_k2d": [run(0.5), run(0.3), run(0.4)]}
-    table = train_table(runs, "header", topk=64)
+    runs = {"a": [run(1.2), run(1.0), run(1.1)], "b": [run(0.5), run(0.3), run(0.4)]}
+    table = train_table(runs, {"a": "before", "b": "after"}, "header", topk=64)
     # medians 1.1 s and 0.4 s: 3273 and 9000 steps per hour, 1.1 / 0.4 = 2.75x
-    assert "| 1.100 s | 1.000-1.200 s | 3273 | 1.00x | 1024 MiB |" in table
-    assert "| 0.400 s | 0.300-0.500 s | 9000 | 2.75x | 1024 MiB |" in table
+    assert "| before | 1.100 s | 1.000-1.200 s | 3273 | 1.00x | 1024 MiB |" in table
+    assert "| after | 0.400 s | 0.300-0.500 s | 9000 | 2.75x | 1024 MiB |" in table
     assert table.startswith("header (process peak RSS; cached top-k: k = 64)")
