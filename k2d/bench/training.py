@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import statistics
 import subprocess
@@ -181,8 +182,6 @@ def _code_env(code: str | None) -> dict | None:
     """The environment of a row run by the k2d checkout `code` (None: this one)."""
     if code is None:
         return None
-    import os
-
     if not (Path(code) / "k2d" / "bench" / "__main__.py").is_file():
         raise FileNotFoundError(f"--before-code {code} is not a k2d checkout (no k2d/bench/__main__.py)")
     return {**os.environ, "PYTHONPATH": str(Path(code).resolve())}
