@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         results_table(rows, args.test_sets),
         bench_note,
         "## Details\n\n" + detail_table(rows, args.test_sets),
-        "## Speed\n\n" + rtf_table(speed),
+        "## Speed\n\n" + rtf_table(speed) + "\n\nEncoder share: the part of a model's decoding time spent in its "
+        "encoder, which a student shares with its teacher: no smaller decoder takes that part away.",
         "![MER vs speed](mer_vs_speed.png)",
         *(["## Learning curves (the students' validations; best/ is the lowest)\n\n" + curves_table(curves),
             "![learning curves](learning_curves.png)"] if curves else []),

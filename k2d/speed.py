@@ -3,6 +3,7 @@ the same audio in one process, timed runs after a warm-up, real-time factor = de
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import platform
@@ -67,14 +68,44 @@ def timed(fn, runs: int, warmup: int = 1) -> list[float]:
         fn()
     times = []
     for _ in range(runs):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _synchronize()
         start = time.perf_counter()
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _synchronize()
         times.append(time.perf_counter() - start)
     return times
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def encoder_clock(recognizer):
+    """Seconds spent in the model's encoder while the block runs (a list of one, filled as it goes); None for a
+    backend without a torch model. A student keeps its teacher's encoder, so this share of the teacher's decoding
+    time is what no smaller decoder can take away."""
+    model = getattr(recognizer, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        yield None
+        return
+    encoder, spent, starts = model.get_encoder(), [0.0], []
+
+    def before(*_):
+        _synchronize()
+        starts.append(time.perf_counter())
+
+    def after(*_):
+        _synchronize()
+        spent[0] += time.perf_counter() - starts.pop()
+
+    handles = [encoder.register_forward_pre_hook(before), encoder.register_forward_hook(after)]
+    try:
+        yield spent
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def measure_rtf(models: dict[str, str], recordings: list, runs: int = 5, device: str = "cpu", dtype: str = "float32",
@@ -85,11 +116,15 @@ def measure_rtf(models: dict[str, str], recordings: list, runs: int = 5, device:
     rows = []
     for name, path in models.items():
         recognizer = load_recognizer(path, device=device, dtype=dtype)
-        times = timed(functools.partial(decode_all, recognizer, recordings, settings, batch_size), runs)
+        decode = functools.partial(decode_all, recognizer, recordings, settings, batch_size)
+        decode()  # the warm-up, outside the encoder clock
+        with encoder_clock(recognizer) as encoder_seconds:
+            times = timed(decode, runs, warmup=0)
         rows.append({
             "model": name, "parameters": count_parameters(recognizer.model),
             "rtf": statistics.mean(times) / audio_seconds,
             "rtf_std": statistics.pstdev(times) / audio_seconds, "runs": runs, "audio_seconds": round(audio_seconds, 1),
+            "encoder_share": None if encoder_seconds is None else encoder_seconds[0] / sum(times),
         })
         log.info("%s: RTF %.4f (+- %.4f) over %d runs", name, rows[-1]["rtf"], rows[-1]["rtf_std"], runs)
     return rows
@@ -97,8 +132,9 @@ def measure_rtf(models: dict[str, str], recordings: list, runs: int = 5, device:
 
 def rtf_table(rows: list[dict], reference: str | None = None) -> str:
     reference_rtf = next((r["rtf"] for r in rows if r["model"] == reference), rows[0]["rtf"])
-    lines = ["| model | parameters | RTF | speed-up |", "|---|---|---|---|"]
+    lines = ["| model | parameters | RTF | speed-up | encoder share |", "|---|---|---|---|---|"]
     for r in rows:
+        share = r.get("encoder_share")
         lines.append(f"| {r['model']} | {r['parameters'] / 1e6:.2f}M | {r['rtf']:.4f} ± {r['rtf_std']:.4f} | "
-                     f"{reference_rtf / r['rtf']:.2f}x |")
+                     f"{reference_rtf / r['rtf']:.2f}x | {'-' if share is None else f'{100 * share:.0f}%'} |")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ def test_rtf_and_shapes(tiny_whisper, tiny_cuts, tmp_path):
     rows = speed.measure_rtf({"a": str(tmp_path / "m"), "b": str(tmp_path / "m")}, chosen, runs=1, settings=settings)
     table = speed.rtf_table(rows)
     assert "| a |" in table and "| b |" in table and rows[0]["rtf"] > 0
+    assert 0 < rows[0]["encoder_share"] < 1  # the tiny model spends part of its decoding in its encoder
     shape_table = shapes.bench_shapes("tiny-test", tokens=3, batch=1, runs=1, device="cpu", dtype="float32")
     assert "2 decoder layers" in shape_table and "speed-up" in shape_table
 
