@@ -132,10 +132,11 @@ def learning_curves(exp_dir: Path, models: dict[str, str]) -> dict[str, list[dic
 
 
 def plot_learning_curves(curves: dict[str, list[dict]], path: Path) -> None:
-    """Validation MER against training steps, one line per student."""
+    """Validation MER against training steps, one line per student; a log scale, because a validation in
+    which the student loops reads tens or hundreds of times its usual MER."""
     plot_lines({name: ([r["step"] for r in records], [100 * r["mer"] for r in records])
                 for name, records in curves.items()},
-               "training step", "validation MER % (dev, long-form)", "learning curves", path)
+               "training step", "validation MER % (dev, long-form; log scale)", "learning curves", path, log_y=True)
 
 
 def curves_table(curves: dict[str, list[dict]]) -> str:
