@@ -68,15 +68,15 @@ def timed(fn, runs: int, warmup: int = 1) -> list[float]:
         fn()
     times = []
     for _ in range(runs):
-        _synchronize()
+        synchronize()
         start = time.perf_counter()
         fn()
-        _synchronize()
+        synchronize()
         times.append(time.perf_counter() - start)
     return times
 
 
-def _synchronize() -> None:
+def synchronize() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 
@@ -93,11 +93,11 @@ def encoder_clock(recognizer):
     encoder, spent, starts = model.get_encoder(), [0.0], []
 
     def before(*_):
-        _synchronize()
+        synchronize()
         starts.append(time.perf_counter())
 
     def after(*_):
-        _synchronize()
+        synchronize()
         spent[0] += time.perf_counter() - starts.pop()
 
     handles = [encoder.register_forward_pre_hook(before), encoder.register_forward_hook(after)]

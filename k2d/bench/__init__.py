@@ -11,6 +11,10 @@
     # teacher cache (encoder states; encoder states + teacher top-k, no teacher loaded)
     python -m k2d.bench train --teacher egs/mini_cs/models/teacher --cuts CUTS.jsonl.gz
 
+    # training step time of streaming students (seed 003) by variant, on the recipe's own batches
+    python -m k2d.bench stream-train --config egs/mini_cs_streaming/conf/train.yaml --data-dir DATA_DIR \
+        --tokens TOKENS_DIR --rows espnet narrow32:subsampling_channels=32
+
     # stage 1 / 3 throughput: audio seconds per second at batch 1 vs batch N
     python -m k2d.bench throughput --teacher T --validator V --recordings REC.jsonl.gz --cuts CHUNKS.jsonl.gz
 

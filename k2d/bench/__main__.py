@@ -12,6 +12,7 @@ import torch
 from k2d.bench import __doc__ as BENCH_DOC
 from k2d.bench.labelling import bench_throughput, bench_vad
 from k2d.bench.shapes import SHAPES, bench_shapes
+from k2d.bench.streaming import bench_stream_train
 from k2d.bench.training import TRAIN_MODES, bench_train, train_step_stats
 from k2d.inference.settings import GenerationSettings
 from k2d.models.names import resolve_model
@@ -65,6 +66,17 @@ def get_parser() -> argparse.ArgumentParser:
     train.add_argument("--before-code", help="a k2d checkout of an older commit (git worktree add DIR COMMIT)")
     train.add_argument("--before-modes", nargs="+", default=[],
                        help="modes to run first with --before-code's own code (the reference of the speed-ups)")
+    stream = sub.add_parser("stream-train", help="training step time of streaming students (seed 003) by variant")
+    stream.add_argument("--config", type=Path, required=True, help="the students' train.yaml")
+    stream.add_argument("--data-dir", type=Path, required=True, help="an ESPnet ASR data dir (wav.scp, text)")
+    stream.add_argument("--tokens", type=Path, required=True, help="the dir of tokens.txt and bpe.model")
+    stream.add_argument("--rows", nargs="+", required=True,
+                        help="NAME[:KEY=VALUE,...]: streaming_encoder_conf or model_conf options over the config's")
+    stream.add_argument("--steps", type=int, default=5, help="batches timed per row and round")
+    stream.add_argument("--rounds", type=int, default=3)
+    stream.add_argument("--batch-seconds", type=float, default=50.0, help="audio per batch")
+    stream.add_argument("--teacher-config", help="for rows with KD: the teacher's config.yaml")
+    stream.add_argument("--teacher-model", help="for rows with KD: the teacher's checkpoint")
     one = sub.add_parser("_train_one", help=argparse.SUPPRESS)
     one.add_argument("--work", type=Path, required=True)
     one.add_argument("--mode", required=True)
@@ -98,7 +110,7 @@ def get_parser() -> argparse.ArgumentParser:
     runtimes.add_argument("--runs", type=int, default=1, help="timed runs after the one that gives the texts")
     runtimes.add_argument("--exports-dir", type=Path, required=True, help="where the exports are made (kept)")
     runtimes.add_argument("--language", default="zh")
-    for p in (rtf, shapes, train, one, through, vad, runtimes):
+    for p in (rtf, shapes, train, stream, one, through, vad, runtimes):
         add_device_argument(p)
         p.add_argument("--output", type=Path, help="also write the table to this file")
     return parser
@@ -120,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "train":
         table = bench_train(args.teacher, args.cuts, args.steps, args.max_duration, args.device, args.topk, args.modes,
                             args.profile, args.rounds, args.before_code, args.before_modes)
+    elif args.command == "stream-train":
+        table = bench_stream_train(args.config, args.data_dir, args.tokens, args.rows, args.steps, args.rounds,
+                                   args.batch_seconds, args.teacher_config, args.teacher_model, args.device)
     elif args.command == "_train_one":
         stats = train_step_stats(args.work, args.mode, args.steps, args.max_duration, args.device, args.profile)
         print(json.dumps(stats))

@@ -66,16 +66,35 @@ def transformer_layer(size: int, heads: int, units: int, dropout: float) -> Enco
                         PositionwiseFeedForward(size, units, dropout), dropout, normalize_before=True)
 
 
+def conv2d_subsampling(input_size: int, output_size: int, dropout: float, channels: int = 0) -> Conv2dSubsampling:
+    """ESPnet's Conv2dSubsampling (two 3x3 convolutions of stride 2, a linear projection, the positional
+    encoding) whose convolutions have `channels` channels instead of `output_size` (0). Its second
+    convolution, output_size x output_size x 9 per output position, is most of a small model's step (a
+    144-wide student: about 40%); icefall's subsampling is narrow for the same reason. The module keeps
+    ESPnet's class and attributes (conv, out), which the streaming decoder and the exports read."""
+    embed = Conv2dSubsampling(input_size, output_size, dropout)
+    if channels and channels != output_size:
+        embed.conv = torch.nn.Sequential(torch.nn.Conv2d(1, channels, 3, 2), torch.nn.ReLU(),
+                                         torch.nn.Conv2d(channels, channels, 3, 2), torch.nn.ReLU())
+        embed.out[0] = torch.nn.Linear(channels * (((input_size - 1) // 2 - 1) // 2), output_size)
+    return embed
+
+
 class ChunkedEncoder(torch.nn.Module):
     """Per-frame input LayerNorm (streaming-safe, unlike utterance mean/variance normalisation), ESPnet's conv2d
-    subsampling and Transformer layers under a chunk mask. forward returns every layer's output too."""
+    subsampling (`subsampling_channels`: conv2d_subsampling) and Transformer layers under a chunk mask. forward
+    returns every layer's output too."""
 
     def __init__(self, input_size: int, output_size: int = 144, attention_heads: int = 4, linear_units: int = 576,
-                 num_blocks: int = 4, dropout_rate: float = 0.1, chunk_size: int = 8, left_chunks: int = -1):
+                 num_blocks: int = 4, dropout_rate: float = 0.1, chunk_size: int = 8, left_chunks: int = -1,
+                 subsampling_channels: int = 0):
         super().__init__()
+        if subsampling_channels < 0:
+            raise ValueError(f"streaming_encoder_conf subsampling_channels must be >= 0 (0: output_size, ESPnet's), "
+                             f"got {subsampling_channels}")
         self.chunk_size, self.left_chunks, self.size = chunk_size, left_chunks, output_size
         self.input_norm = torch.nn.LayerNorm(input_size)
-        self.embed = Conv2dSubsampling(input_size, output_size, dropout_rate)
+        self.embed = conv2d_subsampling(input_size, output_size, dropout_rate, subsampling_channels)
         self.layers = torch.nn.ModuleList(transformer_layer(output_size, attention_heads, linear_units, dropout_rate)
                                           for _ in range(num_blocks))
         self.after_norm = torch.nn.LayerNorm(output_size)
@@ -234,7 +253,7 @@ class StreamingKDTask(ASRTask):
         group = parser.add_argument_group(description="k2d streaming encoder")
         group.add_argument("--streaming_encoder_conf", action=NestedDictAction, default={},
                            help="ChunkedEncoder options: output_size, attention_heads, linear_units, num_blocks, "
-                                "dropout_rate, chunk_size, left_chunks")
+                                "dropout_rate, chunk_size, left_chunks, subsampling_channels")
         group.add_argument("--teacher_config", type=str, default=None, help="the KD teacher's config.yaml")
         group.add_argument("--teacher_model", type=str, default=None, help="the KD teacher's checkpoint (.pth)")
         return parser

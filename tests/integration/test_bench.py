@@ -79,3 +79,39 @@ def test_vad_benchmark_decodes_without_vad_and_skips_noise_with_it(tiny_whisper,
 def test_real_shape_has_whisper_base_parameter_count():
     # openai/whisper-base has 72,593,920 parameters (its Hub page: 72.6M; output projection tied to the embedding)
     assert count_parameters(shapes.random_whisper("base")) == 72_593_920
+
+
+def test_streaming_train_benchmark_times_each_variant_on_the_same_real_batches(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    import yaml
+
+    from k2d.bench.streaming import bench_stream_train
+    from k2d.espnet.tokens import train_tokens
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    texts = {f"u{i}": "a b c d" if i % 2 else "b c a" for i in range(6)}
+    for uid in texts:
+        sf.write(data / f"{uid}.wav", rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
+    (data / "wav.scp").write_text("".join(f"{u} {data / u}.wav\n" for u in texts))
+    (data / "text").write_text("".join(f"{u} {t}\n" for u, t in texts.items()))
+    train_tokens(list(texts.values()), tmp_path / "tokens", vocab_size=8, model_type="char")
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({
+        "token_type": "bpe", "frontend": "default",
+        "frontend_conf": {"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 20},
+        "streaming_encoder_conf": {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 2,
+                                   "chunk_size": 4},
+        "model_conf": {"head": "transducer", "prediction_size": 8, "joint_size": 8}}))
+    table = bench_stream_train(config, data, tmp_path / "tokens", ["base", "narrow:subsampling_channels=4",
+                               "ctc:head=ctc"], steps=2, rounds=1, batch_seconds=2.0, device="cpu")
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| row |")]
+    assert [r.split(" | ")[0] for r in rows] == ["| base", "| narrow", "| ctc"]
+    assert "| base | the config's |" in rows[0] and rows[0].split(" | ")[5] == "1.00x"
+    # 6 s of audio in batches of 2 s: 3 batches, 2 of them timed
+    assert "2 batches of about 2 s of audio" in table
+    with pytest.raises(ValueError, match="audio for 3 batches of 2.0 s, 4 asked"):
+        bench_stream_train(config, data, tmp_path / "tokens", ["base"], steps=4, rounds=1, batch_seconds=2.0,
+                           device="cpu")

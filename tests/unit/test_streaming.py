@@ -205,16 +205,36 @@ def kaldi_fbank(config: dict) -> dict:
     return {**config, "frontend": "kaldi_fbank", "frontend_conf": {"n_mels": 20}}
 
 
-@pytest.mark.parametrize("chunk_ms,left_chunks,frontend", [(40, -1, "default"), (160, -1, "default"),
-                                                          (320, 1, "default"), (40, -1, "kaldi_fbank"),
-                                                          (320, 1, "kaldi_fbank")])
-def test_streaming_decoding_equals_full_decoding_with_the_same_masks(tmp_path, chunk_ms, left_chunks, frontend):
+def test_narrow_subsampling_by_hand():
+    from k2d.streaming.task import conv2d_subsampling
+
+    # 20 bins -> (20 - 1) // 2 = 9 -> (9 - 1) // 2 = 4 bins after the two convolutions
+    espnet = conv2d_subsampling(20, 16, 0.0)  # 0: ESPnet's, output_size channels
+    assert [tuple(m.weight.shape) for m in espnet.conv if hasattr(m, "weight")] == [(16, 1, 3, 3), (16, 16, 3, 3)]
+    assert tuple(espnet.out[0].weight.shape) == (16, 16 * 4)
+    narrow = conv2d_subsampling(20, 16, 0.0, channels=4)
+    assert [tuple(m.weight.shape) for m in narrow.conv if hasattr(m, "weight")] == [(4, 1, 3, 3), (4, 4, 3, 3)]
+    assert tuple(narrow.out[0].weight.shape) == (16, 4 * 4)
+    # the same frames out: 100 feature frames -> ((100 - 1) // 2 - 1) // 2 = 24, 16 wide
+    x, mask = narrow(torch.randn(2, 100, 20), torch.ones(2, 1, 100, dtype=torch.bool))
+    assert x.shape == (2, 24, 16) and mask.shape == (2, 1, 24)
+    with pytest.raises(ValueError, match="subsampling_channels must be >= 0"):
+        from k2d.streaming.task import ChunkedEncoder
+
+        ChunkedEncoder(20, 16, subsampling_channels=-1)
+
+
+@pytest.mark.parametrize("chunk_ms,left_chunks,frontend,channels", [
+    (40, -1, "default", 0), (160, -1, "default", 0), (320, 1, "default", 0), (40, -1, "kaldi_fbank", 0),
+    (320, 1, "kaldi_fbank", 0), (160, 1, "kaldi_fbank", 4)])
+def test_streaming_decoding_equals_full_decoding_with_the_same_masks(tmp_path, chunk_ms, left_chunks, frontend,
+                                                                     channels):
     from k2d.streaming.stream import chunk_frames_of, full_decode, stream
 
     config = task_config(4)
     if frontend == "kaldi_fbank":
         config = kaldi_fbank(config)
-    config["streaming_encoder_conf"]["left_chunks"] = left_chunks
+    config["streaming_encoder_conf"].update(left_chunks=left_chunks, subsampling_channels=channels)
     model, _ = build(tmp_path, "student", config)
     audio = np.random.default_rng(1).standard_normal(3 * 16000 + 1234).astype(np.float32) * 0.1
     frames = chunk_frames_of(model, chunk_ms)
@@ -315,15 +335,15 @@ def sherpa_tokens(export_dir, audio: np.ndarray, int8: bool = False) -> list[int
     return SherpaStreamer(export_dir, int8, tail_ms=0)(audio)[0]
 
 
-@pytest.mark.parametrize("head", ["ctc", "transducer"])
-def test_sherpa_onnx_streams_the_tokens_of_k2d_stream(tmp_path, head):
+@pytest.mark.parametrize("head,channels", [("ctc", 0), ("transducer", 0), ("ctc", 8)])
+def test_sherpa_onnx_streams_the_tokens_of_k2d_stream(tmp_path, head, channels):
     from k2d.streaming.onnx import chunk_input_frames, export_wenet_ctc
     from k2d.streaming.stream import stream
     from k2d.streaming.task import export
 
     config = kaldi_fbank(task_config(4, head=head, prediction_size=8, joint_size=12))
     config["frontend_conf"]["n_mels"] = 80  # sherpa-onnx's feature_dim
-    config["streaming_encoder_conf"]["left_chunks"] = 2
+    config["streaming_encoder_conf"].update(left_chunks=2, subsampling_channels=channels)
     model, config_path = build(tmp_path, "student", config)
     torch.save(model.state_dict(), tmp_path / "valid.loss.best.pth")
     export(config_path, tmp_path / "valid.loss.best.pth", tmp_path / "export")
