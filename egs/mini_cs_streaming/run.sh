@@ -74,6 +74,8 @@ if run_stage 4; then
   # the silence after each utterance in the deployment comparison, given to sherpa-onnx (which decodes whole
   # chunks only) and to k2d alike: the trained chunk (conf/train.yaml: 8 frames of 40 ms) + 100 ms
   sherpa_tail_ms=420
+  beam=4  # the transducer's modified beam search (--beam), at the first of --decode-chunks-ms
+  beam_ms=${decode_chunks_ms%% *}
   decode() {  # decode "SETS" NAME SUFFIX MODULE OPTIONS...: each of SETS into asr_NAME/decode_SET_SUFFIX
     local sets=$1 name=$2 suffix=$3 module=$4
     shift 4
@@ -97,10 +99,14 @@ if run_stage 4; then
     for ms in $decode_chunks_ms; do
       decode "$scored_sets" "$name" "${ms}ms" k2d.streaming.stream --chunk-ms "$ms"
     done
+    heads=$(python -m k2d.streaming.onnx --model "$exp/asr_$name/export" --list-heads | tail -n 1)
+    if [[ " $heads " = *" transducer "* ]]; then
+      decode "$scored_sets" "$name" "${beam_ms}ms_beam$beam" k2d.streaming.stream --chunk-ms "$beam_ms" --beam "$beam"
+    fi
     # deployment: each head sherpa-onnx can run (CTC; a stateless transducer), at the trained chunk, decoded by
     # k2d and by sherpa-onnx (float32, int8); the decodings' names are those k2d.streaming.latency reads
     # (the last line: ESPnet's import prints a notice about flash attention to stdout)
-    for head in $(python -m k2d.streaming.onnx --model "$exp/asr_$name/export" --list-heads | tail -n 1); do
+    for head in $heads; do
       if [ "$head" = ctc ]; then
         sherpa=$exp/asr_$name/export_sherpa suffix=sherpa
         decode "${L[test_sets]}" "$name" ctc k2d.streaming.stream --ctc --tail-ms "$sherpa_tail_ms"
@@ -120,6 +126,12 @@ if run_stage 4; then
     echo "## Streaming students (MER %, relative change vs ${names[0]})"
     python -m k2d.espnet.recipe results --exp-dir "$exp" --systems "$(IFS=,; echo "${names[*]}")" \
       --test-sets "$(IFS=,; echo "${sets[*]}")" --curves "$exp/learning_curves.png"
+    echo
+    echo "## Transducer search at ${beam_ms} ms: greedy, and modified beam search with $beam hypotheses (k2d.streaming.stream --beam)"
+    searched=()
+    for set in $scored_sets; do searched+=("${set}_${beam_ms}ms" "${set}_${beam_ms}ms_beam$beam"); done
+    python -m k2d.espnet.recipe results --exp-dir "$exp" --systems "$(IFS=,; echo "${names[*]}")" \
+      --test-sets "$(IFS=,; echo "${searched[*]}")"
     echo
     echo "## Non-streaming teacher (full context)"
     python -m k2d.espnet.recipe results --exp-dir "$exp" --systems teacher --test-sets "${L[dev_set]}_full,test_in_full,test_ood_full"

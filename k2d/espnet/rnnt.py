@@ -1,5 +1,5 @@
 """Transducers for ESPnet models: the loss ESPnet's ASR model asks for, from torchaudio; a transducer head
-for k2d's own ESPnet models (the streaming student) made of ESPnet's parts; greedy search over it.
+for k2d's own ESPnet models (the streaming student) made of ESPnet's parts; greedy and beam search over it.
 
 ESPnet's `ESPnetASRModel` with `decoder: transducer` imports `RNNTLoss` from `warprnnt_pytorch`
 (warp-transducer), which has no wheel on the package registries and needs a source build. torchaudio's
@@ -14,7 +14,9 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+from typing import NamedTuple
 
+import numpy as np
 import torch
 from espnet2.asr.decoder.transducer_decoder import TransducerDecoder
 from espnet2.asr_transducer.joint_network import JointNetwork
@@ -80,7 +82,7 @@ class TransducerHead(torch.nn.Module):
     """A transducer over an encoder's output, from the parts ESPnet's transducer ASR model uses (seed 002's
     students): a prediction network, `lstm` (ESPnet's `TransducerDecoder`, one LSTM layer over the previous
     tokens) or `stateless` (the last `context_size` tokens, what sherpa-onnx's online transducers run), blank 0
-    as the start; ESPnet's joint network; trained by RNNTLoss; `GreedySearch` decodes with it."""
+    as the start; ESPnet's joint network; trained by RNNTLoss; `GreedySearch` and `BeamSearch` decode with it."""
 
     def __init__(self, vocab_size: int, encoder_size: int, prediction_size: int = 256, joint_size: int = 256,
                  dropout: float = 0.1, prediction: str = "lstm", context_size: int = 2):
@@ -132,6 +134,7 @@ class GreedySearch:
         self.head, self.max_symbols, self.device = head, max_symbols, torch.device(device)
         self.frame = 0
         self.predicted, self.state = head.predict(head.start(self.device), BLANK, self.device)
+        self.tokens, self.at = [], []
 
     @torch.no_grad()
     def accept(self, frames: torch.Tensor) -> tuple[list[int], list[int]]:
@@ -147,4 +150,63 @@ class GreedySearch:
                 at.append(self.frame)
                 self.predicted, self.state = self.head.predict(self.state, best, self.device)
             self.frame += 1
+        self.tokens, self.at = self.tokens + tokens, self.at + at
         return tokens, at
+
+    @property
+    def result(self) -> tuple[list[int], list[int]]:
+        """Every token so far and the frame that emitted each."""
+        return self.tokens, self.at
+
+
+class Hypothesis(NamedTuple):
+    log_prob: float
+    predicted: torch.Tensor  # the prediction network's output after the hypothesis's last token
+    state: tuple  # and its state
+    at: tuple[int, ...]  # the frame that emitted each token
+
+
+class BeamSearch:
+    """Modified beam search (as icefall's and sherpa-onnx's `modified_beam_search`), given the encoder's frames
+    piece by piece or all at once alike: at most one token per frame; at each frame the `beam` best one-step
+    extensions of all hypotheses (the blank keeps a hypothesis's tokens) are kept, those with the same tokens
+    merged (their probabilities added). The result is the best hypothesis so far by log-probability per token
+    (ESPnet's normalisation: the start counts as one), so it may change as frames come."""
+
+    def __init__(self, head: TransducerHead, beam: int = 4, device: str | torch.device = "cpu"):
+        if beam < 1:
+            raise ValueError(f"beam {beam}: a beam search keeps at least one hypothesis")
+        self.head, self.beam, self.device = head, beam, torch.device(device)
+        self.frame = 0
+        predicted, state = head.predict(head.start(self.device), BLANK, self.device)
+        self.hyps = {(): Hypothesis(0.0, predicted, state, ())}  # tokens -> hypothesis
+
+    @torch.no_grad()
+    def accept(self, frames: torch.Tensor) -> None:
+        for frame in frames:
+            keys = list(self.hyps)
+            predicted = torch.stack([self.hyps[k].predicted for k in keys])
+            log_probs = torch.log_softmax(self.head.joint_network(frame.expand(len(keys), -1), predicted), dim=-1)
+            scores = log_probs + torch.tensor([self.hyps[k].log_prob for k in keys])[:, None]
+            top = scores.flatten().topk(min(self.beam, scores.numel()))
+            hyps = {}
+            for score, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                row, token = divmod(index, scores.shape[1])
+                old = self.hyps[keys[row]]
+                key = keys[row] if token == BLANK else (*keys[row], token)
+                if key in hyps:  # the same tokens (so the same prediction) by another path: probabilities add;
+                    # topk is sorted, so the likelier path came first and its frames stay
+                    hyps[key] = hyps[key]._replace(log_prob=float(np.logaddexp(hyps[key].log_prob, score)))
+                elif token == BLANK:
+                    hyps[key] = old._replace(log_prob=score)
+                else:
+                    hyps[key] = Hypothesis(score, *self.head.predict(old.state, token, self.device),
+                                           (*old.at, self.frame))
+            self.hyps = hyps
+            self.frame += 1
+
+    @property
+    def result(self) -> tuple[list[int], list[int]]:
+        """The best hypothesis so far: its tokens and the frame that emitted each."""
+        tokens, hyp = max(self.hyps.items(), key=lambda item: item[1].log_prob / (len(item[0]) + 1))
+        return list(tokens), list(hyp.at)

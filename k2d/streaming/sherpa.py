@@ -51,7 +51,7 @@ def export_metadata(sherpa_dir: Path) -> dict[str, str]:
 class SherpaStreamer:
     """One exported model in sherpa-onnx's OnlineRecognizer; `__call__(audio)` -> (token ids, timing)."""
 
-    def __init__(self, sherpa_dir: Path, int8: bool = False, tail_ms: float | None = None):
+    def __init__(self, sherpa_dir: Path, int8: bool = False, tail_ms: float | None = None, beam: int = 0):
         import sherpa_onnx
 
         meta = export_metadata(sherpa_dir)
@@ -62,8 +62,11 @@ class SherpaStreamer:
             encoder, decoder, joiner = map(str, self.model_files)
             self.recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
                 tokens=tokens, encoder=encoder, decoder=decoder, joiner=joiner, model_type="conformer",
-                normalize_samples=False, num_threads=1)
+                normalize_samples=False, num_threads=1,
+                decoding_method="modified_beam_search" if beam else "greedy_search", max_active_paths=beam or 4)
         else:
+            if beam:
+                raise ValueError(f"beam {beam}: {sherpa_dir} is a CTC export (beam search is for a transducer)")
             self.recognizer = sherpa_onnx.OnlineRecognizer.from_wenet_ctc(
                 tokens=tokens, model=str(self.model_files[0]), chunk_size=self.chunk,
                 num_left_chunks=self.left_chunks, num_threads=1)
@@ -103,19 +106,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--supervisions", type=Path, required=True)
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--tail-ms", type=float, help="silence appended to each utterance (default: a chunk + 100)")
+    parser.add_argument("--beam", type=int, default=0,
+                        help="0: greedy search; N: modified_beam_search with N active paths (a transducer export)")
     args = parser.parse_args(argv)
+    if args.beam < 0:
+        parser.error(f"--beam {args.beam}: 0 (greedy) or a number of active paths")
     if args.tail_ms is not None and args.tail_ms < 0:
         parser.error(f"--tail-ms {args.tail_ms}: silence cannot be shorter than none")
     for path in (*model_files(args.sherpa, args.int8), args.sherpa / TOKENS, args.model / "config.yaml"):
         if not path.is_file():
             parser.error(f"{path} is missing: export with python -m k2d.streaming.task export, then "
                          f"python -m k2d.streaming.onnx{' --int8' if args.int8 else ''}")
-    streamer = SherpaStreamer(args.sherpa, args.int8, args.tail_ms)
+    try:
+        streamer = SherpaStreamer(args.sherpa, args.int8, args.tail_ms, args.beam)
+    except ValueError as error:
+        parser.error(str(error))
     from k2d.manifests import utterance_cuts
 
     _, train_args = load_model(args.model)
     decode_set(streamer, train_args, utterance_cuts(args.recordings, args.supervisions), streamer.chunk_ms,
                args.out_dir, runtime="sherpa-onnx int8" if args.int8 else "sherpa-onnx",
+               search=f"modified_beam_search, {args.beam} active paths" if args.beam else "greedy_search",
                model_mb=round(sum(path.stat().st_size for path in streamer.model_files) / 2**20, 2))
     return 0
 

@@ -10,8 +10,8 @@ changes when more audio arrives), keeps each encoder layer's input for the frame
 layer on the new chunk only, attending to the cached frames as the chunk mask allows (with left_chunks < 0 that
 cache grows with the stream: set left_chunks for unbounded streams). Greedy search, CTC or transducer (the
 prediction network's state carried from chunk to chunk; `--ctc` decodes a transducer's CTC head, as its
-sherpa-onnx export does); the result equals decoding the whole utterance with
-the same chunk masks (tests).
+sherpa-onnx export does), or the transducer's modified beam search (`--beam N`, whose best hypothesis may
+change as chunks come); the result equals decoding the whole utterance with the same chunk masks (tests).
 With a set, OUT_DIR gets hyp.txt, ref.txt, scores.yaml (k2d.score) and latency.yaml: compute per chunk
 (mean, max), the real-time factor, and the first token's delay (audio received when it came out minus the
 end of the audio of the frame that produced it).
@@ -31,7 +31,7 @@ import torch
 import yaml
 
 from k2d.audio import SAMPLE_RATE
-from k2d.espnet.rnnt import GreedySearch
+from k2d.espnet.rnnt import BeamSearch, GreedySearch
 from k2d.kaldi_text import write_text_file
 from k2d.metrics.scoring import score_files
 from k2d.streaming.frontend import Framing, frames_of, framing_of, mirrored_slice
@@ -76,7 +76,7 @@ class StreamingDecoder:
     """Audio in, tokens out as each chunk of encoder frames completes. Work per chunk is the new audio's
     features and subsampling, and each layer on the new frames against the cached earlier ones."""
 
-    def __init__(self, model, chunk_frames: int, ctc: bool = False, max_symbols: int = MAX_SYMBOLS):
+    def __init__(self, model, chunk_frames: int, ctc: bool = False, max_symbols: int = MAX_SYMBOLS, beam: int = 0):
         if chunk_frames < 1:
             raise ValueError(f"chunk of {chunk_frames} encoder frames: a streaming decoder needs at least one")
         self.model, self.chunk = model.eval(), chunk_frames
@@ -85,18 +85,18 @@ class StreamingDecoder:
         self.audio_start = 0
         self.cache = [None] * len(model.encoder.layers)  # each layer's input, frames done
         self.done, self.previous = 0, None
-        self.search = (GreedySearch(model.transducer, max_symbols) if model.transducer is not None and not ctc
-                       else None)
-        self.token_frames = []  # the encoder frame that produced each token so far
+        self.search = transducer_search(model, ctc, max_symbols, beam)
+        self.tokens, self.token_frames = [], []  # the result so far, and the encoder frame that produced each token
 
     @torch.no_grad()
     def accept(self, samples: np.ndarray, final: bool = False) -> list[int]:
-        """Tokens of the chunks these samples complete (all the rest when final)."""
+        """The tokens so far, with those of the chunks these samples complete (all the rest when final). Greedy
+        search and CTC only add tokens; a beam search's best hypothesis may change."""
         self.audio = np.concatenate([self.audio, samples.astype(np.float32)])
         total = encoder_frames(self.audio_start + self.audio.size, self.framing, final)
         ready = total if final else total // self.chunk * self.chunk
         if ready <= self.done:
-            return []
+            return self.tokens
         encoder, new = self.model.encoder, ready - self.done
         # the feature frames behind encoder frames done..ready-1, and the samples behind those
         start, stop = self.framing.span(SUBSAMPLING * self.done, SUBSAMPLING * (ready - 1) + SUBSAMPLING_CONTEXT)
@@ -110,25 +110,36 @@ class StreamingDecoder:
             x = layer_on_new_frames(layer, keys, new, mask)
         encoded = encoder.after_norm(x)
         if self.search is not None:
-            tokens, frames = self.search.accept(encoded[0])  # frames counted from the stream's start
+            self.search.accept(encoded[0])
+            self.tokens, self.token_frames = self.search.result  # frames counted from the stream's start
         else:
             tokens, frames, self.previous = ctc_collapse(self.model.ctc.argmax(encoded)[0].tolist(), self.previous)
-            frames = [self.done + f for f in frames]
-        self.token_frames += frames
+            self.tokens, self.token_frames = self.tokens + tokens, self.token_frames + [self.done + f for f in frames]
         self.done = ready
         keep_from = max(0, self.framing.span(SUBSAMPLING * ready, SUBSAMPLING * ready + 1)[0])  # none needs less
         self.audio, self.audio_start = self.audio[keep_from - self.audio_start :], keep_from
-        return tokens
+        return self.tokens
+
+
+def transducer_search(model, ctc: bool, max_symbols: int, beam: int) -> GreedySearch | BeamSearch | None:
+    """The search over the model's transducer: greedy (beam 0) or modified beam search; None for its CTC head."""
+    if model.transducer is None or ctc:
+        if beam:
+            raise ValueError(f"beam {beam}: beam search is for a transducer, not a CTC head")
+        return None
+    return BeamSearch(model.transducer, beam) if beam else GreedySearch(model.transducer, max_symbols)
 
 
 @torch.no_grad()
 def full_decode(model, audio: np.ndarray, chunk_frames: int, ctc: bool = False,
-                max_symbols: int = MAX_SYMBOLS) -> list[int]:
+                max_symbols: int = MAX_SYMBOLS, beam: int = 0) -> list[int]:
     """The whole utterance at once under the same chunk masks (what streaming must equal)."""
     speech = torch.from_numpy(audio.astype(np.float32))[None]
     encoded, _, _ = model.eval().encode(speech, torch.tensor([speech.shape[1]]), chunk_frames)
-    if model.transducer is not None and not ctc:
-        return GreedySearch(model.transducer, max_symbols).accept(encoded[0])[0]
+    search = transducer_search(model, ctc, max_symbols, beam)
+    if search is not None:
+        search.accept(encoded[0])
+        return search.result[0]
     return ctc_collapse(model.ctc.argmax(encoded)[0].tolist())[0]
 
 
@@ -154,7 +165,7 @@ def with_tail(audio: np.ndarray, tail_ms: float) -> np.ndarray:
 
 
 def stream(model, audio: np.ndarray, chunk_ms: float, ctc: bool = False, max_symbols: int = MAX_SYMBOLS,
-           tail_ms: float = 0.0) -> tuple[list[int], dict]:
+           tail_ms: float = 0.0, beam: int = 0) -> tuple[list[int], dict]:
     """Feed `audio` in pieces of chunk_ms; returns (tokens, timing). chunk_ms 0: the whole utterance at once
     with full context (a non-streaming model such as the teacher). tail_ms of silence are fed after the audio
     (as sherpa-onnx's examples pad, and sherpa-onnx needs: it decodes whole chunks only): a transducer allowed
@@ -162,21 +173,20 @@ def stream(model, audio: np.ndarray, chunk_ms: float, ctc: bool = False, max_sym
     audio = with_tail(audio, tail_ms)
     if chunk_ms == 0:
         began = time.perf_counter()
-        tokens = full_decode(model, audio, 0, ctc, max_symbols)
+        tokens = full_decode(model, audio, 0, ctc, max_symbols, beam)
         return tokens, {"chunks": 1, "compute_seconds": [time.perf_counter() - began], "first_token_delay": None}
-    decoder = StreamingDecoder(model, chunk_frames_of(model, chunk_ms), ctc, max_symbols)
+    decoder = StreamingDecoder(model, chunk_frames_of(model, chunk_ms), ctc, max_symbols, beam)
     piece = round(chunk_ms * SAMPLE_RATE / 1000)
     tokens, compute, first_delay = [], [], None
     frame_seconds = frame_ms_of(model) / 1000
     for start in range(0, max(audio.size, 1), piece):
         final = start + piece >= audio.size
         began = time.perf_counter()
-        new = decoder.accept(audio[start : start + piece], final=final)
+        tokens = decoder.accept(audio[start : start + piece], final=final)
         compute.append(time.perf_counter() - began)
-        if new and not tokens:  # the first token: how long after the end of its frame's audio it came out
+        if tokens and first_delay is None:  # the first token: how long after the end of its frame's audio it came
             received = min(audio.size, start + piece) / SAMPLE_RATE
             first_delay = received - (decoder.token_frames[0] + 1) * frame_seconds
-        tokens += new
     return tokens, {"chunks": len(compute), "compute_seconds": compute, "first_token_delay": first_delay}
 
 
@@ -192,7 +202,7 @@ def text_of(args, tokens: list[int]) -> str:
     from espnet2.text.token_id_converter import TokenIDConverter
 
     pieces = TokenIDConverter(args.token_list).ids2tokens(tokens)
-    return build_tokenizer(args.token_type, args.bpemodel).tokens2text(pieces)
+    return build_tokenizer(args.token_type, getattr(args, "bpemodel", None)).tokens2text(pieces)  # none: char tokens
 
 
 def decode_set(decode, args, cuts, chunk_ms: float, out_dir: Path, **facts) -> dict:
@@ -239,7 +249,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ctc", action="store_true",
                         help="decode a transducer's CTC head (what its sherpa-onnx export runs)")
     parser.add_argument("--max-symbols", type=int, default=MAX_SYMBOLS,
-                        help="transducer tokens one encoder frame may emit (sherpa-onnx emits 1)")
+                        help="greedy search: transducer tokens one encoder frame may emit (sherpa-onnx emits 1)")
+    parser.add_argument("--beam", type=int, default=0,
+                        help="0: greedy search; N: the transducer's modified beam search with N hypotheses (one "
+                             "token per frame, as sherpa-onnx's modified_beam_search)")
     parser.add_argument("--tail-ms", type=float, default=0.0,
                         help="silence fed after each utterance, so that its last words come out (sherpa-onnx "
                              "via k2d.streaming.sherpa: the chunk + 100 ms)")
@@ -265,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         args.chunk_ms = model.encoder.chunk_size * frame_ms_of(model)
     if args.max_symbols < 1:
         parser.error(f"--max-symbols {args.max_symbols}: a frame emits at least one token")
+    if args.beam < 0 or (args.beam and args.ctc):
+        parser.error(f"--beam {args.beam}: 0 (greedy) or a number of hypotheses for a transducer (not with --ctc)")
+    if args.beam and model.transducer is None:
+        parser.error(f"--beam {args.beam}: {args.model} has no transducer (a CTC model decodes greedily)")
     if args.tail_ms < 0:
         parser.error(f"--tail-ms {args.tail_ms}: silence cannot be shorter than none")
     try:
@@ -277,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         audio, rate = sf.read(args.audio, dtype="float32", always_2d=True)
         if rate != SAMPLE_RATE:
             parser.error(f"{args.audio}: {rate} Hz; the model reads {SAMPLE_RATE} Hz audio")
-        tokens, timing = stream(model, audio.mean(axis=1), args.chunk_ms, args.ctc, args.max_symbols, args.tail_ms)
+        tokens, timing = stream(model, audio.mean(axis=1), args.chunk_ms, args.ctc, args.max_symbols, args.tail_ms,
+                                args.beam)
         print(text_of(train_args, tokens))
         log.info("%d chunks, %.1f ms compute per chunk", timing["chunks"],
                  1000 * statistics.mean(timing["compute_seconds"]))
@@ -286,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--recordings needs --supervisions and --out-dir")
     from k2d.manifests import utterance_cuts
 
-    decode_set(lambda audio: stream(model, audio, args.chunk_ms, args.ctc, args.max_symbols, args.tail_ms), train_args,
-               utterance_cuts(args.recordings, args.supervisions), args.chunk_ms, args.out_dir)
+    decode_set(lambda audio: stream(model, audio, args.chunk_ms, args.ctc, args.max_symbols, args.tail_ms, args.beam),
+               train_args, utterance_cuts(args.recordings, args.supervisions), args.chunk_ms, args.out_dir,
+               search=f"modified beam search, beam {args.beam}" if args.beam else "greedy")
     return 0
 
 

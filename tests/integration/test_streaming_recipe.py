@@ -47,7 +47,8 @@ def test_mini_cs_streaming_tiny(repo_root, tmp_path):
     # every model is a transducer, which the export keeps
     assert student["model_conf"]["head"] == "transducer" and any(k.startswith("transducer.") for k in exported)
     assert "loss_transducer=" in (exp / "asr_alone" / "train.log").read_text()
-    for system, decoding in [("teacher", "full"), ("alone", "320ms"), ("branch_apc", "320ms")]:
+    for system, decoding in [("teacher", "full"), ("alone", "320ms"), ("branch_apc", "320ms"),
+                             ("branch_apc", "320ms_beam4")]:
         for test_set in ("dev", "test_in", "test_ood"):  # dev: what the choices are made on
             out = exp / f"asr_{system}" / f"decode_{test_set}_{decoding}"
             hyps = (out / "hyp.txt").read_text().splitlines()
@@ -70,4 +71,5 @@ def test_mini_cs_streaming_tiny(repo_root, tmp_path):
     assert "test_in_320ms" in results and "first token" in results and "test_in_sherpa_int8" in results
     assert "## Deployment: sherpa-onnx" in results and "| branch_apc | CTC | test_ood |" in results
     assert "| branch_apc | transducer | test_ood |" in results
+    assert "modified beam search with 4 hypotheses" in results and "test_ood_320ms_beam4 MER %" in results
     assert (exp / "learning_curves.png").stat().st_size > 0 and "| alone | 1 | 1 |" in results

@@ -4,6 +4,7 @@ and ESPnet's greedy transducer search on a joiner whose output is known."""
 import math
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,16 +111,23 @@ def test_stateless_prediction_by_hand():
         StatelessPrediction(4, 2, context_size=0)
 
 
-@pytest.mark.parametrize("prediction", ["lstm", "stateless"])
-def test_greedy_search_gives_the_same_tokens_piece_by_piece(prediction):
-    from k2d.espnet.rnnt import GreedySearch, TransducerHead
+def random_head(prediction: str):
+    """A random transducer head (a sharpened joiner that says several things) and 30 random encoder frames."""
+    from k2d.espnet.rnnt import TransducerHead
 
     torch.manual_seed(0)
     head = TransducerHead(vocab_size=6, encoder_size=4, prediction_size=8, joint_size=8, dropout=0.0,
                           prediction=prediction).eval()
     with torch.no_grad():
-        head.joint_network.lin_out.weight.mul_(20)  # a random joiner that says several things
-    frames = torch.randn(30, 4)
+        head.joint_network.lin_out.weight.mul_(20)
+    return head, torch.randn(30, 4)
+
+
+@pytest.mark.parametrize("prediction", ["lstm", "stateless"])
+def test_greedy_search_gives_the_same_tokens_piece_by_piece(prediction):
+    from k2d.espnet.rnnt import GreedySearch
+
+    head, frames = random_head(prediction)
     whole, at = GreedySearch(head).accept(frames)
     pieces = GreedySearch(head)
     tokens, frame_of = [], []
@@ -157,3 +165,72 @@ def test_the_stateless_head_trains_and_decodes_what_its_prediction_network_says(
     assert torch.equal(search.predicted, head.decoder(torch.tensor([[BLANK, 4]]))[0, -1])
     with pytest.raises(ValueError, match="prediction must be one of lstm, stateless"):
         TransducerHead(6, 4, prediction="gru")
+
+
+class TableHead:
+    """A transducer whose joint network reads its probabilities from a table: (frame, tokens so far) -> the
+    probabilities of blank, token 1 and token 2. The prediction network's 'output' is the index of the tokens."""
+
+    def __init__(self, table: dict):
+        self.table, self.contexts = table, sorted({tokens for _, tokens in table})
+
+    def start(self, device):
+        return ()
+
+    def predict(self, state, token, device):
+        state = state if token == 0 else (*state, token)
+        return torch.tensor([float(self.contexts.index(state) if state in self.contexts else -1)]), state
+
+    def joint_network(self, frames, predicted):  # one frame (greedy search) or a batch (beam search)
+        if frames.dim() == 1:
+            return self.joint_network(frames[None], predicted[None])[0]
+        rows = [self.table[(int(f[0]), self.contexts[int(p[0])])] for f, p in zip(frames, predicted, strict=True)]
+        return torch.tensor(rows).log()
+
+
+def test_beam_search_by_hand_finds_what_greedy_search_misses():
+    from k2d.espnet.rnnt import BeamSearch, GreedySearch
+
+    head = TableHead({(0, ()): [0.40, 0.35, 0.25],
+                      (1, ()): [0.90, 0.05, 0.05], (1, (1,)): [0.30, 0.10, 0.60],
+                      (1, (2,)): [0.90, 0.05, 0.05], (1, (1, 1)): [1.0, 0.0, 0.0], (1, (1, 2)): [1.0, 0.0, 0.0]})
+    frames = torch.tensor([[0.0], [1.0]])
+    greedy = GreedySearch(head, max_symbols=1)
+    greedy.accept(frames)
+    assert greedy.result == ([], [])  # blank at frame 0 (0.40), blank at frame 1 (0.90): 0.36
+    search = BeamSearch(head, beam=2)
+    search.accept(frames)
+    # frame 0 keeps () 0.40 and (1) 0.35; frame 1's best two: () 0.40 x 0.90 = 0.36, (1, 2) 0.35 x 0.60 = 0.21
+    assert {k: round(float(np.exp(h.log_prob)), 6) for k, h in search.hyps.items()} == {(): 0.36, (1, 2): 0.21}
+    # per token (the start counts as one): log 0.36 / 1 = -1.02 < log 0.21 / 3 = -0.52
+    assert search.result == ([1, 2], [0, 1])
+
+
+def test_beam_search_merges_the_paths_to_the_same_tokens_by_hand():
+    from k2d.espnet.rnnt import BeamSearch
+
+    head = TableHead({(0, ()): [0.5, 0.4, 0.1], (1, ()): [0.1, 0.8, 0.1], (1, (1,)): [0.7, 0.2, 0.1],
+                      (1, (2,)): [1.0, 0.0, 0.0], (1, (1, 1)): [1.0, 0.0, 0.0]})
+    search = BeamSearch(head, beam=2)
+    search.accept(torch.tensor([[0.0], [1.0]]))
+    # frame 1's best two: () then token 1 (0.5 x 0.8 = 0.40) and (1) then blank (0.4 x 0.7 = 0.28): both (1)
+    assert list(search.hyps) == [(1,)] and float(np.exp(search.hyps[(1,)].log_prob)) == pytest.approx(0.68)
+    assert search.result == ([1], [1])  # the frames of the likelier path
+
+
+@pytest.mark.parametrize("prediction", ["lstm", "stateless"])
+def test_beam_search_of_one_is_greedy_search_of_one_token_per_frame_and_pieces_change_nothing(prediction):
+    from k2d.espnet.rnnt import BeamSearch, GreedySearch
+
+    head, frames = random_head(prediction)
+    greedy, one = GreedySearch(head, max_symbols=1), BeamSearch(head, beam=1)
+    greedy.accept(frames)
+    one.accept(frames)
+    assert one.result == greedy.result and len(set(greedy.result[0])) >= 2
+    whole, pieces = BeamSearch(head, beam=4), BeamSearch(head, beam=4)
+    whole.accept(frames)
+    for first in range(0, 30, 7):
+        pieces.accept(frames[first : first + 7])
+    assert pieces.result == whole.result and len(whole.result[0]) >= 3
+    with pytest.raises(ValueError, match="keeps at least one hypothesis"):
+        BeamSearch(head, beam=0)

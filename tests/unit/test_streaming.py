@@ -319,6 +319,9 @@ def test_streaming_transducer_decoding_equals_full_decoding(tmp_path, teacher, c
     streamed, _ = stream(model, audio, chunk_ms)
     assert streamed == full_decode(model, audio, chunk_frames_of(model, chunk_ms))
     assert len(set(streamed)) >= 3
+    # modified beam search too: its hypotheses carried from chunk to chunk
+    beamed, _ = stream(model, audio, chunk_ms, beam=4)
+    assert beamed == full_decode(model, audio, chunk_frames_of(model, chunk_ms), beam=4) and len(beamed) >= 3
     # the export keeps the transducer (an inference part) and drops the teacher and branches
     torch.save(model.state_dict(), tmp_path / "valid.loss.best.pth")
     export(config_path, tmp_path / "valid.loss.best.pth", tmp_path / "export")
@@ -326,6 +329,17 @@ def test_streaming_transducer_decoding_equals_full_decoding(tmp_path, teacher, c
     assert loaded.transducer is not None and loaded.teacher is None and not hasattr(loaded, "branches")
     assert loaded.transducer.stateless == (prediction == "stateless")
     assert stream(loaded, audio, chunk_ms)[0] == streamed
+    # the command line: --beam decodes a transducer, and is refused with --ctc
+    import soundfile as sf
+
+    from k2d.streaming.stream import main
+
+    sf.write(tmp_path / "a.wav", audio, 16000)
+    assert main(["--model", str(tmp_path / "export"), "--audio", str(tmp_path / "a.wav"), "--chunk-ms",
+                 str(chunk_ms), "--beam", "4"]) == 0
+    with pytest.raises(SystemExit) as refused:
+        main(["--model", str(tmp_path / "export"), "--audio", str(tmp_path / "a.wav"), "--ctc", "--beam", "4"])
+    assert refused.value.code == 2
 
 
 def sherpa_tokens(export_dir, audio: np.ndarray, int8: bool = False) -> list[int]:
@@ -364,17 +378,22 @@ def test_sherpa_onnx_streams_the_tokens_of_k2d_stream(tmp_path, head, channels):
     assert kaldialign.edit_distance(ours, sherpa_tokens(out, audio, int8=True))["err_rate"] < 0.5
 
 
+def sherpa_transducer_config() -> dict:
+    """A random student sherpa-onnx's online transducer runs: Kaldi fbank of 80 bins, stateless prediction."""
+    config = kaldi_fbank(task_config(4, head="transducer", prediction="stateless", context_size=2, prediction_size=8,
+                                     joint_size=12))
+    config["frontend_conf"]["n_mels"] = 80
+    config["streaming_encoder_conf"]["left_chunks"] = 2
+    return config
+
+
 def test_sherpa_onnx_streams_the_tokens_of_k2d_stream_through_the_transducer(tmp_path):
     from k2d.streaming.onnx import export_conformer_transducer
     from k2d.streaming.sherpa import SherpaStreamer
     from k2d.streaming.stream import stream
     from k2d.streaming.task import export
 
-    config = kaldi_fbank(task_config(4, head="transducer", prediction="stateless", context_size=2, prediction_size=8,
-                                     joint_size=12))
-    config["frontend_conf"]["n_mels"] = 80
-    config["streaming_encoder_conf"]["left_chunks"] = 2
-    model, config_path = build(tmp_path, "student", config)
+    model, config_path = build(tmp_path, "student", sherpa_transducer_config())
     with torch.no_grad():  # sherpa-onnx reads <unk> as a blank; this random model never says it
         model.transducer.joint_network.lin_out.bias[TOKENS.index("<unk>")] = -1e4
         # sherpa-onnx starts with the context [-1, blank]: were -1 read as the embedding's last row (ONNX's Gather
@@ -412,6 +431,27 @@ def test_sherpa_onnx_streams_the_tokens_of_k2d_stream_through_the_transducer(tmp
         together.recognizer.decode_streams(ready)
     batched = [[together.ids[t] for t in together.recognizer.get_result_all(one).tokens] for one in streams]
     assert batched == [ours, sherpa_tokens(out, later)]
+
+
+def test_sherpa_onnx_modified_beam_search_gives_k2d_beam_search(tmp_path):
+    from k2d.streaming.onnx import export_conformer_transducer, export_wenet_ctc
+    from k2d.streaming.sherpa import SherpaStreamer
+    from k2d.streaming.stream import stream
+    from k2d.streaming.task import export
+
+    model, config_path = build(tmp_path, "student", sherpa_transducer_config())
+    with torch.no_grad():
+        model.transducer.joint_network.lin_out.bias[TOKENS.index("<unk>")] = -1e4  # sherpa-onnx's second blank
+        model.transducer.joint_network.lin_out.weight.div_(180)  # undo build's sharpening, and more: beams differ
+    torch.save(model.state_dict(), tmp_path / "valid.loss.best.pth")
+    export(config_path, tmp_path / "valid.loss.best.pth", tmp_path / "export")
+    out = export_conformer_transducer(tmp_path / "export", tmp_path / "sherpa")
+    audio = np.random.default_rng(0).standard_normal(160 * (16 * 25 + 4)).astype(np.float32) * 0.1
+    ours = stream(model, audio, 160, beam=4)[0]
+    assert ours != stream(model, audio, 160, max_symbols=1)[0] and len(set(ours)) >= 2  # not greedy search's
+    assert SherpaStreamer(out, tail_ms=0, beam=4)(audio)[0] == ours
+    with pytest.raises(ValueError, match="beam search is for a transducer"):
+        SherpaStreamer(export_wenet_ctc(tmp_path / "export", tmp_path / "sherpa_ctc"), beam=4)
 
 
 def test_the_transducer_export_refuses_what_sherpa_onnx_cannot_run(tmp_path):
