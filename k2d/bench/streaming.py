@@ -115,7 +115,7 @@ def bench_stream_train(config: Path, data_dir: Path, tokens: Path, rows: list[st
         for name, (model, _) in models.items():
             times[name].append(step_seconds(model, batches, dev))
     first = statistics.median(next(iter(times.values())))
-    lines = [f"{hardware()}, {dev.type}, {torch.get_num_threads()} CPU thread(s), {config}, {steps} batches of about "
+    lines = [f"{hardware()}, device {dev}, {config}, {steps} batches of about "
              f"{batch_seconds:g} s of audio from {data_dir}, {rounds} interleaved round(s) after a warm-up step",
              "", "| row | options | step time (median) | range over rounds | steps per hour | speed-up vs the first "
              "| trainable parameters |", "|---|---|---|---|---|---|---|"]
