@@ -59,6 +59,7 @@ APC_INPUTS = ("stream", "branch")  # what the APC head reads: the streaming laye
 # model_conf the exported model keeps
 HEAD_OPTIONS = ("head", "ctc_weight", "prediction", "context_size", "prediction_size", "joint_size")
 TRAINING_ONLY = ("teacher.", "layer_heads.", "branches.", "apc_heads.")  # parameters the export drops
+PROBE_UTTERANCES = 8  # validation utterances the export runs through the subsampling
 
 
 def transformer_layer(size: int, heads: int, units: int, dropout: float) -> EncoderLayer:
@@ -276,10 +277,38 @@ class StreamingKDTask(ASRTask):
         return StreamingKDModel(len(args.token_list), frontend, encoder, teacher=teacher, **(args.model_conf or {}))
 
 
+def live_subsampling_channels(model: StreamingKDModel, audios: list) -> tuple[int, int]:
+    """Channels of the subsampling's last convolution that are positive anywhere on `audios`, and how many it
+    has. None alive: the encoder passes no audio on (dead ReLUs; a run whose first steps had a large gradient
+    can end there) and the model says the same for every input."""
+    conv = model.encoder.embed.conv
+    alive = torch.zeros(conv[2].out_channels, dtype=torch.bool)
+    with torch.no_grad():
+        for audio in audios:
+            speech = torch.from_numpy(audio)[None]
+            feats, _ = model.frontend(speech, torch.tensor([speech.shape[1]]))
+            alive |= (conv(model.encoder.input_norm(feats).unsqueeze(1)) > 0).any(dim=(0, 2, 3))
+    return int(alive.sum()), alive.numel()
+
+
+def validation_audio(conf: dict, count: int) -> list:
+    """The first `count` utterances of a training config's validation audio (its wav.scp), if it names one."""
+    import soundfile as sf
+
+    for path, _, kind in conf.get("valid_data_path_and_name_and_type") or []:
+        if kind == "sound" and Path(path).is_file():
+            lines = Path(path).read_text(encoding="utf-8").splitlines()[:count]
+            return [sf.read(line.split(maxsplit=1)[1].strip(), dtype="float32")[0] for line in lines]
+    return []
+
+
 def export(config: Path, checkpoint: Path, out_dir: Path) -> Path:
     """The streaming model alone: the training config without the teacher, the checkpoint without the
-    teacher, heads and branches. Returns the model file (OUT_DIR/model.pth, OUT_DIR/config.yaml beside it)."""
+    teacher, heads and branches. Returns the model file (OUT_DIR/model.pth, OUT_DIR/config.yaml beside it).
+    A model whose subsampling passes no audio on (live_subsampling_channels on the config's validation audio)
+    is refused and nothing is written."""
     conf = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    probe = validation_audio(conf, PROBE_UTTERANCES)
     conf["model_conf"] = {"kd": "none", **{k: v for k, v in (conf.get("model_conf") or {}).items()
                                            if k in HEAD_OPTIONS}}
     conf["teacher_config"] = conf["teacher_model"] = None
@@ -289,6 +318,18 @@ def export(config: Path, checkpoint: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(conf, allow_unicode=True), encoding="utf-8")
     torch.save(state, out_dir / "model.pth")
+    if probe:
+        model, _ = StreamingKDTask.build_model_from_file(out_dir / "config.yaml", out_dir / "model.pth", "cpu")
+        alive, channels = live_subsampling_channels(model.eval(), probe)
+        if not alive:
+            for name in ("config.yaml", "model.pth"):
+                (out_dir / name).unlink()
+            raise ValueError(f"{checkpoint}: none of the {channels} channels of the subsampling's last convolution "
+                             f"is positive on {len(probe)} validation utterances: the encoder passes no audio on "
+                             "and the model says the same for every input (its ReLUs died in training). Train it "
+                             "again with another seed (systems.txt: NAME=...,seed=N)")
+        log.info("%s: %d of %d subsampling channels live on %d validation utterances", checkpoint, alive, channels,
+                 len(probe))
     return out_dir / "model.pth"
 
 
@@ -301,7 +342,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument("--checkpoint", type=Path, required=True)
         parser.add_argument("--out-dir", type=Path, required=True)
         args = parser.parse_args(argv[1:])
-        print(export(args.config, args.checkpoint, args.out_dir))
+        try:
+            print(export(args.config, args.checkpoint, args.out_dir))
+        except ValueError as error:
+            parser.exit(1, f"error: {error}\n")
         return
     StreamingKDTask.main(cmd=argv)
 

@@ -269,6 +269,33 @@ def test_export_drops_teacher_heads_and_branches_and_decodes_identically(tmp_pat
     assert stream(loaded, audio, 80)[0] == stream(student, audio, 80)[0] == full_decode(student, audio, 2)
 
 
+def test_export_refuses_a_model_whose_subsampling_passes_no_audio_on(tmp_path):
+    import soundfile as sf
+
+    from k2d.streaming.task import export, live_subsampling_channels
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "valid").mkdir()
+    for i in range(2):
+        sf.write(tmp_path / "valid" / f"u{i}.wav", rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
+    (tmp_path / "valid" / "wav.scp").write_text("".join(f"u{i} {tmp_path / 'valid' / f'u{i}.wav'}\n" for i in range(2)))
+    config = {**task_config(2), "valid_data_path_and_name_and_type": [[str(tmp_path / "valid" / "wav.scp"), "speech",
+                                                                       "sound"]]}
+    model, config_path = build(tmp_path, "student", config)
+    audio = [sf.read(tmp_path / "valid" / "u0.wav", dtype="float32")[0]]
+    assert live_subsampling_channels(model.eval(), audio)[0] > 0  # a random model's channels live
+    torch.save(model.state_dict(), tmp_path / "alive.pth")
+    assert export(config_path, tmp_path / "alive.pth", tmp_path / "alive").is_file()
+    with torch.no_grad():  # every channel of the last convolution negative on any input: dead ReLUs
+        model.encoder.embed.conv[2].bias.fill_(-1e4)
+    assert live_subsampling_channels(model, audio) == (0, 16)
+    torch.save(model.state_dict(), tmp_path / "dead.pth")
+    with pytest.raises(ValueError, match="none of the 16 channels of the subsampling's last convolution is positive "
+                                         "on 2 validation utterances"):
+        export(config_path, tmp_path / "dead.pth", tmp_path / "dead")
+    assert not list((tmp_path / "dead").iterdir())  # nothing written
+
+
 def test_a_wider_student_learns_a_narrower_teacher_through_its_heads(tmp_path, teacher):
     _, teacher_config, teacher_model = teacher
     config = {**task_config(2, kd="branch", kd_layers=[2], apc_shift=1),
