@@ -19,6 +19,7 @@ import soundfile as sf
 import torch
 import yaml
 
+from k2d.kaldi_text import read_text_file
 from k2d.models.whisper import resolve_device
 from k2d.speed import hardware, synchronize
 
@@ -63,11 +64,10 @@ def real_batches(args, data_dir: Path, batches: int, batch_seconds: float) -> li
 
     prepare = StreamingKDTask.build_preprocess_fn(args, train=False)
     collate = StreamingKDTask.build_collate_fn(args, train=False)
-    texts = dict(line.split(maxsplit=1) for line in (data_dir / "text").read_text(encoding="utf-8").splitlines())
+    texts = read_text_file(data_dir / "text")
     out, items, seconds = [], [], 0.0
-    for line in (data_dir / "wav.scp").read_text(encoding="utf-8").splitlines():
-        uid, path = line.split(maxsplit=1)
-        audio, rate = sf.read(path.strip(), dtype="float32")
+    for uid, path in read_text_file(data_dir / "wav.scp").items():
+        audio, rate = sf.read(path, dtype="float32")
         items.append((uid, prepare(uid, {"speech": audio, "text": texts[uid]})))
         seconds += audio.shape[0] / rate
         if seconds >= batch_seconds:

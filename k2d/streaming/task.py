@@ -48,6 +48,7 @@ from espnet2.train.class_choices import ClassChoices
 from espnet2.utils.nested_dict_action import NestedDictAction
 
 from k2d.espnet.rnnt import TransducerHead
+from k2d.kaldi_text import read_text_file
 from k2d.mtkd.losses import frame_mask, l1_cosine_loss
 from k2d.streaming.frontend import frontend_choices
 from k2d.streaming.kd import chunk_mask, frame_kl, future_pairs
@@ -297,8 +298,7 @@ def validation_audio(conf: dict, count: int) -> list:
 
     for path, _, kind in conf.get("valid_data_path_and_name_and_type") or []:
         if kind == "sound" and Path(path).is_file():
-            lines = Path(path).read_text(encoding="utf-8").splitlines()[:count]
-            return [sf.read(line.split(maxsplit=1)[1].strip(), dtype="float32")[0] for line in lines]
+            return [sf.read(wav, dtype="float32")[0] for wav in list(read_text_file(Path(path)).values())[:count]]
     return []
 
 
